@@ -1,0 +1,592 @@
+"""config.optim + config.reg -> one optax chain, in an order that is part of the science.
+
+Every regularizer is an optax transformation, and where it sits in the chain decides what
+it means. `build_optimizer` builds, in this order (components whose strength is 0 are left
+out of the chain entirely):
+
+  1. Clipping, on the raw loss gradient g:
+       a. reg.clip_value  optax.clip: every entry into [-clip_value, clip_value];
+       b. reg.clip_norm   optax.clip_by_global_norm: rescale the whole tree so that its
+                          global L2 norm is <= clip_norm;
+       c. reg.agc         optax.adaptive_grad_clip(agc, eps=reg.agc_eps), unit-wise:
+                          ||g_u|| <= agc * max(||w_u||, agc_eps) for every unit u (see
+                          "AGC units" below). Parameters whose path matches the regex
+                          reg.agc_exclude (default '^head/', the classifier head, as in
+                          NFNets) pass through untouched (optax.masked).
+     The regularization terms of step 2 are added after clipping: they are never clipped.
+  2. Coupled penalty gradients, added to the (clipped) gradient, only on parameters
+     selected by reg.decay_mask:
+       a. reg.l1  g += l1 * sign(w)   (a subgradient of l1 * ||w||_1; sign(0) = 0, so a
+                  weight that is exactly zero stays zero; plain subgradient, not proximal,
+                  so with a large lr * l1 a small weight can overshoot zero and oscillate);
+       b. reg.l2  g += l2 * w         (the gradient of (l2 / 2) * ||w||^2; optax
+                  add_decayed_weights). This is "coupled L2": it goes through the
+                  preconditioner of step 3, so under Adam it is rescaled per coordinate.
+  3. The optimizer's preconditioner, with learning rate 1:
+       sgd -> identity; momentum -> optax.trace(momentum); nesterov -> optax.trace(momentum,
+       nesterov=True); adam -> scale_by_adam(b1, b2, eps); rmsprop -> scale_by_rms(decay,
+       eps) (no momentum, eps inside the sqrt, like optax.rmsprop); adadelta ->
+       scale_by_adadelta(rho=decay, eps); adagrad -> scale_by_rss(initial accumulator 0.1
+       as optax.adagrad, eps).
+  4. Decoupled weight decay, only on parameters selected by reg.decay_mask, per
+     reg.weight_decay_mode:
+       - 'lr_scaled' (AdamW / SGDW convention): u += weight_decay * w here, before the
+         learning rate, so the applied change is -lr * schedule(t) * weight_decay * w;
+       - 'independent' (fully decoupled): applied after step 5 as u -= weight_decay * w,
+         so each step multiplies the weight by (1 - weight_decay) whatever the learning
+         rate or schedule (also during warmup, when the lr is 0): use small values.
+  5. Learning rate: optax.scale_by_schedule(shape) with the schedule shape normalized to
+     peak 1 (left out for 'constant'), then optax.scale(-learning_rate).
+     ('independent' weight decay of step 4 comes after this.)
+
+  The three weight-decay conventions stay distinct and named: coupled L2 (reg.l2),
+  decoupled scaled by the lr (reg.weight_decay, mode lr_scaled; = AdamW with Adam) and
+  fully decoupled (mode independent). With plain sgd, coupled L2 and lr_scaled decay give
+  identical updates; with any preconditioner they differ. optax.adamw is never used: it
+  decays by default (weight_decay=1e-4), so a sweep's zero point would not mean zero.
+
+Sweepable strengths. The chain is built by `regularized_chain` wrapped in
+`optax.inject_hyperparams`, so `opt_state.hyperparams` is a dict holding exactly
+HYPERPARAMS = (learning_rate, l1, l2, weight_decay, clip_norm, clip_value, agc) as float
+arrays (dtype of the params), and the transforms read their strengths from there. Changing
+`opt_state.hyperparams['weight_decay']` (for instance per model under jax.vmap) changes the
+decay without recompiling. But which components exist is Python-static, decided by the
+config: a component is in the chain iff its config value is > 0. A hyperparameter whose
+component is absent is carried and ignored. So a sweep must set every swept strength > 0
+in the config; then a hyperparameter of 0 means exactly "off" for l1, l2 and weight_decay,
+while for the clipping thresholds "off" is +inf (a threshold of 0 clips everything to 0).
+
+Parameter paths and masks. Paths are the keys of the params tree passed in, joined with
+'/': pass the `params` collection itself (e.g. `state.params`, not `{'params': ...}`),
+so paths look like 'Dense_0/kernel', 'head/bias'. reg.decay_mask (see `decay_mask`):
+  'ndim>1' (default)  decay parameters with ndim > 1: kernels and embedding tables, not
+                      biases nor LayerNorm/BatchNorm scales (ARCHITECTURE.md: on FlaxBert
+                      this equals HF's name-based bias/LayerNorm rule);
+  'all' | 'none';
+  'REGEX=true|false,REGEX=true|false,...'  rules tried in order with re.search against
+                      each path; the first match wins; every parameter must be matched by
+                      some rule (ValueError naming it otherwise). Regexes cannot contain
+                      ','; end with '.*=false' (or '=false') for a catch-all.
+Masks are callables evaluated on the tree the transform sees, so under jax.vmap over K
+stacked models 'ndim>1' still looks at each model's own shapes (a mask precomputed from a
+stacked tree would decay biases of shape (K, n)). `build_optimizer` still checks the mask
+and the AGC exclusion eagerly on the params it is given.
+
+AGC units follow optax.unitwise_norm: a 1-D (or scalar, or squeezable-to-1-D) parameter is
+one unit; for a 2-D or 3-D parameter the norm is taken over axis 0, one unit per index of
+the other axes (for a Dense kernel (in, out): one unit per output unit; for an embedding
+table (vocab, dim): one unit per feature column, not per token row as in timm); 4-D HWIO
+conv kernels: norm over (0, 1, 2); 5-D: over (0, 1, 2, 3); more dims raise. Tune lambda
+with the batch size (NFNets used 0.01 at batch 4096; the best lambda grows as batches shrink).
+Hyperparameters take the params' highest float dtype (optax.inject_hyperparams default).
+
+Schedules (`schedule_shape`, normalized to peak 1; t = number of updates applied so far,
+T = total_steps, W = warmup_steps, m = min_lr_ratio, p = clip((t - W) / (T - W), 0, 1)):
+  constant       1
+  cosine         m + (1 - m) * (1 + cos(pi * t / T)) / 2, then m (no warmup allowed)
+  warmup_linear  t / W for t < W, then 1 - (1 - m) * p
+  warmup_cosine  t / W for t < W, then m + (1 - m) * (1 + cos(pi * p)) / 2
+                 (equals optax.warmup_cosine_decay_schedule(0, 1, W, T, m))
+  step           step_factor ** floor(t / (step_epochs * steps_per_epoch))
+Warmup starts from 0, so the first update of a warmup schedule is zero (optax convention).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import re
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adadelta", "adagrad")
+SCHEDULES = ("constant", "cosine", "warmup_linear", "warmup_cosine", "step")
+WEIGHT_DECAY_MODES = ("lr_scaled", "independent")
+# The strengths carried in opt_state.hyperparams (always all of them; see the docstring).
+HYPERPARAMS = ("learning_rate", "l1", "l2", "weight_decay", "clip_norm", "clip_value",
+               "agc")
+DECAY_MASK_FORMS = ("'ndim>1'", "'all'", "'none'",
+                    "'REGEX=true|false,REGEX=true|false,...'")
+
+# Defaults used when a key is missing from the config (the config module defines them all).
+_OPTIM_DEFAULTS = dict(
+    name=None, learning_rate=1e-3, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8, decay=0.9,
+    schedule="constant", warmup_steps=0, min_lr_ratio=0.0, step_epochs=10,
+    step_factor=0.1)
+_REG_DEFAULTS = dict(
+    l1=0.0, l2=0.0, weight_decay=0.0, weight_decay_mode="lr_scaled", clip_norm=0.0,
+    clip_value=0.0, agc=0.0, agc_eps=1e-3, agc_exclude="^head/", decay_mask="ndim>1")
+# Where each hyperparameter comes from in the config.
+_HP_SECTION = dict(learning_rate="optim", l1="reg", l2="reg", weight_decay="reg",
+                   clip_norm="reg", clip_value="reg", agc="reg")
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def _key_str(key: Any) -> str:
+  if isinstance(key, jax.tree_util.DictKey):
+    return str(key.key)
+  if isinstance(key, jax.tree_util.GetAttrKey):
+    return str(key.name)
+  if isinstance(key, jax.tree_util.SequenceKey):
+    return str(key.idx)
+  if isinstance(key, jax.tree_util.FlattenedIndexKey):
+    return str(key.key)
+  return str(key)
+
+
+def _path_str(path: tuple[Any, ...]) -> str:
+  return "/".join(_key_str(k) for k in path)
+
+
+def param_paths(params: Any) -> list[str]:
+  """The '/'-joined key path of every leaf of `params`, in tree-flatten order."""
+  leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+  return [_path_str(path) for path, _ in leaves]
+
+
+def _ndim(leaf: Any) -> int:
+  shape = getattr(leaf, "shape", None)
+  return len(shape) if shape is not None else int(np.ndim(leaf))
+
+
+# ----------------------------------------------------------------------------- masks
+
+
+def _parse_decay_mask(spec: Any) -> Any:
+  """Returns 'ndim>1' | 'all' | 'none' | list of (compiled regex, bool)."""
+  bad = ValueError(f"reg.decay_mask={spec!r} is not one of: "
+                   + ", ".join(DECAY_MASK_FORMS))
+  if not isinstance(spec, str):
+    raise bad
+  compact = spec.replace(" ", "").lower()
+  if compact in ("ndim>1", "all", "none"):
+    return compact
+  if not spec.strip():
+    raise bad
+  rules = []
+  for item in spec.split(","):
+    if "=" not in item:
+      raise bad
+    pattern, value = item.rsplit("=", 1)
+    value = value.strip().lower()
+    if value not in ("true", "false"):
+      raise bad
+    try:
+      regex = re.compile(pattern.strip())
+    except re.error as e:
+      raise ValueError(f"reg.decay_mask={spec!r}: invalid regex {pattern.strip()!r} "
+                       f"({e}); allowed forms: " + ", ".join(DECAY_MASK_FORMS)) from None
+    rules.append((regex, value == "true"))
+  return rules
+
+
+def decay_mask(params: Any, spec: str = "ndim>1") -> Any:
+  """Pytree of bools like `params`: True where L1/L2/weight decay apply.
+
+  spec: 'ndim>1' (decay leaves with ndim > 1), 'all', 'none', or comma-separated rules
+  'REGEX=true|false' matched with re.search against each leaf's '/'-joined path (keys of
+  the tree passed in); the first matching rule wins, and a leaf matched by no rule raises
+  ValueError naming it. An invalid spec raises ValueError naming it and the allowed forms.
+  """
+  parsed = _parse_decay_mask(spec)
+  if parsed == "ndim>1":
+    return jax.tree.map(lambda x: _ndim(x) > 1, params)
+  if parsed in ("all", "none"):
+    return jax.tree.map(lambda _: parsed == "all", params)
+
+  uncovered = []
+
+  def rule(path, _):
+    p = _path_str(path)
+    for regex, value in parsed:
+      if regex.search(p):
+        return value
+    uncovered.append(p)
+    return False
+
+  mask = jax.tree_util.tree_map_with_path(rule, params)
+  if uncovered:
+    shown = ", ".join(uncovered[:5]) + (f" (+{len(uncovered) - 5} more)"
+                                        if len(uncovered) > 5 else "")
+    raise ValueError(f"reg.decay_mask={spec!r} matches no rule for parameter(s) {shown}; "
+                     "every parameter must be covered (add e.g. ',.*=false')")
+  return mask
+
+
+def _agc_mask(params: Any, exclude: str) -> Any:
+  """True where AGC clips: parameters whose path does NOT match `exclude`."""
+  regex = re.compile(exclude)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: regex.search(_path_str(path)) is None, params)
+
+
+# ----------------------------------------------------------------------------- L1
+
+
+def add_l1_subgradient(l1: Any) -> optax.GradientTransformation:
+  """Adds l1 * sign(w) to the updates: a subgradient of l1 * ||w||_1 (sign(0) = 0).
+
+  optax has no L1 transform. Needs params; keeps each update's dtype.
+  """
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("add_l1_subgradient needs params: call update(g, state, params)")
+    updates = jax.tree.map(
+        lambda g, w: (g + l1 * jnp.sign(w)).astype(g.dtype), updates, params)
+    return updates, state
+
+  return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def schedule_shape(optim_cfg: Any, steps_per_epoch: int,
+                   total_steps: int) -> Callable[[Any], jax.Array]:
+  """The learning-rate schedule normalized to peak 1 (formulas in the module docstring).
+
+  The learning rate applied at update t (t = 0 for the first update) is
+  optim.learning_rate * schedule_shape(...)(t). Validates the schedule keys.
+  """
+  c = _read(optim_cfg, _OPTIM_DEFAULTS)
+  return _schedule_shape(c, steps_per_epoch, total_steps)
+
+
+def _schedule_shape(c: Mapping[str, Any], steps_per_epoch: int,
+                    total_steps: int) -> Callable[[Any], jax.Array]:
+  name = c["schedule"]
+  _check_choice("optim.schedule", name, SCHEDULES)
+  _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
+  _check_int("total_steps", total_steps, minimum=1)
+  warmup = _check_int("optim.warmup_steps", c["warmup_steps"], minimum=0)
+  m = _check_number("optim.min_lr_ratio", c["min_lr_ratio"])
+  if not 0.0 <= m <= 1.0:
+    raise ValueError(f"optim.min_lr_ratio={c['min_lr_ratio']!r} must be in [0, 1]")
+  if warmup and not name.startswith("warmup_"):
+    raise ValueError(f"optim.warmup_steps={warmup} has no effect with "
+                     f"optim.schedule={name!r}; use one of: warmup_linear, warmup_cosine")
+  if name.startswith("warmup_") and warmup >= total_steps:
+    raise ValueError(f"optim.warmup_steps={warmup} must be < total_steps={total_steps} "
+                     f"for optim.schedule={name!r}")
+
+  if name == "constant":
+    return lambda count: jnp.ones([], jnp.float32)
+
+  if name == "step":
+    every = _check_int("optim.step_epochs", c["step_epochs"], minimum=1) * steps_per_epoch
+    factor = _check_number("optim.step_factor", c["step_factor"])
+    if factor <= 0:
+      raise ValueError(f"optim.step_factor={c['step_factor']!r} must be > 0")
+
+    def step_shape(count):
+      k = jnp.floor_divide(jnp.asarray(count, jnp.int32), every)
+      return jnp.power(jnp.float32(factor), k.astype(jnp.float32))
+
+    return step_shape
+
+  cosine = name in ("cosine", "warmup_cosine")
+  decay_steps = total_steps - warmup
+
+  def decay_shape(count):
+    t = jnp.asarray(count, jnp.float32)
+    p = jnp.clip((t - warmup) / decay_steps, 0.0, 1.0)
+    if cosine:
+      value = m + (1.0 - m) * 0.5 * (1.0 + jnp.cos(jnp.pi * p))
+    else:
+      value = 1.0 - (1.0 - m) * p
+    if warmup:
+      value = jnp.where(t < warmup, t / warmup, value)
+    return value.astype(jnp.float32)
+
+  return decay_shape
+
+
+# ----------------------------------------------------------------------------- the chain
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ChainStructure:
+  """The Python-static part of the chain: what is in it, and the static settings."""
+  optimizer: str
+  preconditioner_kwargs: tuple[tuple[str, float], ...]
+  components: frozenset[str]        # subset of HYPERPARAMS minus learning_rate
+  weight_decay_mode: str
+  decay_mask: Callable[[Any], Any]
+  agc_mask: Optional[Callable[[Any], Any]]  # None: AGC on every parameter
+  agc_eps: float
+  schedule: Optional[Callable[[Any], jax.Array]]  # None: constant
+
+
+def _preconditioner(name: str, kw: Mapping[str, float]) -> optax.GradientTransformation:
+  if name == "sgd":
+    return optax.identity()
+  if name in ("momentum", "nesterov"):
+    return optax.trace(decay=kw["momentum"], nesterov=name == "nesterov")
+  if name == "adam":
+    return optax.scale_by_adam(b1=kw["b1"], b2=kw["b2"], eps=kw["eps"])
+  if name == "rmsprop":
+    return optax.scale_by_rms(decay=kw["decay"], eps=kw["eps"])
+  if name == "adadelta":
+    return optax.scale_by_adadelta(rho=kw["decay"], eps=kw["eps"])
+  if name == "adagrad":
+    return optax.scale_by_rss(initial_accumulator_value=0.1, eps=kw["eps"])
+  raise ValueError(f"optim.name={name!r} is not one of: {', '.join(OPTIMIZERS)}")
+
+
+def regularized_chain(learning_rate, l1, l2, weight_decay, clip_norm, clip_value, agc, *,
+                      structure: ChainStructure) -> optax.GradientTransformation:
+  """The chain of the module docstring; strengths are (injectable) arguments.
+
+  Called by optax.inject_hyperparams with the values in opt_state.hyperparams; the
+  `structure` decides which components exist.
+  """
+  s = structure
+  on = s.components
+  parts = []
+  # 1. Clipping of the raw gradient.
+  if "clip_value" in on:
+    parts.append(optax.clip(clip_value))
+  if "clip_norm" in on:
+    parts.append(optax.clip_by_global_norm(clip_norm))
+  if "agc" in on:
+    agc_tx = optax.adaptive_grad_clip(agc, eps=s.agc_eps)
+    parts.append(agc_tx if s.agc_mask is None else optax.masked(agc_tx, s.agc_mask))
+  # 2. Coupled penalty gradients.
+  if "l1" in on:
+    parts.append(optax.masked(add_l1_subgradient(l1), s.decay_mask))
+  if "l2" in on:
+    parts.append(optax.masked(optax.add_decayed_weights(l2), s.decay_mask))
+  # 3. Preconditioner at learning rate 1.
+  parts.append(_preconditioner(s.optimizer, dict(s.preconditioner_kwargs)))
+  # 4. Decoupled weight decay scaled by the learning rate (AdamW convention).
+  if "weight_decay" in on and s.weight_decay_mode == "lr_scaled":
+    parts.append(optax.masked(optax.add_decayed_weights(weight_decay), s.decay_mask))
+  # 5. Learning rate: schedule shape (peak 1), then -learning_rate.
+  if s.schedule is not None:
+    parts.append(optax.scale_by_schedule(s.schedule))
+  parts.append(optax.scale(-learning_rate))
+  # 4'. Fully decoupled weight decay, independent of the learning rate and schedule.
+  if "weight_decay" in on and s.weight_decay_mode == "independent":
+    parts.append(optax.masked(optax.add_decayed_weights(-weight_decay), s.decay_mask))
+  return optax.chain(*parts)
+
+
+def build_optimizer(optim_cfg: Any, reg_cfg: Any, params: Any, steps_per_epoch: int,
+                    total_steps: int) -> optax.GradientTransformation:
+  """config.optim + config.reg -> optax transformation (chain order: module docstring).
+
+  `params` is the params collection (paths like 'Dense_0/kernel'); it is only used to
+  check reg.decay_mask and reg.agc_exclude eagerly. The result is an
+  optax.inject_hyperparams transformation: opt_state.hyperparams holds HYPERPARAMS.
+  Raises ValueError (one line naming key, value and allowed choices) on a bad config.
+  """
+  o = _read(optim_cfg, _OPTIM_DEFAULTS)
+  r = _read(reg_cfg, _REG_DEFAULTS)
+
+  _check_choice("optim.name", o["name"], OPTIMIZERS)
+  _check_choice("optim.schedule", o["schedule"], SCHEDULES)
+  _check_choice("reg.weight_decay_mode", r["weight_decay_mode"], WEIGHT_DECAY_MODES)
+  values = {}
+  for hp in HYPERPARAMS:
+    section = o if _HP_SECTION[hp] == "optim" else r
+    values[hp] = _check_nonneg(f"{_HP_SECTION[hp]}.{hp}", section[hp])
+
+  name = o["name"]
+  kw = {}
+  if name in ("momentum", "nesterov"):
+    kw["momentum"] = _check_unit("optim.momentum", o["momentum"])
+  if name == "adam":
+    kw["b1"] = _check_unit("optim.b1", o["b1"])
+    kw["b2"] = _check_unit("optim.b2", o["b2"])
+  if name in ("rmsprop", "adadelta"):
+    kw["decay"] = _check_unit("optim.decay", o["decay"])
+  if name in ("adam", "rmsprop", "adadelta", "adagrad"):
+    kw["eps"] = _check_positive("optim.eps", o["eps"])
+
+  schedule = _schedule_shape(o, steps_per_epoch, total_steps)
+
+  spec = r["decay_mask"]
+  decay_mask(params, spec)  # validates the spec and that every parameter is covered
+  mask_fn = functools.partial(decay_mask, spec=spec)
+
+  agc_mask_fn = None
+  agc_eps = 0.0
+  if values["agc"] > 0:
+    agc_eps = _check_positive("reg.agc_eps", r["agc_eps"])
+    exclude = r["agc_exclude"]
+    if exclude is None:
+      exclude = ""
+    if not isinstance(exclude, str):
+      raise ValueError(f"reg.agc_exclude={exclude!r} must be a regex string ('' excludes "
+                       "nothing)")
+    if exclude:
+      try:
+        re.compile(exclude)
+      except re.error as e:
+        raise ValueError(f"reg.agc_exclude={exclude!r} is not a valid regex ({e})") from None
+      clipped = jax.tree.leaves(_agc_mask(params, exclude))
+      if all(clipped):
+        raise ValueError(
+            f"reg.agc_exclude={exclude!r} matches no parameter (paths look like "
+            f"{param_paths(params)[:3]}); name the classifier head's path, or set '' to "
+            "clip every parameter")
+      if not any(clipped):
+        raise ValueError(f"reg.agc_exclude={exclude!r} matches every parameter, so AGC "
+                         "would clip nothing")
+      agc_mask_fn = functools.partial(_agc_mask, exclude=exclude)
+
+  structure = ChainStructure(
+      optimizer=name,
+      preconditioner_kwargs=tuple(sorted(kw.items())),
+      components=frozenset(hp for hp in HYPERPARAMS
+                           if hp != "learning_rate" and values[hp] > 0),
+      weight_decay_mode=r["weight_decay_mode"],
+      decay_mask=mask_fn,
+      agc_mask=agc_mask_fn,
+      agc_eps=agc_eps,
+      schedule=None if o["schedule"] == "constant" else schedule,
+  )
+  factory = optax.inject_hyperparams(regularized_chain, static_args=("structure",))
+  return factory(structure=structure, **values)
+
+
+# ----------------------------------------------------------------------------- config checks
+
+
+def _read(cfg: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
+  out = {}
+  for key, default in defaults.items():
+    out[key] = cfg.get(key, default) if cfg is not None else default
+  return out
+
+
+def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
+  if not isinstance(value, str) or value not in allowed:
+    raise ValueError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+  return value
+
+
+def _check_number(key: str, value: Any) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+    raise ValueError(f"{key}={value!r} must be a number")
+  value = float(value)
+  if not math.isfinite(value):
+    raise ValueError(f"{key}={value!r} must be a finite number")
+  return value
+
+
+def _check_nonneg(key: str, value: Any) -> float:
+  v = _check_number(key, value)
+  if v < 0:
+    raise ValueError(f"{key}={value!r} must be >= 0 (0 turns it off)")
+  return v
+
+
+def _check_positive(key: str, value: Any) -> float:
+  v = _check_number(key, value)
+  if v <= 0:
+    raise ValueError(f"{key}={value!r} must be > 0")
+  return v
+
+
+def _check_unit(key: str, value: Any) -> float:
+  v = _check_number(key, value)
+  if not 0.0 <= v < 1.0:
+    raise ValueError(f"{key}={value!r} must be in [0, 1)")
+  return v
+
+
+def _check_int(key: str, value: Any, minimum: int) -> int:
+  """An int (or an integral float such as 500.0, as command-line overrides give) >= min."""
+  ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.number))
+        and math.isfinite(value) and float(value).is_integer() and value >= minimum)
+  if not ok:
+    raise ValueError(f"{key}={value!r} must be an integer >= {minimum}")
+  return int(value)
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+# Not flax.training.early_stopping.EarlyStopping (read in flax 0.12.8): it only minimizes
+# (`best_metric - metric > min_delta`), and it tests `patience_count >= patience` BEFORE
+# incrementing the count, so it stops after patience + 1 non-improving updates (patience=2:
+# on the 3rd; patience=0: on the 1st, so 0 cannot mean "never"). It also does not record
+# the step of the best value, which the "best" checkpoint needs.
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopping:
+  """Keras-style early stopping on one evaluation metric (host-side, immutable).
+
+  An evaluation improves when value > best + min_delta (mode 'max') or
+  value < best - min_delta (mode 'min'); the first (non-NaN) evaluation always improves; a
+  NaN never improves. `bad_evals` counts consecutive non-improving evaluations (an
+  improvement resets it to 0), and should_stop == (patience > 0 and bad_evals >= patience):
+  with patience=2 it turns True right after the 2nd consecutive non-improving evaluation.
+  patience=0 means never stop. An evaluation improved iff `new.best_step == step`.
+  """
+  metric: str
+  mode: str = "max"
+  patience: int = 0
+  min_delta: float = 0.0
+  best: Optional[float] = None
+  best_step: Optional[int] = None
+  bad_evals: int = 0
+  should_stop: bool = False
+
+  def __post_init__(self):
+    if not isinstance(self.metric, str) or not self.metric:
+      raise ValueError(f"early_stopping.metric={self.metric!r} must be a metric name")
+    _check_choice("early_stopping.mode", self.mode, ("min", "max"))
+    # Normalize types (frozen dataclass, hence object.__setattr__).
+    object.__setattr__(self, "patience",
+                       _check_int("early_stopping.patience", self.patience, minimum=0))
+    object.__setattr__(self, "min_delta",
+                       _check_nonneg("early_stopping.min_delta", self.min_delta))
+
+  def improves(self, value: float) -> bool:
+    value = float(value)
+    if math.isnan(value):
+      return False
+    if self.best is None:
+      return True
+    if self.mode == "max":
+      return value > self.best + self.min_delta
+    return value < self.best - self.min_delta
+
+  def update(self, value: float, step: int) -> "EarlyStopping":
+    value = float(value)
+    if self.improves(value):
+      return dataclasses.replace(self, best=value, best_step=int(step), bad_evals=0,
+                                 should_stop=False)
+    bad = self.bad_evals + 1
+    return dataclasses.replace(self, bad_evals=bad,
+                               should_stop=self.patience > 0 and bad >= self.patience)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> "EarlyStopping":
+    known = {f.name for f in dataclasses.fields(cls)}
+    extra = sorted(set(d) - known)
+    if extra:
+      raise ValueError(f"EarlyStopping.from_dict: unknown keys {extra}")
+    return cls(
+        metric=str(d["metric"]),
+        mode=str(d.get("mode", "max")),
+        patience=int(d.get("patience", 0)),
+        min_delta=float(d.get("min_delta", 0.0)),
+        best=None if d.get("best") is None else float(d["best"]),
+        best_step=None if d.get("best_step") is None else int(d["best_step"]),
+        bad_evals=int(d.get("bad_evals", 0)),
+        should_stop=bool(d.get("should_stop", False)),
+    )
