@@ -1,0 +1,293 @@
+"""Checkpoints that keep both the latest step (to resume) and the best step.
+
+A thin wrapper over ``orbax.checkpoint.CheckpointManager`` (checked on
+orbax-checkpoint 0.12.8). Each step directory holds::
+
+    <directory>/<step>/state     the train state pytree (StandardSave, OCDBT)
+    <directory>/<step>/meta      a JSON dict (epoch, early stopping, seeds ...)
+    <directory>/<step>/metrics   the metrics passed to ``save`` (JSON)
+
+Retention: ``preservation_policy=AnyPreservationPolicy([LatestN(1),
+BestN(n=1)])``, so at most two steps survive: the newest and the best by
+``best_metric``. Do NOT use ``CheckpointManagerOptions(max_to_keep=2,
+best_fn=...)``: that keeps the best two and deletes the newest (steps 0-4 with
+accuracies .5/.9/.7/.6/.65 keep [1, 2]), so a resumed run silently repeats
+epochs.
+
+Facts about orbax 0.12.8 this module relies on (read from its source and
+checked by ``tests/test_checkpoint.py``):
+
+* ``BestN`` sorts the checkpoints that have metrics with
+  ``sorted(key=get_metric_fn, reverse=reverse)`` and keeps the LAST ``n`` of
+  that list. ``reverse`` is the sort order, not "higher is better":
+  ``reverse=False`` keeps the largest values (mode 'max'), ``reverse=True``
+  keeps the smallest (mode 'min'). Checkpoints saved without metrics are kept
+  forever unless ``keep_checkpoints_without_metrics=False`` (set here, so a
+  metric-less save is kept only while it is the newest).
+* The manager writes the ``metrics`` item to disk only when
+  ``CheckpointManagerOptions.best_fn`` is set. With a ``preservation_policy``
+  alone the metrics live in memory only: a restarted process then sees every
+  old step as metric-less and both the retention and ``best_step()`` go wrong.
+  So ``best_fn``/``best_mode`` are set as well (they are not mutually exclusive
+  with ``preservation_policy``; the policy alone decides what is deleted, and
+  ``best_fn`` feeds ``best_step()``).
+* Ties keep the later step (Python's sort is stable for both orders).
+* An unfinished save lives in ``<step>.orbax-checkpoint-tmp`` and is renamed to
+  ``<step>`` only when complete; step discovery ignores such directories.
+  ``cleanup_tmp_directories=True`` removes them in the background when a
+  Checkpointer is opened (awaited before its first save); re-saving the same
+  step also replaces a stale one.
+* ``CheckpointManager.save`` returns ``False`` without saving when ``step`` is
+  not greater than the latest step; ``Checkpointer.save`` raises instead.
+* Async saves copy device arrays to host before ``save`` returns, so the
+  state's buffers may be donated to the next train step right away.
+
+PRNG keys: orbax 0.12.8 saves and restores typed keys (``jax.random.key``)
+directly, implementation included (threefry and rbg checked; restored with a
+``ShapeDtypeStruct`` target from ``abstract_like`` or with no target). Raw
+``jax.random.key_data(key)`` (uint32) works too and is the portable choice if
+the checkpoint must be read by code that does not know the key
+implementation; wrap it back with ``jax.random.wrap_key_data``.
+
+Typical loop::
+
+    ckpt = Checkpointer(workdir / "checkpoints", best_metric="accuracy")
+    if (step := ckpt.latest_step()) is not None:
+        state, meta = ckpt.restore(step, abstract_like(state))
+    ...
+    ckpt.save(epoch, state, meta={"epoch": epoch, ...}, metrics=eval_metrics)
+    ...
+    ckpt.close()   # flushes the last asynchronous save
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import (
+    AnyPreservationPolicy,
+    BestN,
+    LatestN,
+)
+
+__all__ = ["Checkpointer", "abstract_like"]
+
+_MODES = ("max", "min")
+
+
+def abstract_like(state: Any) -> Any:
+  """Returns a restore target for ``state``: arrays become ShapeDtypeStructs.
+
+  * ``jax.Array`` (typed PRNG keys included) -> ``jax.ShapeDtypeStruct`` with
+    the same shape, dtype and sharding, so the restored array is placed with
+    that sharding.
+  * ``jax.ShapeDtypeStruct`` -> unchanged.
+  * ``np.ndarray`` / numpy scalar -> ``ShapeDtypeStruct`` without sharding
+    (orbax restores it as a numpy array).
+  * Python scalars (e.g. flax ``TrainState.step`` before the first update)
+    are kept as they are, so orbax restores them as Python scalars.
+  """
+
+  def leaf(x):
+    if isinstance(x, jax.ShapeDtypeStruct):
+      return x
+    if isinstance(x, jax.Array):
+      return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+    if isinstance(x, (np.ndarray, np.generic)):
+      return jax.ShapeDtypeStruct(np.shape(x), x.dtype)
+    return x
+
+  return jax.tree.map(leaf, state)
+
+
+def _to_json_value(x: Any) -> Any:
+  """Converts jax/numpy scalars and arrays in ``metrics`` to JSON values."""
+  if isinstance(x, dict):
+    return {str(k): _to_json_value(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_to_json_value(v) for v in x]
+  if isinstance(x, (bool, str, type(None))):
+    return x
+  if isinstance(x, numbers.Number) and not isinstance(x, np.generic):
+    return x
+  arr = np.asarray(x)
+  return arr.item() if arr.ndim == 0 else arr.tolist()
+
+
+class Checkpointer:
+  """Keeps the latest checkpoint and the best one by ``best_metric``.
+
+  Args:
+    directory: where the step directories go (absolute or relative; created).
+    best_metric: the key of ``metrics`` that ranks checkpoints.
+    best_mode: 'max' (accuracy, F1) or 'min' (loss).
+  """
+
+  def __init__(
+      self,
+      directory: str | os.PathLike,
+      *,
+      best_metric: str = "accuracy",
+      best_mode: str = "max",
+  ):
+    if best_mode not in _MODES:
+      raise ValueError(
+          f"best_mode={best_mode!r} is not one of {list(_MODES)}"
+      )
+    self._directory = os.path.abspath(os.fspath(directory))
+    os.makedirs(self._directory, exist_ok=True)
+    self.best_metric = best_metric
+    self.best_mode = best_mode
+
+    worst = -math.inf if best_mode == "max" else math.inf
+
+    def metric_fn(metrics) -> float:
+      # NaN/inf-free ranking: a diverged evaluation (NaN) is never "best".
+      value = float(metrics[best_metric])
+      return worst if math.isnan(value) else value
+
+    self._metric_fn = metric_fn
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=AnyPreservationPolicy([
+            LatestN(n=1),
+            # BestN keeps the last n after sorted(..., reverse=reverse):
+            # ascending (reverse=False) keeps the largest values.
+            BestN(
+                get_metric_fn=metric_fn,
+                reverse=(best_mode == "min"),
+                n=1,
+                keep_checkpoints_without_metrics=False,
+            ),
+        ]),
+        # Needed so that metrics are written to disk (and read back by a
+        # restarted process) and for CheckpointManager.best_step().
+        best_fn=metric_fn,
+        best_mode=best_mode,
+        keep_checkpoints_without_metrics=False,
+        cleanup_tmp_directories=True,
+        create=True,
+    )
+    self._mngr = ocp.CheckpointManager(self._directory, options=options)
+
+  # ---------------------------------------------------------------- queries
+
+  @property
+  def directory(self) -> str:
+    return self._directory
+
+  def latest_step(self) -> int | None:
+    """The newest step (including one whose async save is still running)."""
+    return self._mngr.latest_step()
+
+  def best_step(self) -> int | None:
+    """The kept step with the best ``best_metric``; None if none has it."""
+    return self._mngr.best_step()
+
+  def all_steps(self) -> list[int]:
+    """The kept steps, ascending."""
+    return sorted(int(s) for s in self._mngr.all_steps())
+
+  def metrics(self, step: int) -> dict | None:
+    """The metrics saved with ``step`` (None if it was saved without)."""
+    self.wait()
+    return self._mngr.metrics(step)
+
+  # ------------------------------------------------------------ save/restore
+
+  def save(
+      self,
+      step: int,
+      state: Any,
+      meta: dict,
+      metrics: dict | None = None,
+  ) -> None:
+    """Starts saving ``state`` and ``meta`` as ``step`` (asynchronous).
+
+    Waits for the previous save first, so it is safe to call every epoch.
+    The arrays are copied to host before this returns: the caller may donate
+    or delete them afterwards. ``metrics`` must contain ``best_metric`` to be
+    ranked; without metrics the step is kept only while it is the newest.
+    """
+    step = int(step)
+    latest = self.latest_step()
+    if latest is not None and step <= latest:
+      raise ValueError(
+          f"step={step} is not after the latest saved step {latest} in "
+          f"{self._directory}; orbax would silently skip this save"
+      )
+    if not isinstance(meta, dict):
+      raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
+    if metrics is not None:
+      metrics = _to_json_value(dict(metrics))
+      if self.best_metric not in metrics:
+        raise KeyError(
+            f"metrics has no {self.best_metric!r} (best_metric); keys: "
+            f"{sorted(metrics)}"
+        )
+      self._metric_fn(metrics)  # fail here, not in orbax, if not a number
+    saved = self._mngr.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            meta=ocp.args.JsonSave(meta),
+        ),
+        metrics=metrics,
+    )
+    if not saved:
+      raise RuntimeError(f"orbax declined to save step {step}")
+
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+    """Restores ``(state, meta)`` of ``step``.
+
+    ``abstract_state``: a pytree of ``jax.ShapeDtypeStruct`` (see
+    ``abstract_like``) or of concrete arrays, with the structure of the saved
+    state; restored arrays get the target's dtype and sharding. ``None``
+    restores the tree as saved (dicts instead of dataclasses).
+    """
+    self.wait()
+    step = int(step)
+    if step not in self.all_steps():
+      raise FileNotFoundError(
+          f"no checkpoint for step {step} in {self._directory}; "
+          f"kept steps: {self.all_steps()}"
+      )
+    if abstract_state is None:
+      state_args = ocp.args.StandardRestore()
+    else:
+      state_args = ocp.args.StandardRestore(abstract_like(abstract_state))
+    restored = self._mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            state=state_args, meta=ocp.args.JsonRestore()
+        ),
+    )
+    return restored["state"], restored["meta"]
+
+  # ---------------------------------------------------------------- lifetime
+
+  def wait(self) -> None:
+    """Blocks until the pending asynchronous save is on disk."""
+    self._mngr.wait_until_finished()
+    self._mngr.check_for_errors()
+
+  def close(self) -> None:
+    """Flushes the pending save and releases orbax's threads."""
+    self._mngr.close()
+
+  def __enter__(self) -> "Checkpointer":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def __repr__(self) -> str:
+    return (
+        f"Checkpointer({self._directory!r}, best_metric="
+        f"{self.best_metric!r}, best_mode={self.best_mode!r})"
+    )
