@@ -1,0 +1,99 @@
+"""RNN, GRU and LSTM text classifiers over `nn.RNN` scans.
+
+Padded batches with per-example lengths, no packing: `nn.RNN(..., seq_lengths=...)`
+returns each sequence's carry at its last valid step (the backward direction of
+`nn.Bidirectional` reverses only the valid part), so padding never reaches the
+sentence representation. Outputs past a sequence's length are not zeroed by flax,
+so every pooling masks them.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxreg.models.layers import Dropout
+
+_CELLS = {
+    "rnn": nn.SimpleCell,
+    "gru": nn.GRUCell,
+    "lstm": nn.OptimizedLSTMCell,  # fuses the four gate matmuls
+}
+
+
+def _hidden(carry):
+  """The hidden state h of a cell's carry (an LSTM carries (c, h))."""
+  return carry[1] if isinstance(carry, tuple) else carry
+
+
+class TextClassifier(nn.Module):
+  vocab_size: int
+  num_classes: int
+  cell: str = "lstm"
+  embed_size: int = 64
+  hidden_size: int = 64
+  num_layers: int = 1
+  bidirectional: bool = False
+  pooling: str = "last"            # last | mean | max | attention
+  embed_dropout: float = 0.0
+  between_dropout: float = 0.0     # between stacked RNN layers
+  output_dropout: float = 0.0      # on the sentence vector, before the head
+
+  @nn.compact
+  def __call__(self, tokens, lengths, *, train: bool = False):
+    """tokens int [B, T] (0 = padding), lengths int [B] -> logits [B, num_classes]."""
+    deterministic = not train
+    mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]  # [B, T]
+    x = nn.Embed(self.vocab_size, self.embed_size, name="embed")(tokens)
+    x = Dropout(self.embed_dropout)(x, deterministic)
+    carry = None
+    for layer in range(self.num_layers):
+      if layer > 0:
+        x = Dropout(self.between_dropout)(x, deterministic)
+      carry, x = self._layer(layer)(x, seq_lengths=lengths)
+    sentence = self._pool(x, carry, mask)
+    sentence = Dropout(self.output_dropout)(sentence, deterministic)
+    return nn.Dense(self.num_classes, name="head")(sentence)
+
+  def _layer(self, layer: int):
+    cell_type = _CELLS[self.cell]
+    forward = nn.RNN(cell_type(self.hidden_size), return_carry=True,
+                     name=f"rnn{layer}")
+    if not self.bidirectional:
+      return forward
+    backward = nn.RNN(cell_type(self.hidden_size), return_carry=True,
+                      name=f"rnn{layer}_bwd")
+    # flax runs the backward direction with keep_order=True: outputs stay aligned.
+    return nn.Bidirectional(forward, backward, return_carry=True,
+                            name=f"birnn{layer}")
+
+  def _pool(self, outputs, carry, mask):
+    if self.pooling == "last":
+      if self.bidirectional:  # forward's last valid step, backward's first
+        fwd, bwd = carry
+        return jnp.concatenate([_hidden(fwd), _hidden(bwd)], axis=-1)
+      return _hidden(carry)
+    m = mask[..., None].astype(outputs.dtype)
+    if self.pooling == "mean":
+      return (outputs * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+    if self.pooling == "max":
+      return jnp.where(mask[..., None], outputs, -jnp.inf).max(1)
+    if self.pooling == "attention":
+      scores = nn.Dense(1, name="attention")(jnp.tanh(
+          nn.Dense(outputs.shape[-1], name="attention_proj")(outputs)))[..., 0]
+      scores = jnp.where(mask, scores, -jnp.inf)
+      weights = jax.nn.softmax(scores, axis=-1)
+      return jnp.einsum("bt,btd->bd", weights, outputs)
+    raise ValueError(f"model.pooling={self.pooling!r} is not one of: "
+                     "last, mean, max, attention")
+
+
+def from_config(model_cfg, vocab_size: int, num_classes: int) -> TextClassifier:
+  return TextClassifier(
+      vocab_size=vocab_size, num_classes=num_classes, cell=model_cfg.cell,
+      embed_size=model_cfg.embed_size, hidden_size=model_cfg.hidden_size,
+      num_layers=model_cfg.num_layers, bidirectional=model_cfg.bidirectional,
+      pooling=model_cfg.pooling, embed_dropout=model_cfg.dropout.embed,
+      between_dropout=model_cfg.dropout.between,
+      output_dropout=model_cfg.dropout.output)
