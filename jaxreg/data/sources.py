@@ -1,0 +1,24 @@
+"""`config.data.source` -> TextData with train / val / test splits."""
+
+from __future__ import annotations
+
+from jaxreg.data import synthetic
+from jaxreg.data.dataset import TextData, stratified_split
+
+
+def load(data_cfg) -> TextData:
+  if data_cfg.source == "synthetic":
+    s = data_cfg.synthetic
+    train, test, class_names, vocab = synthetic.generate(
+        train_size=s.train_size, test_per_class=s.test_per_class,
+        rare_fraction=s.rare_fraction, seed=s.generator_seed,
+        max_length=data_cfg.max_length)
+  else:
+    raise ValueError(
+        f"data.source={data_cfg.source!r} is not one of: synthetic")
+  # The validation split depends on data.split_seed only, so runs that differ in
+  # `seed` are compared on the same held-out examples.
+  keep, held = stratified_split(train.labels, data_cfg.val_fraction,
+                                data_cfg.split_seed)
+  return TextData(train=train.take(keep), val=train.take(held), test=test,
+                  class_names=class_names, vocab=vocab)
