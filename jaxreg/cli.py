@@ -1,0 +1,118 @@
+"""Command-line plumbing shared by main, evaluate: one-line errors with exit code 2.
+
+ml_collections raises an AttributeError with a traceback for an unknown
+`--config.KEY`, and defers a missing config file's error to first access; a user
+should instead see one line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from absl import flags
+
+USAGE_ERROR = 2
+DIVERGED = 1
+
+
+def quiet_libraries() -> None:
+  """orbax logs every save at INFO through absl; keep warnings unless -v is given."""
+  from absl import logging
+  if not any(a.startswith(("-v", "--verbosity")) for a in sys.argv[1:]):
+    logging.set_verbosity(logging.WARNING)
+  enable_compilation_cache()
+
+
+def enable_compilation_cache() -> None:
+  """Reuse compiled steps across runs (resumes, sweeps, tests): JAX's own disk cache.
+
+  JAXREG_COMPILATION_CACHE=DIR moves it; =off disables it.
+  """
+  import os
+  import jax
+  where = os.environ.get("JAXREG_COMPILATION_CACHE",
+                         os.path.expanduser("~/.cache/jaxreg/xla"))
+  if where.lower() in ("off", "0", ""):
+    return
+  jax.config.update("jax_compilation_cache_dir", where)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+def fail(message: str, code: int = USAGE_ERROR):
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
+  sys.exit(code)
+
+
+def _unknown_key(argv, config) -> str | None:
+  """Names the first --config.KEY override that is not a key of `config`."""
+  for arg in argv[1:]:
+    if not arg.startswith("--config.") or "=" not in arg:
+      continue
+    path = arg[len("--config."):].split("=", 1)[0]
+    node, walked = config, []
+    for part in path.split("."):
+      keys = list(node.keys()) if hasattr(node, "keys") else []
+      if part not in keys:
+        where = ".".join(walked) or "the config"
+        return (f"unknown config key {path!r}: {where} has "
+                f"{', '.join(sorted(map(str, keys))) or 'no keys'}")
+      node, walked = node[part], walked + [part]
+  return None
+
+
+def parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    message = str(e)
+    if "Traceback" in message:  # an exception inside get_config: keep its last line
+      message = message.strip().splitlines()[-1]
+    fail(message)
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    config = _try_load_config(argv)
+    fail(_unknown_key(argv, config) if config is not None else str(e))
+
+
+def _try_load_config(argv):
+  """The config file named by --config, loaded without overrides (for messages)."""
+  from ml_collections.config_flags import config_flags as cf
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      spec = arg.split("=", 1)[1]
+      path, _, variant = spec.partition(":")
+      try:
+        module = cf._LoadConfigModule("config_probe", path)  # same loader absl uses
+        return module.get_config(variant) if variant else module.get_config()
+      except Exception:  # the original error is reported instead
+        return None
+  return None
+
+
+def loaded_config(flag_values, name: str):
+  """The config flag's value, or a one-line error if its file failed to load."""
+  if flag_values[name].value is None and not _flag_given(name):
+    fail(f"--{name} is required, e.g. --{name}=configs/lstm.py")
+  try:
+    config = flag_values[name].value
+    config.keys()  # the value is a lazy proxy: a failed load raises on first use
+    return config
+  except OSError as e:
+    first = next((l.strip() for l in str(e).splitlines() if "Errno" in l), str(e))
+    fail(f"--{name}: cannot load the config file: {first}")
+
+
+def _flag_given(name: str) -> bool:
+  return any(a.startswith(f"--{name}=") for a in sys.argv[1:])
+
+
+@contextlib.contextmanager
+def user_errors():
+  """Bad values and missing files -> one line, code 2; divergence -> code 1."""
+  from jaxreg import config as config_lib, train
+  try:
+    yield
+  except (config_lib.ConfigError, FileNotFoundError) as e:
+    fail(str(e))
+  except train.TrainingDiverged as e:
+    fail(str(e), code=DIVERGED)

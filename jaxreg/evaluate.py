@@ -1,0 +1,72 @@
+"""python -m jaxreg.evaluate --workdir=DIR --split=test|val [--checkpoint=best|latest|STEP]
+
+Restores a checkpoint of a finished or running workdir, recomputes the evaluation with
+the same code the trainer used, prints a per-class table and writes
+DIR/eval/<split>-<checkpoint>.json (for `best` it equals summary.json's).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from absl import app, flags
+
+from jaxreg import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "A workdir written by jaxreg.main.")
+flags.DEFINE_enum("split", "test", ["test", "val", "train"], "Split to evaluate.")
+flags.DEFINE_string("checkpoint", "best", "best, latest, or a step number.")
+
+
+def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
+                     devices=None) -> dict:
+  """The evaluation object for `split` at `checkpoint`; also writes it under eval/."""
+  import ml_collections
+  from jaxreg import config as config_lib, metrics, train
+  workdir = Path(workdir)
+  config_path = workdir / "config.json"
+  if not config_path.exists():
+    raise FileNotFoundError(f"{config_path} not found: --workdir must be a directory "
+                            "written by jaxreg.main")
+  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  s = train.setup(config, workdir, devices)
+  steps = s.checkpointer.all_steps()
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
+  if checkpoint == "best":
+    step = s.checkpointer.best_step()
+  elif checkpoint == "latest":
+    step = s.checkpointer.latest_step()
+  elif checkpoint.isdigit() and int(checkpoint) in steps:
+    step = int(checkpoint)
+  else:
+    raise config_lib.ConfigError(
+        f"--checkpoint={checkpoint!r} is not one of: best, latest, "
+        f"{', '.join(map(str, steps))}")
+  state, meta = train.restore(s, step)
+  evaluation = {"split": split, "step": step, "epoch": meta["epoch"],
+                **train.evaluate_params(s, state.params, split)}
+  out = workdir / "eval" / f"{split}-{checkpoint}.json"
+  out.parent.mkdir(exist_ok=True)
+  out.write_text(json.dumps(evaluation, indent=2) + "\n")
+  s.checkpointer.close()
+  print(f"{split} split, checkpoint {checkpoint} (step {step}, epoch {meta['epoch']})")
+  print(metrics.format_table(evaluation))
+  print(f"wrote {out}")
+  return evaluation
+
+
+def main(argv):
+  cli.quiet_libraries()
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.workdir:
+    cli.fail("--workdir is required")
+  with cli.user_errors():
+    evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.checkpoint)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,44 @@
+"""python -m jaxreg.main --config=configs/lstm.py[:VARIANT] --workdir=DIR [--config.KEY=V]
+
+Flags only; the work is in train.train_and_evaluate. Bad input exits with code 2 and
+one line naming the key or value and the allowed choices; a diverged run exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxreg import cli
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file(
+    "config", None, "Config file, optionally :VARIANT (see configs/).",
+    lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for config, metrics and checkpoints.")
+
+
+def main(argv):
+  cli.quiet_libraries()
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = cli.loaded_config(FLAGS, "config")
+  if not FLAGS.workdir:
+    cli.fail("--workdir is required")
+  from jaxreg import train  # after flag parsing: `--help` stays fast
+  with cli.user_errors():
+    summary = train.train_and_evaluate(config, FLAGS.workdir)
+  test = summary["test"]
+  print(f"test accuracy {test['accuracy']:.4f}  balanced {test['balanced_accuracy']:.4f}"
+        f"  worst class {test['worst_class_accuracy']:.4f}  "
+        f"({FLAGS.workdir}/summary.json)")
+
+
+def run():
+  app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,270 @@
+"""Training and evaluation: one loop that reads top to bottom like a script.
+
+setup (data, mesh, model, optimizer, checkpoints) -> resume -> epochs of jitted train
+steps -> validation, early stopping and a checkpoint per epoch -> the best checkpoint
+evaluated on val and test -> summary.json. `jaxreg.evaluate` reuses `setup` and
+`evaluate_params`, so it recomputes exactly what was logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from jaxreg import checkpoint, config as config_lib, metrics, optim, parallel, provenance
+from jaxreg.data import dataset as dataset_lib, sources
+from jaxreg.logs import MetricsLog, Progress, TensorBoard
+from jaxreg.models import rnn
+
+
+class TrainState(train_state.TrainState):
+  # Raw uint32 key data (orbax stores plain arrays); each step's dropout key is
+  # fold_in(rng, step), so a resumed run draws exactly the keys it would have.
+  rng: jax.Array
+
+
+class TrainingDiverged(RuntimeError):
+  """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+@dataclasses.dataclass
+class Setup:
+  config: ml_collections.ConfigDict
+  workdir: Path
+  data: dataset_lib.TextData
+  mesh: jax.sharding.Mesh
+  model: Any
+  state: TrainState
+  checkpointer: checkpoint.Checkpointer
+  steps_per_epoch: int
+  train_step: Any
+  eval_step: Any
+
+
+def loss_and_logits(params, apply_fn, batch, *, train: bool, dropout_key=None):
+  rngs = {"dropout": dropout_key} if train else None
+  logits = apply_fn({"params": params}, batch["tokens"], batch["lengths"],
+                    train=train, rngs=rngs)
+  ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
+  mask = batch["mask"].astype(ce.dtype)
+  # Mean over real examples only: padding rows of the last batch carry no weight.
+  return jnp.sum(ce * mask) / jnp.maximum(mask.sum(), 1.0), logits
+
+
+def train_step(state: TrainState, batch, counts, *, num_classes: int):
+  """One optimizer step; also accumulates the training confusion matrix."""
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  grad_fn = jax.value_and_grad(
+      functools.partial(loss_and_logits, apply_fn=state.apply_fn, batch=batch,
+                        train=True, dropout_key=key), has_aux=True)
+  (loss, logits), grads = grad_fn(state.params)
+  state = state.apply_gradients(grads=grads)
+  counts = metrics.add_counts(
+      counts, metrics.batch_counts(logits, batch["labels"], batch["mask"], num_classes))
+  return state, counts, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+
+def eval_step(params, batch, counts, *, apply_fn, num_classes: int):
+  _, logits = loss_and_logits(params, apply_fn, batch, train=False)
+  return metrics.add_counts(
+      counts, metrics.batch_counts(logits, batch["labels"], batch["mask"], num_classes))
+
+
+def setup(config, workdir, devices=None) -> Setup:
+  config_lib.validate(config)
+  workdir = Path(workdir)
+  mesh = parallel.make_mesh(devices)
+  with config_lib.as_config_error():  # optimizer, data and mesh checks name the key
+    parallel.check_batch_size("train.batch_size", config.train.batch_size, mesh)
+    parallel.check_batch_size("data.eval_batch_size", config.data.eval_batch_size, mesh)
+    data = sources.load(config.data)
+    if len(data.val) == 0 or len(data.train) == 0:
+      raise ValueError(f"data.val_fraction={config.data.val_fraction} leaves an "
+                       "empty train or val split")
+    model = rnn.from_config(config.model, len(data.vocab), data.num_classes)
+    steps_per_epoch = dataset_lib.num_batches(len(data.train), config.train.batch_size)
+    init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+    sample = next(dataset_lib.batches(data.train, config.train.batch_size))
+    # One compiled program; eager init compiles every initializer op separately.
+    params = jax.jit(model.init)(init_key, sample["tokens"], sample["lengths"])["params"]
+    tx = optim.build_optimizer(config.optim, config.reg, params, steps_per_epoch,
+                               steps_per_epoch * config.train.epochs)
+  state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
+                            rng=jax.random.key_data(dropout_key))
+  state = parallel.put_replicated(state, mesh)
+
+  rep, shard = parallel.replicated(mesh), parallel.data_sharded(mesh)
+  jit_train = jax.jit(
+      functools.partial(train_step, num_classes=data.num_classes),
+      in_shardings=(rep, shard, rep), out_shardings=(rep, rep, rep),
+      donate_argnums=(0, 2))
+  jit_eval = jax.jit(
+      functools.partial(eval_step, apply_fn=model.apply, num_classes=data.num_classes),
+      in_shardings=(rep, shard, rep), out_shardings=rep, donate_argnums=(2,))
+  metric = config.train.checkpoint_metric
+  checkpointer = checkpoint.Checkpointer(
+      workdir / "checkpoints", best_metric=metric,
+      best_mode="min" if metric == "loss" else "max")
+  return Setup(config, workdir, data, mesh, model, state, checkpointer,
+               steps_per_epoch, jit_train, jit_eval)
+
+
+def evaluate_params(s: Setup, params, split: str) -> dict:
+  """Every example of `split` exactly once (last batch padded and masked)."""
+  part = s.data.split(split)
+  counts = parallel.put_replicated(metrics.zero_counts(s.data.num_classes), s.mesh)
+  for batch in dataset_lib.batches(part, s.config.data.eval_batch_size):
+    counts = s.eval_step(params, parallel.put_batch(batch, s.mesh), counts)
+  return metrics.summarize(jax.device_get(counts), s.data.class_names)
+
+
+def restore(s: Setup, step: int) -> tuple[TrainState, dict]:
+  return s.checkpointer.restore(step, checkpoint.abstract_like(s.state))
+
+
+def _check_finite(loss: float, step: int, epoch: int, s: Setup) -> None:
+  if not math.isfinite(loss):
+    last = s.checkpointer.latest_step()
+    kept = f"the last good checkpoint is step {last}" if last is not None else \
+        "no checkpoint was written yet"
+    raise TrainingDiverged(
+        f"loss is {loss} at step {step} (epoch {epoch + 1}); training stopped and "
+        f"{kept}. Try a lower optim.learning_rate or set reg.clip_norm.")
+
+
+def _check_workdir_config(config, workdir: Path) -> None:
+  """A workdir holds one experiment: resuming with other settings is an error."""
+  path = workdir / "config.json"
+  resolved = json.loads(config.to_json())
+  if path.exists():
+    previous = json.loads(path.read_text())
+    if previous != resolved:
+      flat_old, flat_new = _flatten(previous), _flatten(resolved)
+      diff = sorted(k for k in flat_old.keys() | flat_new.keys()
+                    if flat_old.get(k) != flat_new.get(k))
+      raise config_lib.ConfigError(
+          f"workdir {workdir} holds a run with other settings ({', '.join(diff)}); "
+          "use a new --workdir")
+  else:
+    path.write_text(json.dumps(resolved, indent=2) + "\n")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  flat = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      flat.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      flat[f"{prefix}{k}"] = v
+  return flat
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
+                       devices=None) -> dict:
+  """Trains (resuming from workdir's latest checkpoint), returns summary.json's dict."""
+  config_lib.validate(config)
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  _check_workdir_config(config, workdir)
+  s = setup(config, workdir, devices)
+  tc = config.train
+  log = MetricsLog(workdir / "metrics.jsonl")
+
+  state, epoch, train_seconds = s.state, 0, 0.0
+  stopper = optim.EarlyStopping(metric=tc.early_stopping.metric,
+                                mode=tc.early_stopping.mode,
+                                patience=tc.early_stopping.patience,
+                                min_delta=tc.early_stopping.min_delta)
+  latest = s.checkpointer.latest_step()
+  if latest is not None:
+    state, meta = restore(s, latest)
+    epoch, train_seconds = meta["epoch"], meta["train_seconds"]
+    stopper = optim.EarlyStopping.from_dict(meta["early_stopping"])
+    log.truncate_after(latest)
+  start_step = int(state.step)
+  tb = TensorBoard(workdir / "tensorboard", purge_step=start_step + 1 if latest else None)
+
+  total_steps = s.steps_per_epoch * tc.epochs
+  progress = Progress(total_steps, initial=start_step)
+  if latest is not None:
+    progress.write(f"resumed from step {latest} (epoch {epoch}) in {workdir}")
+  num_classes = s.data.num_classes
+  try:
+    while epoch < tc.epochs and not stopper.should_stop:
+      t0 = time.perf_counter()
+      # The data order depends on (seed, epoch) only: a resumed run sees the same order.
+      order = np.random.default_rng([config.seed, epoch]).permutation(len(s.data.train))
+      counts = parallel.put_replicated(metrics.zero_counts(num_classes), s.mesh)
+      for batch in dataset_lib.batches(s.data.train, tc.batch_size, order):
+        state, counts, step_metrics = s.train_step(
+            state, parallel.put_batch(batch, s.mesh), counts)
+        step = int(state.step)
+        if step % tc.log_every_steps == 0:
+          loss = float(step_metrics["loss"])
+          _check_finite(loss, step, epoch, s)
+          record = {"split": "train_step", "step": step, "epoch": epoch + 1,
+                    "loss": loss, "grad_norm": float(step_metrics["grad_norm"])}
+          log.write(record)
+          tb.scalar("train/step_loss", loss, step)
+          progress.update(loss=loss)
+        else:
+          progress.update()
+      train_eval = metrics.summarize(jax.device_get(counts), s.data.class_names)
+      _check_finite(train_eval["loss"], int(state.step), epoch, s)
+      train_seconds += time.perf_counter() - t0
+      epoch += 1
+      step = int(state.step)
+      val_eval = evaluate_params(s, state.params, "val")
+      for split, ev in (("train", train_eval), ("val", val_eval)):
+        log.write({"split": split, "step": step, "epoch": epoch, **ev})
+        tb.evaluation(split, ev, step)
+      stopper = stopper.update(val_eval[tc.early_stopping.metric], step)
+      progress.write(
+          f"epoch {epoch}/{tc.epochs} step {step}: train loss {train_eval['loss']:.4f} "
+          f"acc {train_eval['accuracy']:.4f} | val loss {val_eval['loss']:.4f} "
+          f"acc {val_eval['accuracy']:.4f} worst class "
+          f"{val_eval['worst_class_accuracy']:.4f}")
+      s.checkpointer.save(
+          step, state,
+          meta={"epoch": epoch, "train_seconds": train_seconds,
+                "early_stopping": stopper.to_dict()},
+          metrics={tc.checkpoint_metric: val_eval[tc.checkpoint_metric]})
+    if stopper.should_stop and epoch < tc.epochs:
+      progress.write(f"early stopping after epoch {epoch}: val "
+                     f"{tc.early_stopping.metric} did not improve for "
+                     f"{tc.early_stopping.patience} evaluations")
+  finally:
+    progress.close()
+    s.checkpointer.wait()
+    tb.close()
+
+  best_step = s.checkpointer.best_step()
+  best_state, best_meta = restore(s, best_step)
+  summary = {
+      "best_step": best_step,
+      "best_epoch": best_meta["epoch"],
+      "epochs_completed": epoch,
+      "stopped_early": bool(stopper.should_stop and epoch < tc.epochs),
+      "val": evaluate_params(s, best_state.params, "val"),
+      "test": evaluate_params(s, best_state.params, "test"),
+      "train_seconds": train_seconds,
+      "examples_per_second": epoch * len(s.data.train) / max(train_seconds, 1e-9),
+      "provenance": provenance.collect(s.data.fingerprint()),
+  }
+  log.write({"split": "test", "step": best_step, "epoch": best_meta["epoch"],
+             **summary["test"]})
+  (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+  s.checkpointer.close()
+  return summary

@@ -1,0 +1,41 @@
+"""Shared test setup: the repo root importable (configs/), the compile cache on."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+from jaxreg import cli  # noqa: E402
+
+cli.enable_compilation_cache()
+
+
+def tiny_config(**overrides):
+  """configs/lstm.py:tiny with dotted-key overrides, e.g. {'reg.l2': 1e-3}."""
+  from configs import lstm
+  config = lstm.get_config("tiny")
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture
+def make_config():
+  return tiny_config
+
+
+def python_env(**extra):
+  """Environment for a subprocess that runs jaxreg from this checkout."""
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+  env.update(extra)
+  return env
