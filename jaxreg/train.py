@@ -23,7 +23,8 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from jaxreg import checkpoint, config as config_lib, metrics, optim, parallel, provenance
+from jaxreg import (checkpoint, config as config_lib, metrics, optim, parallel, plots,
+                    provenance)
 from jaxreg.data import dataset as dataset_lib, sources
 from jaxreg.logs import MetricsLog, Progress, TensorBoard
 from jaxreg.models import rnn
@@ -267,4 +268,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
              **summary["test"]})
   (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
   s.checkpointer.close()
+  plots.plot_run(workdir)
   return summary

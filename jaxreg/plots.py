@@ -1,0 +1,80 @@
+"""PNG figures of one run, written to DIR/plots/ at the end of training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def per_class_curves(records: list[dict], out: Path) -> Path:
+  """Validation accuracy per class over training, beside the mean and the worst."""
+  val = [r for r in records if r.get("split") == "val"]
+  steps = [r["step"] for r in val]
+  names = val[0]["class_names"]
+  per_class = np.array([[np.nan if a is None else a for a in r["per_class_accuracy"]]
+                        for r in val])
+  fig, ax = plt.subplots(figsize=(8, 5))
+  colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))
+  for i, name in enumerate(names):
+    ax.plot(steps, per_class[:, i], color=colors[i], lw=1.2, alpha=0.85, label=name)
+  ax.plot(steps, [r["accuracy"] for r in val], "k-", lw=2.5, label="accuracy")
+  ax.plot(steps, [r["worst_class_accuracy"] for r in val], "k:", lw=2,
+          label="worst class")
+  ax.set_xlabel("step")
+  ax.set_ylabel("validation accuracy")
+  ax.set_ylim(-0.02, 1.02)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, ncol=2 if len(names) > 10 else 1, loc="lower right")
+  ax.set_title("Per-class validation accuracy")
+  fig.tight_layout()
+  fig.savefig(out, dpi=120)
+  plt.close(fig)
+  return out
+
+
+def confusion(evaluation: dict, out: Path, title: str) -> Path:
+  """Row-normalized confusion matrix (true x predicted) with the counts written in."""
+  cm = np.array(evaluation["confusion_matrix"])
+  names = evaluation["class_names"]
+  rows = cm.sum(1, keepdims=True)
+  frac = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+  size = max(4.0, 0.55 * len(names) + 2)
+  fig, ax = plt.subplots(figsize=(size + 1, size))
+  im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+  if len(names) <= 20:
+    for (i, j), n in np.ndenumerate(cm):
+      if n:
+        ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                color="white" if frac[i, j] > 0.5 else "black")
+  ticks = np.arange(len(names))
+  ax.set_xticks(ticks, names, rotation=60, ha="right", fontsize=8)
+  ax.set_yticks(ticks, [f"{n} ({int(c)})" for n, c in zip(names, rows[:, 0])],
+                fontsize=8)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true (count)")
+  ax.set_title(title)
+  fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
+  fig.tight_layout()
+  fig.savefig(out, dpi=120)
+  plt.close(fig)
+  return out
+
+
+def plot_run(workdir: str | Path) -> list[Path]:
+  workdir = Path(workdir)
+  out = workdir / "plots"
+  out.mkdir(exist_ok=True)
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()
+             if l.strip()]
+  summary = json.loads((workdir / "summary.json").read_text())
+  return [
+      per_class_curves(records, out / "val_per_class_accuracy.png"),
+      confusion(summary["test"], out / "test_confusion.png",
+                f"Test confusion matrix (best step {summary['best_step']})"),
+  ]
