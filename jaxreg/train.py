@@ -194,7 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     epoch, train_seconds = meta["epoch"], meta["train_seconds"]
     stopper = optim.EarlyStopping.from_dict(meta["early_stopping"])
     log.truncate_after(latest)
-  start_step = int(state.step)
+  start_step = step = int(state.step)
   tb = TensorBoard(workdir / "tensorboard", purge_step=start_step + 1 if latest else None)
 
   total_steps = s.steps_per_epoch * tc.epochs
@@ -211,7 +211,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
       for batch in dataset_lib.batches(s.data.train, tc.batch_size, order):
         state, counts, step_metrics = s.train_step(
             state, parallel.put_batch(batch, s.mesh), counts)
-        step = int(state.step)
+        step += 1  # counted on the host: reading state.step would sync every step
         if step % tc.log_every_steps == 0:
           loss = float(step_metrics["loss"])
           _check_finite(loss, step, epoch, s)
@@ -223,10 +223,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
         else:
           progress.update()
       train_eval = metrics.summarize(jax.device_get(counts), s.data.class_names)
-      _check_finite(train_eval["loss"], int(state.step), epoch, s)
+      _check_finite(train_eval["loss"], step, epoch, s)
       train_seconds += time.perf_counter() - t0
       epoch += 1
-      step = int(state.step)
       val_eval = evaluate_params(s, state.params, "val")
       for split, ev in (("train", train_eval), ("val", val_eval)):
         log.write({"split": split, "step": step, "epoch": epoch, **ev})
