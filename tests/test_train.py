@@ -130,7 +130,7 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_
   assert not (tmp_path / "summary.json").exists()
 
 
-def _main(workdir, *args, **popen):
+def _main(workdir, *args):
   return [sys.executable, "-m", "jaxreg.main", "--config=configs/lstm.py:tiny",
           f"--workdir={workdir}", *args]
 
@@ -225,11 +225,14 @@ def test_bad_input_is_one_line_with_exit_code_2(tmp_path, args, expected):
   assert expected in lines[0]
 
 
+def _main_with_config(config_arg, workdir):
+  return subprocess.run([sys.executable, "-m", "jaxreg.main", f"--config={config_arg}",
+                         f"--workdir={workdir}"], cwd=ROOT, env=python_env(),
+                        capture_output=True, text=True, timeout=120)
+
+
 def test_missing_config_file_is_one_line_with_exit_code_2(tmp_path):
-  proc = subprocess.run([sys.executable, "-m", "jaxreg.main",
-                         "--config=configs/nope.py", f"--workdir={tmp_path}"],
-                        cwd=ROOT, env=python_env(), capture_output=True, text=True,
-                        timeout=120)
+  proc = _main_with_config("configs/nope.py", tmp_path)
   assert proc.returncode == 2
   assert proc.stderr.count("\n") == 1 and "configs/nope.py" in proc.stderr
 
@@ -247,10 +250,7 @@ def test_validate_names_the_key_and_the_choices():
 
 
 def test_unknown_config_variant_is_one_line(tmp_path):
-  proc = subprocess.run([sys.executable, "-m", "jaxreg.main",
-                         "--config=configs/lstm.py:bogus", f"--workdir={tmp_path}"],
-                        cwd=ROOT, env=python_env(), capture_output=True, text=True,
-                        timeout=120)
+  proc = _main_with_config("configs/lstm.py:bogus", tmp_path)
   assert proc.returncode == 2
   assert proc.stderr.count("\n") == 1
   assert "variant 'bogus' is not one of: tiny" in proc.stderr
