@@ -61,7 +61,19 @@ def _unknown_key(argv, config) -> str | None:
   return None
 
 
+def _config_root_on_path(argv) -> None:
+  """configs/*.py import their siblings (`from configs import datasets`): put the
+  folder that holds configs/ on sys.path, wherever the command runs from."""
+  from pathlib import Path
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      path = Path(arg.split("=", 1)[1].partition(":")[0]).resolve()
+      if path.parent.name == "configs" and str(path.parents[1]) not in sys.path:
+        sys.path.insert(0, str(path.parents[1]))
+
+
 def parse_flags(argv):
+  _config_root_on_path(argv)
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:

@@ -19,7 +19,9 @@ DECAY_MODES = ("lr_scaled", "independent")
 ES_MODES = ("min", "max")
 CHECKPOINT_METRICS = (
     "accuracy", "balanced_accuracy", "macro_f1", "worst_class_accuracy", "loss")
-SOURCES = ("synthetic",)
+SOURCES = ("synthetic", "csv", "tsv", "jsonl", "folder")
+PUNCTUATION = ("split", "strip", "keep")
+FILE_SOURCES = ("csv", "tsv", "jsonl")
 
 
 class ConfigError(ValueError):
@@ -47,6 +49,42 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.val_fraction = 0.1   # held out of train, stratified by class
   c.data.max_length = 64      # tokens; longer sequences are truncated
   c.data.eval_batch_size = 256
+  # Batches are padded to the smallest of these lengths that fits (max_length is always
+  # the last): at most this many compiled step shapes. '' = every batch at full width.
+  c.data.buckets = "16,32,64,128,256,512"
+  c.data.sort_window = 0          # >0: batches of similar length, sorted within windows of this many batches
+  # Text pipeline for raw-text sources (jaxreg/data/text.py).
+  c.data.lowercase = True         # lowercase before tokenizing
+  c.data.punctuation = "split"    # split: own tokens | strip: dropped | keep: attached
+  c.data.strip_html = False       # replace HTML tags (IMDB's <br />) by a space
+  c.data.min_freq = 1             # words seen fewer times in train become <unk>
+  c.data.max_vocab = 0            # table size incl. <pad>, <unk>; 0 = unlimited
+  c.data.cache_dir = "~/.cache/jaxreg/data"  # tokenized-data cache; '' = no cache
+  # Local files, data.source = csv | tsv | jsonl (jaxreg/data/files.py).
+  c.data.train_file = ""          # path of the training file
+  c.data.test_file = ""           # path of the test file ('' = use test_fraction)
+  c.data.test_fraction = 0.0      # without test_file/test dir: held-out test share
+  c.data.text_fields = "text"     # comma-separated columns/keys (names or 0-based)
+  c.data.label_field = "label"    # label column/key (name or 0-based index)
+  c.data.header = True            # csv/tsv: first row holds the column names
+  c.data.label_ids = False        # labels are integer ids (else class names)
+  c.data.label_offset = 0         # subtracted from integer ids (1: 1-based ids)
+  c.data.class_names = ""         # comma-separated class order ('' = sorted/class_<i>)
+  # Text folder, data.source = folder: ROOT/{train,test}/<class>/*.txt.
+  c.data.root = ""                # the folder holding train/ and test/
+  c.data.classes = ""             # comma-separated classes ('' = all of ROOT/train)
+  # tensorflow-datasets, data.source = 'tfds:NAME' (jaxreg/data/tfds_source.py). Empty
+  # feature/split keys take the built-in defaults of tfds:trec, imdb_reviews,
+  # ag_news_subset and glue/sst2 (other datasets must set them).
+  c.data.tfds_data_dir = ""       # TFDS data dir ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+  c.data.download_dir = ""        # TFDS download dir ('' = <tfds_data_dir>/downloads)
+  c.data.text_feature = ""        # Text feature(s), comma-separated ones joined by a space
+  c.data.label_feature = ""       # ClassLabel feature; class names in its order
+  c.data.train_split = ""         # TFDS split string for training (val is held out of it)
+  c.data.test_split = ""          # TFDS split string for test (glue/sst2: 'validation')
+  c.data.trec_fine = False        # tfds:trec: 'label-fine' (47 TFDS classes), not coarse
+  c.data.trec_files = ""          # tfds:trec: folder with train_5500.label, TREC_10.label:
+                                  # seeds the download dir so TREC prepares offline
   # Built-in synthetic set (data.source = 'synthetic'): see jaxreg/data/synthetic.py.
   c.data.synthetic = ml_collections.ConfigDict()
   c.data.synthetic.train_size = 6000
@@ -61,6 +99,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.num_layers = 1
   c.model.bidirectional = False
   c.model.pooling = "last"
+  # Pretrained word vectors for the embedding table (jaxreg/data/embeddings.py): rows of
+  # vocabulary words found in the file are replaced, the others stay random; the run
+  # writes the words not found to <workdir>/embeddings_missing.txt.
+  c.model.embeddings_file = ""        # '' = random initialization only
+  c.model.embeddings_format = "auto"  # auto | word2vec_bin | word2vec_text | glove
+  c.model.freeze_embeddings = False   # True: the table gets exactly zero update
   c.model.dropout = ml_collections.ConfigDict()
   c.model.dropout.embed = 0.0
   c.model.dropout.between = 0.0
@@ -96,6 +140,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 32
   c.train.epochs = 10
   c.train.checkpoint_metric = "accuracy"   # picks the "best" checkpoint on val
+  c.train.final_checkpoint = "best"        # evaluated at the end: best | latest
   c.train.log_every_steps = 50
   c.train.early_stopping = ml_collections.ConfigDict()
   c.train.early_stopping.metric = "accuracy"
@@ -137,9 +182,93 @@ def _rate(config, key):
     raise ConfigError(f"{key}={value!r} must be a rate in [0, 1)")
 
 
+def _bool(config, key):
+  value = _get(config, key)
+  if not isinstance(value, bool):
+    raise ConfigError(f"{key}={value!r} must be true or false")
+
+
+def _validate_text_data(config) -> None:
+  """The data.* keys of the text pipeline and the local file / folder sources."""
+  from jaxreg.data import dataset  # noqa: PLC0415 (numpy only; keeps config light)
+  d = config.data
+  try:
+    dataset.parse_buckets(d.buckets, d.max_length)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  for key in ("data.lowercase", "data.header", "data.label_ids", "data.strip_html"):
+    _bool(config, key)
+  _choice(config, "data.punctuation", PUNCTUATION)
+  if not isinstance(d.sort_window, int) or d.sort_window < 0:
+    raise ConfigError(f"data.sort_window={d.sort_window!r} must be an integer >= 0")
+  _positive_int(config, "data.min_freq")
+  if not isinstance(d.max_vocab, int) or d.max_vocab < 0 or d.max_vocab in (1, 2):
+    raise ConfigError(f"data.max_vocab={d.max_vocab!r} must be 0 (unlimited) or an "
+                      "integer >= 3 (it counts <pad> and <unk>)")
+  if not isinstance(d.label_offset, int):
+    raise ConfigError(f"data.label_offset={d.label_offset!r} must be an integer")
+  _rate(config, "data.test_fraction")
+  if d.source in FILE_SOURCES:
+    if not d.train_file:
+      raise ConfigError(f"data.train_file is empty: data.source={d.source!r} needs "
+                        "a training file")
+    if bool(d.test_file) == bool(d.test_fraction):
+      raise ConfigError("give exactly one of data.test_file and data.test_fraction "
+                        f"(got {d.test_file!r} and {d.test_fraction!r})")
+    for key in ("data.text_fields", "data.label_field"):
+      if not str(_get(config, key)).strip():
+        raise ConfigError(f"{key} is empty: name a column or key")
+  if d.source == "folder" and not d.root:
+    raise ConfigError("data.root is empty: data.source='folder' needs a directory "
+                      "with train/<class>/*.txt")
+
+
+TFDS_PREFIX = "tfds:"
+EMBEDDINGS_FORMATS = ("auto", "word2vec_bin", "word2vec_text", "glove")
+
+
+def _validate_source(config) -> None:
+  """data.source: one of SOURCES, or 'tfds:NAME' (any TFDS dataset)."""
+  source = config.data.source
+  if isinstance(source, str) and source.startswith(TFDS_PREFIX):
+    if not source[len(TFDS_PREFIX):].strip():
+      raise ConfigError(f"data.source={source!r} names no dataset; use tfds:NAME, "
+                        "e.g. tfds:trec, tfds:glue/sst2")
+    return
+  if source not in SOURCES:
+    raise ConfigError(f"data.source={source!r} is not one of: {', '.join(SOURCES)}, "
+                      "tfds:NAME")
+
+
+def _validate_tfds_and_embeddings(config) -> None:
+  """data.* keys of TFDS sources and model.* keys of pretrained embeddings."""
+  d, m = config.data, config.model
+  _bool(config, "data.trec_fine")
+  for key in ("data.tfds_data_dir", "data.download_dir", "data.text_feature",
+              "data.label_feature", "data.train_split", "data.test_split",
+              "data.trec_files", "model.embeddings_file"):
+    if not isinstance(_get(config, key), str):
+      raise ConfigError(f"{key}={_get(config, key)!r} must be a string ('' = default)")
+  is_trec = d.source.split(":")[0] == "tfds" and \
+      d.source[len(TFDS_PREFIX):].split(":")[0].strip("/") == "trec"
+  if d.trec_fine and not is_trec:
+    raise ConfigError(f"data.trec_fine=True only applies to data.source='tfds:trec', "
+                      f"not {d.source!r}")
+  if d.trec_files and not is_trec:
+    raise ConfigError(f"data.trec_files={d.trec_files!r} only applies to "
+                      f"data.source='tfds:trec', not {d.source!r}")
+  _choice(config, "model.embeddings_format", EMBEDDINGS_FORMATS)
+  _bool(config, "model.freeze_embeddings")
+  if m.freeze_embeddings and not m.embeddings_file:
+    raise ConfigError("model.freeze_embeddings=True needs model.embeddings_file "
+                      "(freezing a random table is almost never intended)")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError (one line: key, value, allowed choices) on a bad value."""
-  _choice(config, "data.source", SOURCES)
+  _validate_source(config)
+  _validate_text_data(config)
+  _validate_tfds_and_embeddings(config)
   _choice(config, "model.cell", CELLS)
   _choice(config, "model.pooling", POOLINGS)
   _choice(config, "optim.name", OPTIMIZERS)
@@ -148,6 +277,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "train.early_stopping.mode", ES_MODES)
   _choice(config, "train.early_stopping.metric", CHECKPOINT_METRICS)
   _choice(config, "train.checkpoint_metric", CHECKPOINT_METRICS)
+  _choice(config, "train.final_checkpoint", ("best", "latest"))
   for key in ("model.dropout.embed", "model.dropout.between", "model.dropout.output"):
     _rate(config, key)
   _rate(config, "data.val_fraction")

@@ -23,14 +23,15 @@ flags.DEFINE_string("checkpoint", "best", "best, latest, or a step number.")
 def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
                      devices=None) -> dict:
   """The evaluation object for `split` at `checkpoint`; also writes it under eval/."""
-  import ml_collections
   from jaxreg import config as config_lib, metrics, train
   workdir = Path(workdir)
   config_path = workdir / "config.json"
   if not config_path.exists():
     raise FileNotFoundError(f"{config_path} not found: --workdir must be a directory "
                             "written by jaxreg.main")
-  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  # Keys added to jaxreg after the run was written take their defaults.
+  config = config_lib.get_base_config()
+  _merge(config, json.loads(config_path.read_text()))
   s = train.setup(config, workdir, devices)
   steps = s.checkpointer.all_steps()
   if not steps:
@@ -56,6 +57,14 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
   print(metrics.format_table(evaluation))
   print(f"wrote {out}")
   return evaluation
+
+
+def _merge(config, saved: dict) -> None:
+  for key, value in saved.items():
+    if isinstance(value, dict) and key in config:
+      _merge(config[key], value)
+    else:
+      config[key] = value
 
 
 def main(argv):

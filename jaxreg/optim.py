@@ -45,6 +45,12 @@ out of the chain entirely):
   identical updates; with any preconditioner they differ. optax.adamw is never used: it
   decays by default (weight_decay=1e-4), so a sweep's zero point would not mean zero.
 
+Frozen parameters (`build_optimizer(..., frozen=REGEX)`; model.freeze_embeddings freezes
+'^embed/embedding$'): their gradient is zeroed before step 1 (so clip_norm's global norm
+and AGC see only the trained parameters), and steps 1-5 run under optax.masked on the
+other parameters only, so a frozen parameter has no optimizer state, no L1/L2, no weight
+decay of either mode: its update is exactly zero.
+
 Sweepable strengths. The chain is built by `regularized_chain` wrapped in
 `optax.inject_hyperparams`, so `opt_state.hyperparams` is a dict holding exactly
 HYPERPARAMS = (learning_rate, l1, l2, weight_decay, clip_norm, clip_value, agc) as float
@@ -323,6 +329,8 @@ class ChainStructure:
   agc_mask: Optional[Callable[[Any], Any]]  # None: AGC on every parameter
   agc_eps: float
   schedule: Optional[Callable[[Any], jax.Array]]  # None: constant
+  # True where a parameter is frozen (exactly zero update); None: nothing is frozen.
+  frozen_mask: Optional[Callable[[Any], Any]] = None
 
 
 def _preconditioner(name: str, kw: Mapping[str, float]) -> optax.GradientTransformation:
@@ -376,16 +384,38 @@ def regularized_chain(learning_rate, l1, l2, weight_decay, clip_norm, clip_value
   # 4'. Fully decoupled weight decay, independent of the learning rate and schedule.
   if "weight_decay" in on and s.weight_decay_mode == "independent":
     parts.append(optax.masked(optax.add_decayed_weights(-weight_decay), s.decay_mask))
-  return optax.chain(*parts)
+  if s.frozen_mask is None:
+    return optax.chain(*parts)
+  # Frozen parameters: their gradient is zeroed first (so it counts in no clipping norm),
+  # and the whole chain above runs on the other parameters only (no optimizer state,
+  # no L1/L2, no weight decay for the frozen ones): their update is exactly zero.
+  trainable = functools.partial(_negate_mask, s.frozen_mask)
+  return optax.chain(optax.masked(optax.set_to_zero(), s.frozen_mask),
+                     optax.masked(optax.chain(*parts), trainable))
+
+
+def _negate_mask(mask_fn: Callable[[Any], Any], tree: Any) -> Any:
+  return jax.tree.map(lambda m: not m, mask_fn(tree))
+
+
+def _frozen_mask(params: Any, pattern: str) -> Any:
+  """True where the parameter's '/'-joined path matches the regex (re.search)."""
+  regex = re.compile(pattern)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: regex.search(_path_str(path)) is not None, params)
 
 
 def build_optimizer(optim_cfg: Any, reg_cfg: Any, params: Any, steps_per_epoch: int,
-                    total_steps: int) -> optax.GradientTransformation:
+                    total_steps: int, frozen: Optional[str] = None
+                    ) -> optax.GradientTransformation:
   """config.optim + config.reg -> optax transformation (chain order: module docstring).
 
   `params` is the params collection (paths like 'Dense_0/kernel'); it is only used to
   check reg.decay_mask and reg.agc_exclude eagerly. The result is an
   optax.inject_hyperparams transformation: opt_state.hyperparams holds HYPERPARAMS.
+  `frozen`: a regex (re.search on the paths) of parameters that get exactly zero update
+  (model.freeze_embeddings: '^embed/embedding$'); their gradient is zeroed before the
+  chain and the chain runs on the other parameters only (see `regularized_chain`).
   Raises ValueError (one line naming key, value and allowed choices) on a bad config.
   """
   o = _read(optim_cfg, _OPTIM_DEFAULTS)
@@ -453,9 +483,26 @@ def build_optimizer(optim_cfg: Any, reg_cfg: Any, params: Any, steps_per_epoch: 
       agc_mask=agc_mask_fn,
       agc_eps=agc_eps,
       schedule=None if o["schedule"] == "constant" else schedule,
+      frozen_mask=_check_frozen(params, frozen),
   )
   factory = optax.inject_hyperparams(regularized_chain, static_args=("structure",))
   return factory(structure=structure, **values)
+
+
+def _check_frozen(params: Any, frozen: Optional[str]) -> Optional[Callable[[Any], Any]]:
+  if not frozen:
+    return None
+  try:
+    re.compile(frozen)
+  except re.error as e:
+    raise ValueError(f"frozen={frozen!r} is not a valid regex ({e})") from None
+  selected = jax.tree.leaves(_frozen_mask(params, frozen))
+  if not any(selected):
+    raise ValueError(f"frozen={frozen!r} matches no parameter (paths look like "
+                     f"{param_paths(params)[:3]})")
+  if all(selected):
+    raise ValueError(f"frozen={frozen!r} matches every parameter: nothing would train")
+  return functools.partial(_frozen_mask, pattern=frozen)
 
 
 # ----------------------------------------------------------------------------- config checks

@@ -83,37 +83,58 @@ def eval_step(params, batch, counts, *, apply_fn, num_classes: int):
       counts, metrics.batch_counts(logits, batch["labels"], batch["mask"], num_classes))
 
 
-def setup(config, workdir, devices=None) -> Setup:
+def compile_steps(model, mesh, num_classes: int):
+  """jit train_step and eval_step over the mesh: state replicated, batch split."""
+  rep, shard = parallel.replicated(mesh), parallel.data_sharded(mesh)
+  jit_train = jax.jit(
+      functools.partial(train_step, num_classes=num_classes),
+      in_shardings=(rep, shard, rep), out_shardings=(rep, rep, rep),
+      donate_argnums=(0, 2))
+  jit_eval = jax.jit(
+      functools.partial(eval_step, apply_fn=model.apply, num_classes=num_classes),
+      in_shardings=(rep, shard, rep), out_shardings=rep, donate_argnums=(2,))
+  return jit_train, jit_eval
+
+
+def make_optimizer(config, params, steps_per_epoch: int):
+  """config.optim + config.reg -> the optax chain (shared with jaxreg.group)."""
+  from jaxreg.data import embeddings
+  return optim.build_optimizer(
+      config.optim, config.reg, params, steps_per_epoch,
+      steps_per_epoch * config.train.epochs,
+      frozen=embeddings.FROZEN_REGEX if config.model.get("freeze_embeddings") else None)
+
+
+def setup(config, workdir, devices=None, data=None) -> Setup:
+  """`data`: the loaded dataset of config.data, to share one load between runs."""
   config_lib.validate(config)
   workdir = Path(workdir)
   mesh = parallel.make_mesh(devices)
   with config_lib.as_config_error():  # optimizer, data and mesh checks name the key
     parallel.check_batch_size("train.batch_size", config.train.batch_size, mesh)
     parallel.check_batch_size("data.eval_batch_size", config.data.eval_batch_size, mesh)
-    data = sources.load(config.data)
+    data = sources.load(config.data) if data is None else data
     if len(data.val) == 0 or len(data.train) == 0:
       raise ValueError(f"data.val_fraction={config.data.val_fraction} leaves an "
                        "empty train or val split")
     model = rnn.from_config(config.model, len(data.vocab), data.num_classes)
     steps_per_epoch = dataset_lib.num_batches(len(data.train), config.train.batch_size)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-    sample = next(dataset_lib.batches(data.train, config.train.batch_size))
+    sample = next(dataset_lib.batches(
+        data.train, config.train.batch_size,
+        buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length)))
     # One compiled program; eager init compiles every initializer op separately.
     params = jax.jit(model.init)(init_key, sample["tokens"], sample["lengths"])["params"]
-    tx = optim.build_optimizer(config.optim, config.reg, params, steps_per_epoch,
-                               steps_per_epoch * config.train.epochs)
+    # Pretrained word vectors (model.embeddings_file) replace the rows of the words they
+    # cover; skipped when workdir holds a checkpoint (its params are restored instead).
+    from jaxreg.data import embeddings
+    params, _ = embeddings.load_into_params(params, data.vocab, config.model, workdir)
+    tx = make_optimizer(config, params, steps_per_epoch)
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                             rng=jax.random.key_data(dropout_key))
   state = parallel.put_replicated(state, mesh)
 
-  rep, shard = parallel.replicated(mesh), parallel.data_sharded(mesh)
-  jit_train = jax.jit(
-      functools.partial(train_step, num_classes=data.num_classes),
-      in_shardings=(rep, shard, rep), out_shardings=(rep, rep, rep),
-      donate_argnums=(0, 2))
-  jit_eval = jax.jit(
-      functools.partial(eval_step, apply_fn=model.apply, num_classes=data.num_classes),
-      in_shardings=(rep, shard, rep), out_shardings=rep, donate_argnums=(2,))
+  jit_train, jit_eval = compile_steps(model, mesh, data.num_classes)
   metric = config.train.checkpoint_metric
   checkpointer = checkpoint.Checkpointer(
       workdir / "checkpoints", best_metric=metric,
@@ -126,7 +147,12 @@ def evaluate_params(s: Setup, params, split: str) -> dict:
   """Every example of `split` exactly once (last batch padded and masked)."""
   part = s.data.split(split)
   counts = parallel.put_replicated(metrics.zero_counts(s.data.num_classes), s.mesh)
-  for batch in dataset_lib.batches(part, s.config.data.eval_batch_size):
+  buckets = dataset_lib.parse_buckets(s.config.data.buckets, s.config.data.max_length)
+  # Shortest first: buckets then run short batches at short widths, and the summed
+  # confusion matrix does not depend on the order.
+  order = np.argsort(part.lengths, kind="stable")
+  for batch in dataset_lib.batches(part, s.config.data.eval_batch_size, order,
+                                   buckets=buckets):
     counts = s.eval_step(params, parallel.put_batch(batch, s.mesh), counts)
   return metrics.summarize(jax.device_get(counts), s.data.class_names)
 
@@ -172,6 +198,39 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
   return flat
 
 
+def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: int,
+               train_seconds: float) -> dict:
+  """After training: evaluates the final checkpoint on val and test, appends the test
+  line, writes summary.json and the plots, closes the checkpointer (shared with
+  jaxreg.group, whose members end exactly like a run alone)."""
+  tc, workdir = s.config.train, s.workdir
+  best_step = s.checkpointer.best_step()
+  # 'best' (default) evaluates the best-by-validation checkpoint, which is a form of
+  # early stopping; 'latest' gives an unregularized baseline its last epoch.
+  final_step = best_step if tc.final_checkpoint == "best" else \
+      s.checkpointer.latest_step()
+  final_state, final_meta = restore(s, final_step)
+  summary = {
+      "best_step": best_step,
+      "evaluated_checkpoint": tc.final_checkpoint,
+      "evaluated_step": final_step,
+      "evaluated_epoch": final_meta["epoch"],
+      "epochs_completed": epoch,
+      "stopped_early": bool(stopper.should_stop and epoch < tc.epochs),
+      "val": evaluate_params(s, final_state.params, "val"),
+      "test": evaluate_params(s, final_state.params, "test"),
+      "train_seconds": train_seconds,
+      "examples_per_second": epoch * len(s.data.train) / max(train_seconds, 1e-9),
+      "provenance": provenance.collect(s.data.fingerprint()),
+  }
+  log.write({"split": "test", "step": final_step, "epoch": final_meta["epoch"],
+             **summary["test"]})
+  (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+  s.checkpointer.close()
+  plots.plot_run(workdir)
+  return summary
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                        devices=None) -> dict:
   """Trains (resuming from workdir's latest checkpoint), returns summary.json's dict."""
@@ -206,9 +265,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     while epoch < tc.epochs and not stopper.should_stop:
       t0 = time.perf_counter()
       # The data order depends on (seed, epoch) only: a resumed run sees the same order.
-      order = np.random.default_rng([config.seed, epoch]).permutation(len(s.data.train))
+      rng = np.random.default_rng([config.seed, epoch])
+      order = rng.permutation(len(s.data.train))
+      if config.data.sort_window:
+        order = dataset_lib.length_sorted(order, s.data.train.lengths, tc.batch_size,
+                                          config.data.sort_window, rng)
       counts = parallel.put_replicated(metrics.zero_counts(num_classes), s.mesh)
-      for batch in dataset_lib.batches(s.data.train, tc.batch_size, order):
+      for batch in dataset_lib.batches(
+          s.data.train, tc.batch_size, order,
+          buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length)):
         state, counts, step_metrics = s.train_step(
             state, parallel.put_batch(batch, s.mesh), counts)
         step += 1  # counted on the host: reading state.step would sync every step
@@ -250,22 +315,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     s.checkpointer.wait()
     tb.close()
 
-  best_step = s.checkpointer.best_step()
-  best_state, best_meta = restore(s, best_step)
-  summary = {
-      "best_step": best_step,
-      "best_epoch": best_meta["epoch"],
-      "epochs_completed": epoch,
-      "stopped_early": bool(stopper.should_stop and epoch < tc.epochs),
-      "val": evaluate_params(s, best_state.params, "val"),
-      "test": evaluate_params(s, best_state.params, "test"),
-      "train_seconds": train_seconds,
-      "examples_per_second": epoch * len(s.data.train) / max(train_seconds, 1e-9),
-      "provenance": provenance.collect(s.data.fingerprint()),
-  }
-  log.write({"split": "test", "step": best_step, "epoch": best_meta["epoch"],
-             **summary["test"]})
-  (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-  s.checkpointer.close()
-  plots.plot_run(workdir)
-  return summary
+  return finish_run(s, log, stopper, epoch, train_seconds)

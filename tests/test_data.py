@@ -83,3 +83,19 @@ def test_fingerprint_changes_with_the_data():
   b = sources.load(tiny_config(**{"data.synthetic.generator_seed": 99}).data)
   assert a.fingerprint() == sources.load(tiny_config().data).fingerprint()
   assert a.fingerprint() != b.fingerprint()
+
+
+def test_length_sorted_batches_keep_every_example_and_group_lengths():
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(1, 400, 1000)
+  order = rng.permutation(1000)
+  sorted_order = dataset.length_sorted(order, lengths, 32, window=10,
+                                       rng=np.random.default_rng(1))
+  assert sorted(sorted_order.tolist()) == list(range(1000))
+  # the partial batch (1000 % 32 = 8 examples) stays last, as batches() expects
+  assert sorted_order[-8:].tolist() == order[-8:].tolist()
+  spread = [np.ptp(lengths[sorted_order[i:i + 32]]) for i in range(0, 992, 32)]
+  random_spread = [np.ptp(lengths[order[i:i + 32]]) for i in range(0, 992, 32)]
+  assert np.mean(spread) < 0.25 * np.mean(random_spread)
+  again = dataset.length_sorted(order, lengths, 32, 10, np.random.default_rng(1))
+  np.testing.assert_array_equal(again, sorted_order)  # deterministic for resumes

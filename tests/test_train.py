@@ -253,4 +253,24 @@ def test_unknown_config_variant_is_one_line(tmp_path):
   proc = _main_with_config("configs/lstm.py:bogus", tmp_path)
   assert proc.returncode == 2
   assert proc.stderr.count("\n") == 1
-  assert "variant 'bogus' is not one of: tiny" in proc.stderr
+  assert "variant 'bogus' is not one of: synthetic, synthetic_reg, trec" in proc.stderr
+
+
+def test_final_checkpoint_latest_evaluates_the_last_epoch(tmp_path):
+  summary = train.train_and_evaluate(
+      tiny_config(**{"train.final_checkpoint": "latest"}), tmp_path)
+  assert summary["evaluated_checkpoint"] == "latest"
+  assert summary["evaluated_step"] == 24 and summary["evaluated_epoch"] == 2
+  latest = evaluate_workdir(tmp_path, "test", "latest")
+  assert _strip(latest) == summary["test"]
+
+
+def test_evaluate_fills_keys_missing_from_an_older_config_json(finished_run, tmp_path):
+  import shutil
+  workdir, summary = finished_run
+  old = tmp_path / "old"
+  shutil.copytree(workdir, old)
+  saved = json.loads((old / "config.json").read_text())
+  del saved["train"]["final_checkpoint"]  # as if written before the key existed
+  (old / "config.json").write_text(json.dumps(saved))
+  assert _strip(evaluate_workdir(old, "test", "best")) == summary["test"]

@@ -77,19 +77,75 @@ def stratified_split(labels: np.ndarray, fraction: float,
   return keep, held_out
 
 
-def batches(split: TextSplit, batch_size: int, order: np.ndarray | None = None
-            ) -> Iterator[dict[str, np.ndarray]]:
-  """Fixed-shape batches; the last is padded and masked so each example counts once."""
+def parse_buckets(spec: str, max_length: int) -> tuple[int, ...] | None:
+  """`data.buckets` -> increasing lengths, those below max_length plus max_length.
+
+  '16,32,64' with max_length 40 -> (16, 32, 40). An empty spec -> None: no bucketing
+  (every batch has its split's full width).
+  """
+  spec = str(spec).strip()
+  if not spec:
+    return None
+  try:
+    values = [int(v) for v in spec.split(",")]
+  except ValueError:
+    values = []
+  if not values or min(values) < 1 or any(b <= a for a, b in zip(values, values[1:])):
+    raise ValueError(f"data.buckets={spec!r} must be comma-separated increasing "
+                     "integers >= 1 (or empty: no bucketing)")
+  return tuple(v for v in values if v < max_length) + (max_length,)
+
+
+def batches(split: TextSplit, batch_size: int, order: np.ndarray | None = None,
+            buckets: Sequence[int] | None = None) -> Iterator[dict[str, np.ndarray]]:
+  """Fixed-shape batches; the last is padded and masked so each example counts once.
+
+  Without `buckets` every batch has the split's width. With `buckets` (increasing
+  lengths, see `parse_buckets`) each batch is padded or cut to the smallest bucket that
+  holds its longest sequence, so a jitted step compiles at most len(buckets) shapes.
+  """
   order = np.arange(len(split)) if order is None else order
   for start in range(0, len(order), batch_size):
     index = order[start:start + batch_size]
     n = len(index)
     pad = batch_size - n
-    if pad:  # repeat example 0 as filler; mask=False keeps it out of every sum
-      index = np.concatenate([index, np.zeros(pad, index.dtype)])
+    if pad:  # repeat the batch's first example as filler; mask=False keeps it out
+      index = np.concatenate([index, np.full(pad, index[0], index.dtype)])
     part = split.take(index)
-    yield {"tokens": part.tokens, "lengths": part.lengths, "labels": part.labels,
+    tokens = part.tokens
+    if buckets:
+      longest = int(part.lengths.max(initial=1))
+      width = next((b for b in buckets if b >= longest), None)
+      if width is None:
+        raise ValueError(f"a sequence of length {longest} is longer than the last "
+                         f"bucket {buckets[-1]} (data.buckets / data.max_length)")
+      if width <= tokens.shape[1]:
+        tokens = tokens[:, :width]  # only padding is cut: every length <= width
+      else:
+        tokens = np.pad(tokens, ((0, 0), (0, width - tokens.shape[1])),
+                        constant_values=PAD_ID)
+    yield {"tokens": tokens, "lengths": part.lengths, "labels": part.labels,
            "mask": np.arange(batch_size) < n}
+
+
+def length_sorted(order: np.ndarray, lengths: np.ndarray, batch_size: int,
+                  window: int, rng: np.random.Generator) -> np.ndarray:
+  """`order` regrouped so each batch holds sequences of similar length.
+
+  Within each window of `window` batches of the (already shuffled) order, examples are
+  sorted by length; the full batches are then shuffled by `rng`, and a partial last
+  batch stays last (batches() pads and masks only the final one). With buckets, short
+  batches then run at short widths instead of the longest of a random mix.
+  """
+  full = len(order) - len(order) % batch_size
+  chunks = []
+  span = window * batch_size
+  for start in range(0, full, span):
+    part = order[start:min(start + span, full)]
+    part = part[np.argsort(lengths[part], kind="stable")]
+    chunks.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+  chunks = [chunks[i] for i in rng.permutation(len(chunks))]
+  return np.concatenate(chunks + [order[full:]]) if chunks else order
 
 
 def num_batches(n: int, batch_size: int) -> int:

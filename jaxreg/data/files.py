@@ -1,0 +1,380 @@
+"""Local text classification files -> RawTextData.
+
+`data.source` picks the reader:
+
+- `csv`: comma-separated, RFC 4180 quoting (Python's `csv` module defaults: fields may be
+  quoted with `"`, may contain commas and newlines, `""` is a literal quote).
+- `tsv`: tab-separated with NO quoting (the GLUE/SST convention: a `"` is an ordinary
+  character and a field cannot contain a tab or a newline).
+- `jsonl`: one JSON object per line (or a JSON array, addressed by 0-based index); blank
+  lines are skipped.
+- `folder`: `data.root/<split>/<class>/*.txt` (keras `text_dataset_from_directory` per
+  split, and the IMDB `aclImdb` tree). Every file is one example, read as UTF-8 with
+  undecodable bytes replaced. Files in a split are read class by class, by file name.
+
+Files (`data.train_file`, `data.test_file`): `data.text_fields` names one or several
+columns/keys (comma-separated; column names when `data.header` is true, or 0-based
+indices), joined with one space; `data.label_field` names the label column/key. Without a
+test file, `data.test_fraction` of each class of the training file is held out as test,
+drawn from `data.split_seed` (a stream distinct from the validation hold-out's). The same
+applies to a folder without a `test/` directory.
+
+Labels and class order (stable, documented):
+
+- names (`data.label_ids` false): `data.class_names` if given (comma-separated, fixes the
+  order), otherwise the distinct training labels sorted by code point.
+- ids (`data.label_ids` true): integers, `data.label_offset` subtracted (1 for 1-based
+  ids); class i is `data.class_names[i]` if given, else `class_<i>`.
+- folder: `data.classes` if given (other directories, e.g. `aclImdb/train/unsup`, are
+  ignored), otherwise every subdirectory of `ROOT/train` sorted by name.
+
+Every class must occur in training, and a test label that does not occur in training is
+an error. Errors are one line naming the file (and line): a malformed row (wrong column
+count, bad JSON, missing field, bad label), an empty split, a missing file or directory.
+Files are UTF-8 (a BOM is ignored); undecodable bytes are replaced.
+
+The RawTextData `description` holds the paths, the sha256 of their contents and every
+parsing option, so the tokenized cache misses when a file or an option changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from jaxreg.data.dataset import stratified_split
+from jaxreg.data.raw import RawTextData
+
+FILE_SOURCES = ("csv", "tsv", "jsonl")
+SOURCES = FILE_SOURCES + ("folder",)
+# The test hold-out of a single file uses its own stream of split_seed.
+_TEST_STREAM = 1
+
+# A row: (text, raw label, where) with `where` = "path:line" for error messages.
+Row = tuple[str, object, str]
+
+
+def names(spec: str) -> list[str]:
+  """'a, b,c' -> ['a', 'b', 'c'] (empty items dropped)."""
+  return [s.strip() for s in str(spec).split(",") if s.strip()]
+
+
+def load(data_cfg) -> RawTextData:
+  source = data_cfg.source
+  if source in FILE_SOURCES:
+    return _load_files(data_cfg)
+  if source == "folder":
+    return _load_folder(data_cfg)
+  raise ValueError(f"data.source={source!r} is not one of: {', '.join(SOURCES)}")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _path(value: str, key: str) -> Path:
+  if not value:
+    raise ValueError(f"{key} is empty: set it to a file path")
+  path = Path(os.path.expanduser(value)).resolve()
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no such file ({key})")
+  return path
+
+
+def _load_files(c) -> RawTextData:
+  train_path = _path(c.train_file, "data.train_file")
+  if c.test_file and c.test_fraction:
+    raise ValueError("data.test_file and data.test_fraction are both set: give one")
+  test_path = _path(c.test_file, "data.test_file") if c.test_file else None
+  if test_path is None and not c.test_fraction:
+    raise ValueError("data.test_file is empty and data.test_fraction=0: give a test "
+                     "file or a fraction in (0, 1)")
+  digests = {}
+  train_rows = _read_rows(train_path, c, digests)
+  test_rows = _read_rows(test_path, c, digests) if test_path else None
+  train_labels, test_labels, class_names = _labels(train_rows, test_rows, c,
+                                                   str(train_path))
+  train_texts = [r[0] for r in train_rows]
+  if test_rows is None:
+    train_texts, train_labels, test_texts, test_labels = _hold_out_test(
+        train_texts, train_labels, class_names, c, str(train_path))
+  else:
+    test_texts = [r[0] for r in test_rows]
+  description = json.dumps({
+      "source": c.source,
+      "files": {str(p): d for p, d in digests.items()},
+      "text_fields": names(c.text_fields), "label_field": str(c.label_field),
+      "header": bool(c.header), "label_ids": bool(c.label_ids),
+      "label_offset": int(c.label_offset), "class_names": names(c.class_names),
+      "test_fraction": float(c.test_fraction) if test_rows is None else 0.0,
+      "split_seed": int(c.split_seed) if test_rows is None else None,
+  }, sort_keys=True)
+  return RawTextData(train_texts, train_labels, test_texts, test_labels, class_names,
+                     description)
+
+
+def _read_rows(path: Path, c, digests: dict) -> list[Row]:
+  data = path.read_bytes()
+  digests[path] = hashlib.sha256(data).hexdigest()
+  text = data.decode("utf-8-sig", errors="replace")
+  fields = names(c.text_fields)
+  if not fields:
+    raise ValueError(f"data.text_fields={c.text_fields!r} names no column")
+  if c.source == "jsonl":
+    rows = _read_jsonl(path, text, fields, str(c.label_field))
+  else:
+    rows = _read_delimited(path, text, fields, str(c.label_field), bool(c.header),
+                           tsv=c.source == "tsv")
+  if not rows:
+    raise ValueError(f"{path}: no examples (empty split)")
+  return rows
+
+
+def _column(path, line, spec: str, key: str, header: list[str] | None,
+            ncols: int) -> int:
+  if header is not None and spec in header:
+    return header.index(spec)
+  if spec.lstrip("-").isdigit() and 0 <= int(spec) < ncols:
+    return int(spec)
+  if header is not None:
+    raise ValueError(f"{path}:{line}: column {spec!r} ({key}) is not in the header "
+                     f"({', '.join(header)}) nor an index below {ncols}")
+  raise ValueError(f"{path}:{line}: column {spec!r} ({key}) must be a 0-based index "
+                   f"below {ncols} (data.header=false: columns have no names)")
+
+
+def _read_delimited(path, text, fields, label_field, header, tsv) -> list[Row]:
+  csv.field_size_limit(2**31 - 1)  # long documents (the default limit is 128 KiB)
+  if tsv:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t",
+                        quoting=csv.QUOTE_NONE)
+  else:
+    reader = csv.reader(io.StringIO(text, newline=""))
+  rows, ncols, text_idx, label_idx = [], None, None, None
+  try:
+    for row in reader:
+      line = reader.line_num
+      if not row:  # a blank line
+        continue
+      if ncols is None:
+        ncols = len(row)
+        names_row = [h.strip() for h in row] if header else None
+        text_idx = [_column(path, line, f, "data.text_fields", names_row, ncols)
+                    for f in fields]
+        label_idx = _column(path, line, label_field, "data.label_field", names_row,
+                            ncols)
+        if header:
+          continue
+      if len(row) != ncols:
+        raise ValueError(f"{path}:{line}: expected {ncols} columns, got {len(row)}")
+      rows.append((" ".join(row[i] for i in text_idx), row[label_idx].strip(),
+                   f"{path}:{line}"))
+  except csv.Error as e:
+    raise ValueError(f"{path}:{reader.line_num}: malformed row ({e})") from None
+  return rows
+
+
+def _read_jsonl(path, text, fields, label_field) -> list[Row]:
+  rows = []
+  for number, line in enumerate(text.split("\n"), 1):
+    if not line.strip():
+      continue
+    where = f"{path}:{number}"
+    try:
+      obj = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{where}: bad JSON ({e.msg}, column {e.colno})") from None
+    parts = [_json_field(obj, f, "data.text_fields", where) for f in fields]
+    for f, part in zip(fields, parts):
+      if not isinstance(part, (str, int, float)) or isinstance(part, bool):
+        raise ValueError(f"{where}: field {f!r} (data.text_fields) is "
+                         f"{type(part).__name__}, expected a string")
+    label = _json_field(obj, label_field, "data.label_field", where)
+    rows.append((" ".join(str(p) for p in parts), label, where))
+  return rows
+
+
+def _json_field(obj, name: str, key: str, where: str):
+  if isinstance(obj, dict):
+    if name not in obj:
+      raise ValueError(f"{where}: missing field {name!r} ({key})")
+    return obj[name]
+  if isinstance(obj, list):
+    if name.isdigit() and int(name) < len(obj):
+      return obj[int(name)]
+    raise ValueError(f"{where}: no item {name!r} ({key}) in a JSON array of "
+                     f"{len(obj)}")
+  raise ValueError(f"{where}: expected a JSON object or array, got "
+                   f"{type(obj).__name__}")
+
+
+# -------------------------------------------------------------------------- labels
+
+
+def _label_id(value, offset: int, where: str) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, str)):
+    raise ValueError(f"{where}: label {value!r} is not an integer id "
+                     "(data.label_ids=true)")
+  try:
+    i = int(value)
+  except ValueError:
+    raise ValueError(f"{where}: label {value!r} is not an integer id "
+                     "(data.label_ids=true)") from None
+  if i - offset < 0:
+    raise ValueError(f"{where}: label id {i} minus data.label_offset={offset} is < 0")
+  return i - offset
+
+
+def _labels(train_rows: list[Row], test_rows: list[Row] | None, c, train_name: str):
+  """(train ids, test ids or None, class names), checked as the module docstring says."""
+  listed = names(c.class_names)
+  if len(set(listed)) != len(listed):
+    raise ValueError(f"data.class_names={c.class_names!r} lists a class twice")
+  if c.label_ids:
+    offset = int(c.label_offset)
+
+    def to_id(row):
+      i = _label_id(row[1], offset, row[2])
+      if listed and i >= len(listed):
+        raise ValueError(f"{row[2]}: label id {i} (after data.label_offset={offset}) "
+                         f"has no name in data.class_names ({len(listed)} classes)")
+      return i
+
+    train = np.array([to_id(r) for r in train_rows], np.int32)
+    class_names = listed or [f"class_{i}" for i in range(int(train.max()) + 1)]
+    test = None if test_rows is None else [(to_id(r), r) for r in test_rows]
+  else:
+    def name(row):
+      label = "" if row[1] is None else str(row[1]).strip()
+      if not label:
+        raise ValueError(f"{row[2]}: empty label ({c.label_field!r})")
+      return label
+
+    train_names = [name(r) for r in train_rows]
+    class_names = listed or sorted(set(train_names))
+    index = {n: i for i, n in enumerate(class_names)}
+    for label, row in zip(train_names, train_rows):
+      if label not in index:
+        raise ValueError(f"{row[2]}: label {label!r} is not in data.class_names "
+                         f"({', '.join(listed)})")
+    train = np.array([index[n] for n in train_names], np.int32)
+    test = None if test_rows is None else [
+        (index.get(name(r), -1), r) for r in test_rows]
+  seen = set(train.tolist())
+  missing = [n for i, n in enumerate(class_names) if i not in seen]
+  if missing:
+    raise ValueError(f"{train_name}: class {missing[0]!r} has no training example "
+                     f"({len(missing)} of {len(class_names)} classes have none)")
+  if test is None:
+    return train, None, class_names
+  for i, row in test:
+    if i not in seen:
+      raise ValueError(f"{row[2]}: test label {row[1]!r} does not occur in training "
+                       f"({train_name})")
+  return train, np.array([i for i, _ in test], np.int32), class_names
+
+
+def _hold_out_test(texts, labels, class_names, c, where: str):
+  fraction = float(c.test_fraction)
+  if not 0 < fraction < 1:
+    raise ValueError(f"data.test_fraction={fraction!r} must be in (0, 1)")
+  keep, held = stratified_split(labels, fraction, [int(c.split_seed), _TEST_STREAM])
+  left = set(labels[keep].tolist())
+  for i, n in enumerate(class_names):
+    if i not in left:
+      raise ValueError(f"{where}: data.test_fraction={fraction} leaves class {n!r} "
+                       "with no training example")
+  if not len(held):
+    raise ValueError(f"{where}: data.test_fraction={fraction} holds out no example "
+                     "(empty test split)")
+  return ([texts[i] for i in keep], labels[keep], [texts[i] for i in held],
+          labels[held])
+
+
+# -------------------------------------------------------------------------- folder
+
+
+def _read_class_dir(directory: Path, root: Path, digest) -> list[str]:
+  texts = []
+  for path in sorted(directory.glob("*.txt"), key=lambda p: p.name):
+    if not path.is_file():
+      continue
+    data = path.read_bytes()
+    rel = path.relative_to(root).as_posix().encode()
+    digest.update(len(rel).to_bytes(8, "little") + rel)
+    digest.update(len(data).to_bytes(8, "little") + data)
+    texts.append(data.decode("utf-8", errors="replace"))
+  return texts
+
+
+def _load_folder(c) -> RawTextData:
+  if not c.root:
+    raise ValueError("data.root is empty: set it to a directory holding "
+                     "train/<class>/*.txt and test/<class>/*.txt")
+  root = Path(os.path.expanduser(c.root)).resolve()
+  train_dir, test_dir = root / "train", root / "test"
+  if not root.is_dir():
+    raise FileNotFoundError(f"{root}: no such directory (data.root)")
+  if not train_dir.is_dir():
+    raise FileNotFoundError(f"{train_dir}: no such directory (data.source=folder "
+                            "reads ROOT/train/<class>/*.txt)")
+  listed = names(c.classes)
+  if len(set(listed)) != len(listed):
+    raise ValueError(f"data.classes={c.classes!r} lists a class twice")
+  class_names = listed or sorted(
+      d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+  if not class_names:
+    raise ValueError(f"{train_dir}: no class subdirectories (empty split)")
+  digest = hashlib.sha256()
+  train_texts, train_labels = [], []
+  for i, name in enumerate(class_names):
+    d = train_dir / name
+    if not d.is_dir():
+      raise FileNotFoundError(f"{d}: no such directory (class {name!r} of "
+                              "data.classes)")
+    texts = _read_class_dir(d, root, digest)
+    if not texts:
+      raise ValueError(f"{d}: no .txt files (class {name!r} has no training example)")
+    train_texts += texts
+    train_labels += [i] * len(texts)
+  train_labels = np.array(train_labels, np.int32)
+
+  if test_dir.is_dir():
+    if c.test_fraction:
+      raise ValueError(f"{test_dir} exists and data.test_fraction="
+                       f"{c.test_fraction}: remove one of them")
+    if not listed:
+      for d in sorted(test_dir.iterdir()):
+        if d.is_dir() and not d.name.startswith(".") and d.name not in class_names:
+          raise ValueError(f"{d}: test class {d.name!r} does not occur in training "
+                           f"({train_dir})")
+    test_texts, test_labels = [], []
+    for i, name in enumerate(class_names):
+      d = test_dir / name
+      if d.is_dir():  # a class may be absent from test
+        texts = _read_class_dir(d, root, digest)
+        test_texts += texts
+        test_labels += [i] * len(texts)
+    if not test_texts:
+      raise ValueError(f"{test_dir}: no .txt files in the class directories "
+                       f"{', '.join(class_names)} (empty split)")
+    test_labels = np.array(test_labels, np.int32)
+  elif c.test_fraction:
+    train_texts, train_labels, test_texts, test_labels = _hold_out_test(
+        train_texts, train_labels, class_names, c, str(train_dir))
+  else:
+    raise FileNotFoundError(f"{test_dir}: no such directory; add it or set "
+                            "data.test_fraction")
+  description = json.dumps({
+      "source": "folder", "root": str(root), "classes": class_names,
+      "content_sha256": digest.hexdigest(),
+      "test_fraction": float(c.test_fraction),
+      "split_seed": int(c.split_seed) if c.test_fraction else None,
+  }, sort_keys=True)
+  return RawTextData(train_texts, train_labels, test_texts, test_labels, class_names,
+                     description)

@@ -1,0 +1,234 @@
+"""Text pipeline: RawTextData (strings) -> TextData (padded token-id arrays).
+
+Steps, in order (all settings are `config.data.*` keys):
+
+1. **Validation hold-out.** `val_fraction` of each class of the training texts is held
+   out by `split_seed` alone (`dataset.stratified_split`, the same rule as every source),
+   so runs that differ in `seed` see the same validation examples.
+2. **Tokenizer** (`tokenize`): word level. `lowercase` (default true) lowercases first.
+   `punctuation` decides what happens to punctuation:
+
+   - `split` (default): every punctuation character is a token of its own. Tokens are the
+     matches of ``\\w+(?:['’]\\w+)*|[^\\w\\s]``: a run of letters/digits/underscores, with
+     inner apostrophes kept (``don't``, ``o'clock`` are one token), or one character that
+     is neither a word character nor whitespace. "Great, isn't it?!" -> great , isn't it ? !
+   - `strip`: the same word pattern, punctuation dropped. -> great isn't it
+   - `keep`: split on whitespace only; punctuation stays attached. -> great, isn't it?!
+
+   ``\\w`` is Unicode-aware (Python `re`), so accented and non-Latin letters are words.
+3. **Vocabulary** from the training texts that are left after the validation hold-out
+   (never from val or test, so neither leaks into the model): id 0 `<pad>`, id 1 `<unk>`,
+   then words seen at least `min_freq` times, most frequent first, ties broken by the
+   word's code points (so the vocabulary is the same on every machine). `max_vocab` is
+   the size of the whole table, `<pad>` and `<unk>` included (0: unlimited). A literal
+   `<pad>` or `<unk>` in the text maps to `<unk>`.
+4. **Ids and truncation**: out-of-vocabulary words -> 1; the first `max_length` tokens are
+   kept. A text with no tokens at all becomes the single token `<unk>` (length 1), so that
+   every example has a last step and a non-empty mean.
+5. **Cache**: the result is stored as `<key>.npz` + `<key>.json` in `cache_dir` (default
+   `~/.cache/jaxreg/data`; empty string: no cache). The key is a sha256 over the source's
+   `description` (which identifies the source content, see raw.py), the tokenizer
+   settings, the vocabulary settings, `max_length`, `split_seed` and `val_fraction`, and
+   CACHE_VERSION. A second run with the same settings loads the arrays without
+   tokenizing; changing any of them gives another key, so a stale cache is never used.
+   Files are written to a temporary name and renamed (`os.replace`), the json last, so a
+   cache entry is either complete or absent.
+
+Batches are padded per batch to a fixed list of lengths (`data.buckets`), see
+`dataset.batches` and `dataset.parse_buckets`.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from jaxreg.data.dataset import PAD_ID, TextData, TextSplit, stratified_split
+from jaxreg.data.raw import RawTextData
+
+UNK_ID = 1
+PAD, UNK = "<pad>", "<unk>"
+PUNCTUATION_MODES = ("split", "strip", "keep")
+# Bump when the tokenizer, the vocabulary rule or the cache layout changes.
+CACHE_VERSION = 1
+
+_WORD = r"\w+(?:['’]\w+)*"
+_HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,40}>")  # e.g. IMDB's <br /> line breaks
+_PATTERNS = {
+    "split": re.compile(rf"{_WORD}|[^\w\s]"),
+    "strip": re.compile(_WORD),
+}
+
+log = logging.getLogger(__name__)
+
+
+def tokenize(text: str, lowercase: bool = True, punctuation: str = "split",
+             strip_html: bool = False) -> list[str]:
+  """Word-level tokens of `text` (see the module docstring for the rules)."""
+  if strip_html:  # a tag becomes a space, not the tokens '<', 'br', '/', '>'
+    text = _HTML_TAG.sub(" ", text)
+  if lowercase:
+    text = text.lower()
+  if punctuation == "keep":
+    return text.split()
+  try:
+    return _PATTERNS[punctuation].findall(text)
+  except KeyError:
+    raise ValueError(f"data.punctuation={punctuation!r} is not one of: "
+                     f"{', '.join(PUNCTUATION_MODES)}") from None
+
+
+def build_vocab(token_lists: Iterable[Sequence[str]], min_freq: int = 1,
+                max_vocab: int = 0) -> list[str]:
+  """[<pad>, <unk>, words by (-count, word)] with count >= min_freq, max_vocab in all."""
+  counts = collections.Counter()
+  for tokens in token_lists:
+    counts.update(tokens)
+  for special in (PAD, UNK):
+    counts.pop(special, None)
+  words = sorted((w for w, n in counts.items() if n >= min_freq),
+                 key=lambda w: (-counts[w], w))
+  if max_vocab:
+    words = words[:max(max_vocab - 2, 0)]
+  return [PAD, UNK] + words
+
+
+def encode(tokens: Sequence[str], word_ids: dict[str, int], max_length: int) -> list[int]:
+  ids = [word_ids.get(w, UNK_ID) for w in tokens[:max_length]]
+  return ids or [UNK_ID]
+
+
+def settings(data_cfg) -> dict:
+  """Every setting the prepared arrays depend on, besides the source content."""
+  return {
+      "lowercase": bool(data_cfg.lowercase),
+      "punctuation": str(data_cfg.punctuation),
+      "strip_html": bool(data_cfg.strip_html),
+      "min_freq": int(data_cfg.min_freq),
+      "max_vocab": int(data_cfg.max_vocab),
+      "max_length": int(data_cfg.max_length),
+      "split_seed": int(data_cfg.split_seed),
+      "val_fraction": float(data_cfg.val_fraction),
+  }
+
+
+def cache_key(description: str, data_cfg) -> str:
+  blob = json.dumps({"version": CACHE_VERSION, "description": description,
+                     **settings(data_cfg)}, sort_keys=True)
+  return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def prepare(raw: RawTextData, data_cfg) -> TextData:
+  """Splits off val, tokenizes, builds the vocabulary, encodes; cached on disk."""
+  cache_dir = Path(os.path.expanduser(data_cfg.cache_dir)) if data_cfg.cache_dir \
+      else None
+  key = cache_key(raw.description, data_cfg)
+  if cache_dir is not None:
+    cached = _load_cache(cache_dir, key)
+    if cached is not None:
+      log.info("tokenized data from cache %s", cache_dir / f"{key}.npz")
+      return cached
+  data = _build(raw, data_cfg)
+  if cache_dir is not None:
+    _save_cache(cache_dir, key, data, raw.description, data_cfg)
+  return data
+
+
+def _build(raw: RawTextData, data_cfg) -> TextData:
+  s = settings(data_cfg)
+  labels = np.asarray(raw.train_labels, np.int32)
+  keep, held = stratified_split(labels, s["val_fraction"], s["split_seed"])
+
+  def toks(texts):
+    return [tokenize(t, s["lowercase"], s["punctuation"], s["strip_html"])
+            for t in texts]
+
+  train_tokens = toks(raw.train_texts)
+  test_tokens = toks(raw.test_texts)
+  vocab = build_vocab((train_tokens[i] for i in keep), s["min_freq"], s["max_vocab"])
+  word_ids = {w: i for i, w in enumerate(vocab) if i != PAD_ID}
+
+  def split(token_lists, split_labels):
+    seqs = [encode(t, word_ids, s["max_length"]) for t in token_lists]
+    return TextSplit.from_sequences(seqs, np.asarray(split_labels, np.int32),
+                                    s["max_length"])
+
+  train_all = split(train_tokens, labels)
+  data = TextData(train=train_all.take(keep), val=train_all.take(held),
+                  test=split(test_tokens, raw.test_labels),
+                  class_names=list(raw.class_names), vocab=vocab)
+  unk = sum(int((sp.tokens == UNK_ID).sum()) for sp in (data.val, data.test))
+  total = sum(int(sp.lengths.sum()) for sp in (data.val, data.test))
+  log.info("vocabulary: %d entries from %d training texts; %.1f%% of val+test tokens "
+           "are <unk>", len(vocab), len(keep), 100.0 * unk / max(total, 1))
+  return data
+
+
+_SPLITS = ("train", "val", "test")
+
+
+def _load_cache(cache_dir: Path, key: str) -> TextData | None:
+  meta_path, arrays_path = cache_dir / f"{key}.json", cache_dir / f"{key}.npz"
+  if not meta_path.exists():  # written last: present means complete
+    return None
+  try:
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("key") != key:
+      return None
+    with np.load(arrays_path) as z:
+      splits = {name: _unflatten(z[f"{name}_ids"], z[f"{name}_lengths"],
+                                 z[f"{name}_labels"]) for name in _SPLITS}
+  except (OSError, ValueError, KeyError) as e:
+    log.warning("ignoring unreadable cache entry %s (%s)", arrays_path, e)
+    return None
+  return TextData(**splits, class_names=meta["class_names"], vocab=meta["vocab"])
+
+
+def _save_cache(cache_dir: Path, key: str, data: TextData, description: str,
+                data_cfg) -> None:
+  cache_dir.mkdir(parents=True, exist_ok=True)
+  arrays = {}
+  for name in _SPLITS:
+    sp = data.split(name)
+    arrays[f"{name}_ids"] = _flatten(sp)
+    arrays[f"{name}_lengths"] = sp.lengths
+    arrays[f"{name}_labels"] = sp.labels
+  meta = {"key": key, "version": CACHE_VERSION, "description": description,
+          "settings": settings(data_cfg), "class_names": data.class_names,
+          "vocab": data.vocab, "sizes": {n: len(data.split(n)) for n in _SPLITS}}
+
+  def write(path: Path, write_fn):
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+      with os.fdopen(fd, "wb") as f:
+        write_fn(f)
+      os.replace(tmp, path)
+    except BaseException:
+      Path(tmp).unlink(missing_ok=True)
+      raise
+
+  write(cache_dir / f"{key}.npz", lambda f: np.savez(f, **arrays))
+  write(cache_dir / f"{key}.json",
+        lambda f: f.write(json.dumps(meta, ensure_ascii=False).encode("utf-8")))
+
+
+def _flatten(split: TextSplit) -> np.ndarray:
+  """The real (unpadded) token ids, row after row."""
+  mask = np.arange(split.tokens.shape[1])[None, :] < split.lengths[:, None]
+  return split.tokens[mask].astype(np.int32)
+
+
+def _unflatten(ids: np.ndarray, lengths: np.ndarray, labels: np.ndarray) -> TextSplit:
+  width = max(int(lengths.max(initial=1)), 1)
+  tokens = np.full((len(lengths), width), PAD_ID, np.int32)
+  tokens[np.arange(width)[None, :] < lengths[:, None]] = ids
+  return TextSplit(tokens, lengths.astype(np.int32), labels.astype(np.int32))
