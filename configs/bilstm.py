@@ -1,0 +1,19 @@
+"""Bidirectional LSTM text classifier (forward and backward final states).
+
+  python -m jaxreg.main --config=configs/bilstm.py --workdir=runs/bilstm
+  python -m jaxreg.main --config=configs/bilstm.py:trec --workdir=runs/bilstm_trec
+  python -m jaxreg.main --config=configs/bilstm.py:trec_reg --workdir=runs/bilstm_trec_reg
+
+Variants (configs/text.py): synthetic (default), trec, trec_reg, imdb, imdb_reg, tiny.
+Measured results: README "Results".
+"""
+
+from configs import text
+from jaxreg.config import get_base_config
+
+
+def get_config(arg: str | None = None):
+  config = get_base_config()
+  config.model.cell = "lstm"
+  config.model.bidirectional = True
+  return text.variant(config, arg)

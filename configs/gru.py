@@ -1,0 +1,18 @@
+"""GRU text classifier.
+
+  python -m jaxreg.main --config=configs/gru.py --workdir=runs/gru
+  python -m jaxreg.main --config=configs/gru.py:trec --workdir=runs/gru_trec
+  python -m jaxreg.main --config=configs/gru.py:trec_reg --workdir=runs/gru_trec_reg
+
+Variants (configs/text.py): synthetic (default), trec, trec_reg, imdb, imdb_reg, tiny.
+Measured results: README "Results".
+"""
+
+from configs import text
+from jaxreg.config import get_base_config
+
+
+def get_config(arg: str | None = None):
+  config = get_base_config()
+  config.model.cell = "gru"
+  return text.variant(config, arg)
