@@ -26,7 +26,9 @@ with an error (diverged runs are results, recorded with status `diverged`), 1
 otherwise, 2 on bad input.
 
 Execution goes through an executor (`EXECUTORS`, `--executor`): `sequential` trains
-one run after another in this process. The contract, for executors to come (K runs as
+one run after another in this process; `group` trains runs that differ only in
+continuous hyperparameters and seed as one vmapped program (jaxreg/group.py); `auto`
+(the default) does that per group only where a short timing probe says it is faster. The contract, for executors to come (K runs as
 one vmapped program): `execute(runs, on_done)` gets every pending `Run` (full config,
 its own workdir; some may hold checkpoints of an interrupted attempt) and must call
 `on_done(run, Outcome)` exactly once per run, in the calling thread, after that run's
@@ -377,7 +379,49 @@ class SequentialExecutor:
       on_done(run, outcome)
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {"sequential": SequentialExecutor}
+class GroupExecutor:
+  """Runs that differ only in continuous hyperparameters and seed train together as
+  one vmapped program (jaxreg.group); each member still writes its own run dir.
+
+  With `probe` (the `auto` executor), a short timing of a few steps of both ways
+  decides per group, and the group falls back to sequential runs where vmap is not
+  faster (as on a 2-core CPU, where one LSTM step already uses the cores).
+  """
+
+  def __init__(self, devices=None, probe: bool = False, out=None):
+    self.devices, self.probe, self.out = devices, probe, out or sys.stderr
+
+  def execute(self, runs, on_done):
+    from jaxreg import group
+    sequential = SequentialExecutor(self.devices)
+    for members in group_runs(runs, group.GROUPABLE_KEYS):
+      configs = [m.config for m in members]
+      if len(members) == 1 or (self.probe and not group.probe(configs)):
+        if len(members) > 1:
+          print(f"{len(members)} runs as one vmapped group were not faster than one "
+                "after another here: training them sequentially", file=self.out)
+        sequential.execute(members, on_done)
+        continue
+      t0 = time.perf_counter()
+      try:
+        results = group.train_group(configs, [m.workdir for m in members],
+                                    self.devices)
+      except Exception as e:  # noqa: BLE001 - recorded for every member
+        results = [{"status": "error", "error": _one_line(e)}] * len(members)
+      seconds = (time.perf_counter() - t0) / len(members)
+      for member, result in zip(members, results):
+        status = result.get("status")
+        outcome = (Outcome(status, error=result.get("error"))
+                   if status in ("diverged", "error") else Outcome("done", summary=result))
+        outcome.seconds = seconds
+        on_done(member, outcome)
+
+
+EXECUTORS: dict[str, Callable[[], Executor]] = {
+    "sequential": SequentialExecutor,
+    "group": GroupExecutor,
+    "auto": lambda: GroupExecutor(probe=True),
+}
 
 
 # --------------------------------------------------------------------- files
@@ -633,7 +677,10 @@ def _define_flags():
       "choice:A,B (repeat for more axes).")
   flags.DEFINE_integer("budget", 0, "Random search: this many points (0: grid).")
   flags.DEFINE_integer("sampler_seed", 0, "Seed of the random-search sampler.")
-  flags.DEFINE_enum("executor", "sequential", sorted(EXECUTORS), "How runs train.")
+  flags.DEFINE_enum("executor", "auto", sorted(EXECUTORS),
+                    "sequential: one run after another; group: runs differing only in "
+                    "continuous hyperparameters and seed as one vmapped program; auto: "
+                    "group where a short timing probe says it is faster.")
   flags.DEFINE_bool("retry_diverged", False, "Train runs that diverged before again.")
 
 

@@ -272,3 +272,21 @@ def test_probe_times_both_programs():
   timings = group.probe_timings(configs, steps=2, rounds=2)
   assert timings["k"] == 2 and timings["ratio"] > 0
   assert isinstance(group.probe(configs, steps=1, rounds=1), bool)
+
+
+def test_sweep_group_executor_matches_sequential_sweep(tmp_path):
+  from jaxreg import sweep
+  config = tiny_config()
+  axes = [sweep.parse_axis("reg.l2=0,0.01", config), sweep.parse_axis("seed=0,1", config)]
+  seq = sweep.run_sweep(config, tmp_path / "seq", axes,
+                        executor=sweep.SequentialExecutor())
+  grp = sweep.run_sweep(config, tmp_path / "grp", axes, executor=sweep.GroupExecutor())
+  assert set(seq) == set(grp) and len(seq) == 4
+  for name in seq:
+    a, b = seq[name].summary, grp[name].summary
+    assert grp[name].status == "done"
+    np.testing.assert_allclose(b["val"]["loss"], a["val"]["loss"], rtol=1e-4)
+    correct = [np.trace(np.array(x["test"]["confusion_matrix"])) for x in (a, b)]
+    assert abs(correct[0] - correct[1]) <= 2
+  rows = (tmp_path / "grp" / "runs.csv").read_text().splitlines()
+  assert len(rows) == 5 and rows[0].startswith("run,")
