@@ -150,6 +150,17 @@ def get_base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}: config dicts (to_json) as dotted keys."""
+  flat = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      flat.update(flatten(v, f"{prefix}{k}."))
+    else:
+      flat[f"{prefix}{k}"] = v
+  return flat
+
+
 def _choice(config, key, allowed):
   value = _get(config, key)
   if value not in allowed:

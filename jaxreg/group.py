@@ -99,16 +99,6 @@ ERROR_FILE = "error.json"
 # ----------------------------------------------------------------------------- configs
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-  flat = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      flat.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      flat[f"{prefix}{k}"] = v
-  return flat
-
-
 def _get(config, key: str):
   node = config
   for part in key.split("."):
@@ -130,7 +120,7 @@ def group_key(config: ml_collections.ConfigDict) -> str:
   The resolved config as canonical JSON without GROUPABLE_KEYS (the continuous
   hyperparameters, the seed and host-side settings).
   """
-  flat = _flatten(json.loads(config.to_json()))
+  flat = config_lib.flatten(json.loads(config.to_json()))
   return json.dumps({k: v for k, v in flat.items() if k not in GROUPABLE_KEYS},
                     sort_keys=True)
 

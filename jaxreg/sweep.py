@@ -54,6 +54,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
+from jaxreg import config as config_lib  # light: ml_collections only
+
 SWEEP_FILE = "sweep.json"
 RUNS_FILE = "runs.csv"
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
@@ -321,20 +323,10 @@ def group_runs(runs: Sequence[Run], batchable: Iterable[str]) -> list[list[Run]]
   batchable = set(batchable)
   groups: dict[str, list[Run]] = {}
   for run in runs:
-    flat = _flatten(json.loads(run.config.to_json()))
+    flat = config_lib.flatten(json.loads(run.config.to_json()))
     static = {k: v for k, v in flat.items() if k not in batchable}
     groups.setdefault(json.dumps(static, sort_keys=True), []).append(run)
   return list(groups.values())
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-  flat = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      flat.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      flat[f"{prefix}{k}"] = v
-  return flat
 
 
 # ------------------------------------------------------------------ executors
@@ -454,7 +446,7 @@ def _differences(old: dict, new: dict) -> str:
     o = " ".join(f"{a['key']}={Axis(**_axis_args(a)).describe()}" for a in old["axes"])
     n = " ".join(f"{a['key']}={Axis(**_axis_args(a)).describe()}" for a in new["axes"])
     return f"axes {o}, not {n}"
-  flat_old, flat_new = _flatten(old["base_config"]), _flatten(new["base_config"])
+  flat_old, flat_new = config_lib.flatten(old["base_config"]), config_lib.flatten(new["base_config"])
   keys = sorted(k for k in flat_old.keys() | flat_new.keys()
                 if flat_old.get(k) != flat_new.get(k))
   return f"another base config ({', '.join(keys)})" if keys else ""
@@ -552,7 +544,6 @@ def prepare(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
             sampler_seed: int = 0, command: Sequence[str] | None = None
             ) -> tuple[list[Run], dict]:
   """Plans the runs and writes (or checks) DIR/sweep.json. Returns (runs, meta)."""
-  from jaxreg import config as config_lib
   workdir = Path(workdir)
   points = expand(axes, budget, sampler_seed)
   runs = plan_runs(base_config, workdir, points)

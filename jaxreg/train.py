@@ -178,7 +178,7 @@ def _check_workdir_config(config, workdir: Path) -> None:
   if path.exists():
     previous = json.loads(path.read_text())
     if previous != resolved:
-      flat_old, flat_new = _flatten(previous), _flatten(resolved)
+      flat_old, flat_new = config_lib.flatten(previous), config_lib.flatten(resolved)
       diff = sorted(k for k in flat_old.keys() | flat_new.keys()
                     if flat_old.get(k) != flat_new.get(k))
       raise config_lib.ConfigError(
@@ -186,16 +186,6 @@ def _check_workdir_config(config, workdir: Path) -> None:
           "use a new --workdir")
   else:
     path.write_text(json.dumps(resolved, indent=2) + "\n")
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-  flat = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      flat.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      flat[f"{prefix}{k}"] = v
-  return flat
 
 
 def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: int,
