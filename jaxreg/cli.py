@@ -101,6 +101,17 @@ def _try_load_config(argv):
   return None
 
 
+def config_and_workdir(argv, flag_values):
+  """The common start of main(): no stray arguments, a loaded --config, a --workdir."""
+  quiet_libraries()
+  if len(argv) > 1:
+    fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = loaded_config(flag_values, "config")
+  if not flag_values.workdir:
+    fail("--workdir is required")
+  return config, flag_values.workdir
+
+
 def loaded_config(flag_values, name: str):
   """The config flag's value, or a one-line error if its file failed to load."""
   if flag_values[name].value is None and not _flag_given(name):

@@ -21,19 +21,14 @@ flags.DEFINE_string("workdir", None, "Directory for config, metrics and checkpoi
 
 
 def main(argv):
-  cli.quiet_libraries()
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  config = cli.loaded_config(FLAGS, "config")
-  if not FLAGS.workdir:
-    cli.fail("--workdir is required")
+  config, workdir = cli.config_and_workdir(argv, FLAGS)
   from jaxreg import train  # after flag parsing: `--help` stays fast
   with cli.user_errors():
-    summary = train.train_and_evaluate(config, FLAGS.workdir)
+    summary = train.train_and_evaluate(config, workdir)
   test = summary["test"]
   print(f"test accuracy {test['accuracy']:.4f}  balanced {test['balanced_accuracy']:.4f}"
         f"  worst class {test['worst_class_accuracy']:.4f}  "
-        f"({FLAGS.workdir}/summary.json)")
+        f"({workdir}/summary.json)")
 
 
 def run():

@@ -679,12 +679,7 @@ def main(argv):
   from absl import flags
   from jaxreg import cli
   FLAGS = flags.FLAGS
-  cli.quiet_libraries()
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  config = cli.loaded_config(FLAGS, "config")
-  if not FLAGS.workdir:
-    cli.fail("--workdir is required")
+  config, _ = cli.config_and_workdir(argv, FLAGS)
   with cli.user_errors():
     try:
       axes = parse_axes(FLAGS.axis, config)
