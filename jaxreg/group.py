@@ -63,6 +63,7 @@ import dataclasses
 import functools
 import json
 import math
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -556,13 +557,15 @@ def probe_timings(configs: Sequence[ml_collections.ConfigDict], steps: int = 3,
   configs = list(configs)
   check_group(configs)
   k = len(configs)
-  with tempfile.TemporaryDirectory() as tmp:
-    with config_lib.as_config_error():
-      data = sources.load(configs[0].data) if data is None else data
-    s = train.setup(configs[0], tmp, devices, data=data)
-    s.checkpointer.close()
-    group_tx = train.make_optimizer(group_config(configs), s.state.params,
-                                    s.steps_per_epoch)
+  # Removed only at the end: orbax cleans a new manager's directory in a background
+  # thread that close() does not wait for.
+  tmp = tempfile.mkdtemp(prefix="jaxreg-probe-")
+  with config_lib.as_config_error():
+    data = sources.load(configs[0].data) if data is None else data
+  s = train.setup(configs[0], tmp, devices, data=data)
+  s.checkpointer.close()
+  group_tx = train.make_optimizer(group_config(configs), s.state.params,
+                                  s.steps_per_epoch)
   shared = len({c.seed for c in configs}) == 1
   buckets = dataset_lib.parse_buckets(configs[0].data.buckets, configs[0].data.max_length)
   first = [next(dataset_lib.batches(
@@ -603,6 +606,7 @@ def probe_timings(configs: Sequence[ml_collections.ConfigDict], steps: int = 3,
     run_solo(k * steps)
     solo_t.append((time.perf_counter() - t0) / steps)
   group_s, sequential_s = float(np.median(group_t)), float(np.median(solo_t))
+  shutil.rmtree(tmp, ignore_errors=True)
   return {"k": k, "steps": steps, "rounds": rounds, "group_seconds_per_step": group_s,
           "sequential_seconds_per_k_steps": sequential_s,
           "ratio": sequential_s / group_s}
