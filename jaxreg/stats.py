@@ -88,12 +88,8 @@ def t_interval(samples, axis: int = 0):
   return mean, mean - half, mean + half
 
 
-def holm(pvalues):
-  """Holm step-down adjusted p-values (family-wise error), in the input order.
-
-  Sorted ascending p_(1) <= ... <= p_(m): adj_(i) = max_{j <= i} min(1, (m-j+1) p_(j)).
-  NaN entries are left out of the family and stay NaN.
-  """
+def _adjust(pvalues, step):
+  """Applies `step(sorted p, m) -> adjusted sorted p` to the non-NaN entries."""
   p = np.asarray(pvalues, dtype=float)
   out = np.full(p.shape, np.nan)
   ok = ~np.isnan(p)
@@ -102,11 +98,20 @@ def holm(pvalues):
     return out
   vals = p[ok]
   order = np.argsort(vals, kind="stable")
-  scaled = np.minimum(1.0, (m - np.arange(m)) * vals[order])
   adjusted = np.empty(m)
-  adjusted[order] = np.maximum.accumulate(scaled)
+  adjusted[order] = step(vals[order], m)
   out[ok] = adjusted
   return out
+
+
+def holm(pvalues):
+  """Holm step-down adjusted p-values (family-wise error), in the input order.
+
+  Sorted ascending p_(1) <= ... <= p_(m): adj_(i) = max_{j <= i} min(1, (m-j+1) p_(j)).
+  NaN entries are left out of the family and stay NaN.
+  """
+  return _adjust(pvalues, lambda v, m: np.maximum.accumulate(
+      np.minimum(1.0, (m - np.arange(m)) * v)))
 
 
 def benjamini_hochberg(pvalues):
@@ -114,19 +119,8 @@ def benjamini_hochberg(pvalues):
 
   Sorted ascending: adj_(i) = min_{j >= i} min(1, m / j * p_(j)). NaN stays NaN.
   """
-  p = np.asarray(pvalues, dtype=float)
-  out = np.full(p.shape, np.nan)
-  ok = ~np.isnan(p)
-  m = int(ok.sum())
-  if m == 0:
-    return out
-  vals = p[ok]
-  order = np.argsort(vals, kind="stable")
-  scaled = np.minimum(1.0, vals[order] * m / np.arange(1, m + 1))
-  adjusted = np.empty(m)
-  adjusted[order] = np.minimum.accumulate(scaled[::-1])[::-1]
-  out[ok] = adjusted
-  return out
+  return _adjust(pvalues, lambda v, m: np.minimum.accumulate(
+      np.minimum(1.0, v * m / np.arange(1, m + 1))[::-1])[::-1])
 
 
 CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}

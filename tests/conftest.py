@@ -18,14 +18,8 @@ cli.enable_compilation_cache()
 def tiny_config(**overrides):
   """configs/lstm.py:tiny with dotted-key overrides, e.g. {'reg.l2': 1e-3}."""
   from configs import lstm
-  config = lstm.get_config("tiny")
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  from jaxreg.sweep import config_for
+  return config_for(lstm.get_config("tiny"), overrides)
 
 
 @pytest.fixture
