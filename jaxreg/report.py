@@ -500,6 +500,14 @@ def _plt():
   return plt
 
 
+def _save(fig, path: Path) -> Path:
+  """Lays out, writes and closes a figure (every report PNG at the same dpi)."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  _plt().close(fig)
+  return path
+
+
 def _colors(c: int):
   plt = _plt()
   cmap = plt.get_cmap("tab10" if c <= 10 else "tab20")
@@ -559,10 +567,7 @@ def fig_overview(a: Analysis, out: Path) -> Path:
   lo_all = min(100 * np.nanmin(a.acc[v][1]) if np.isfinite(a.acc[v][1]).any()
                else 100 * np.nanmin(a.acc[v][0]) for v in values)
   ax1.set_ylim(max(-2, min(lo_all, 100) - 5), 102)
-  fig.tight_layout()
-  fig.savefig(out, dpi=110)
-  plt.close(fig)
-  return out
+  return _save(fig, out)
 
 
 def fig_small_multiples(a: Analysis, out: Path) -> Path:
@@ -605,10 +610,7 @@ def fig_small_multiples(a: Analysis, out: Path) -> Path:
                f"({a.correction_name})"
                + ("" if c == len(a.names) else f"\nthe {c} of {len(a.names)} classes "
                   "that move most (all: per_class_accuracy.csv)"), fontsize=9)
-  fig.tight_layout()
-  fig.savefig(out, dpi=110)
-  plt.close(fig)
-  return out
+  return _save(fig, out)
 
 
 def fig_change_heatmap(a: Analysis, out: Path) -> Path:
@@ -636,10 +638,7 @@ def fig_change_heatmap(a: Analysis, out: Path) -> Path:
                   f"\nthe {len(names)} of {len(a.names)} classes that move most"),
                fontsize=9)
   fig.colorbar(im, ax=ax, fraction=0.05, label="points")
-  fig.tight_layout()
-  fig.savefig(out, dpi=110)
-  plt.close(fig)
-  return out
+  return _save(fig, out)
 
 
 def fig_forest(a: Analysis, value, out: Path) -> Path:
@@ -663,10 +662,7 @@ def fig_forest(a: Analysis, value, out: Path) -> Path:
                f"interval\nred: significant drop, green: significant rise "
                f"({a.correction_name})", fontsize=10)
   ax.grid(alpha=0.3, axis="x")
-  fig.tight_layout()
-  fig.savefig(out, dpi=110)
-  plt.close(fig)
-  return out
+  return _save(fig, out)
 
 
 def fig_confusion_diff(a: Analysis, out: Path) -> Path:
@@ -699,10 +695,7 @@ def fig_confusion_diff(a: Analysis, out: Path) -> Path:
   bar = fig.colorbar(im, ax=ax, fraction=0.046, label="change in count")
   bar.locator = MaxNLocator(integer=True)
   bar.update_ticks()
-  fig.tight_layout()
-  fig.savefig(out, dpi=110)
-  plt.close(fig)
-  return out
+  return _save(fig, out)
 
 
 def pair_grids(sweep: Sweep) -> list[tuple]:
@@ -750,10 +743,7 @@ def fig_pair(key_a, va, key_b, vb, grid, others, out: Path) -> Path:
   extra = f"; best over {', '.join(others)}" if others else ""
   ax.set_title(f"Mean validation accuracy (%) over seeds{extra}", fontsize=9)
   fig.colorbar(im, ax=ax, fraction=0.05, label="val accuracy (%)")
-  fig.tight_layout()
-  fig.savefig(out, dpi=110)
-  plt.close(fig)
-  return out
+  return _save(fig, out)
 
 
 # ---------------------------------------------------------------------- writing
@@ -1123,9 +1113,7 @@ def random_report(sweep: Sweep, rd: Path, lines: list[str]) -> None:
     axes[0][0].set_ylabel("validation accuracy (%)")
     fig.suptitle("Validation accuracy of each run against each swept setting",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(rd / "random_val_scatter.png", dpi=110)
-    plt.close(fig)
+    _save(fig, rd / "random_val_scatter.png")
     lines += [f"![val accuracy per axis]({REPORT_DIR}/random_val_scatter.png)", ""]
   pairs = list(itertools.combinations(numeric, 2))
   if pairs:
@@ -1142,9 +1130,7 @@ def random_report(sweep: Sweep, rd: Path, lines: list[str]) -> None:
       ax.grid(alpha=0.3)
       fig.colorbar(sc, ax=ax, label="val accuracy (%)")
     fig.suptitle("Pairs of settings, colored by validation accuracy", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(rd / "random_pairs.png", dpi=110)
-    plt.close(fig)
+    _save(fig, rd / "random_pairs.png")
     lines += [f"![pairs of settings]({REPORT_DIR}/random_pairs.png)", ""]
   write_csv(rd / "ranking.csv", ["run", *keys, "val_accuracy", "test_accuracy",
                                  "test_worst_class_accuracy"],
