@@ -27,6 +27,18 @@ def make_config():
   return tiny_config
 
 
+def kill_when_exists(proc, path: Path, timeout: float, what: str) -> None:
+  """SIGKILLs `proc` as soon as `path` exists (e.g. a finished checkpoint)."""
+  import signal
+  import time
+  deadline = time.time() + timeout
+  while not path.exists() and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  assert path.exists(), f"{what} never appeared"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+
+
 def python_env(**extra):
   """Environment for a subprocess that runs jaxreg from this checkout."""
   env = dict(os.environ)

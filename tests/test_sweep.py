@@ -2,16 +2,14 @@
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from jaxreg import sweep
-from tests.conftest import ROOT, python_env, tiny_config
+from tests.conftest import ROOT, kill_when_exists, python_env, tiny_config
 
 AXES = ["--axis=reg.l2=0,1e-2", "--axis=seed=0,1"]
 RUNS = ["reg.l2=0__seed=0", "reg.l2=0__seed=1", "reg.l2=0.01__seed=0",
@@ -19,8 +17,11 @@ RUNS = ["reg.l2=0__seed=0", "reg.l2=0__seed=1", "reg.l2=0.01__seed=0",
 
 
 def _sweep_cmd(workdir, *args):
+  # Sequential: these tests compare runs.csv byte for byte and kill between runs; a
+  # vmapped group (--executor=auto may choose one) matches only within tolerance and
+  # writes its rows when the whole group ends (tests/test_group.py covers that).
   return [sys.executable, "-m", "jaxreg.sweep", "--config=configs/lstm.py:tiny",
-          f"--workdir={workdir}", *args]
+          f"--workdir={workdir}", "--executor=sequential", *args]
 
 
 _CACHE = {}
@@ -315,13 +316,8 @@ def test_sigkill_mid_sweep_then_rerun_matches_the_uninterrupted_sweep(tiny_sweep
   workdir = tmp_path / "killed"
   proc = subprocess.Popen(_sweep_cmd(workdir, *AXES), cwd=ROOT, env=python_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-  first = workdir / RUNS[2] / "checkpoints" / "12"
-  deadline = time.time() + 300
-  while not first.exists() and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.05)
-  assert first.exists(), "the third run's first checkpoint never appeared"
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  kill_when_exists(proc, workdir / RUNS[2] / "checkpoints" / "12", 300,
+                   "the third run's first checkpoint")
   assert not (workdir / RUNS[2] / "summary.json").exists()
   rows = sweep.read_runs_csv(workdir / "runs.csv")  # still a valid CSV
   assert [r["run"] for r in rows] == RUNS[:2]

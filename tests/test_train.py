@@ -1,8 +1,6 @@
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -11,7 +9,7 @@ import pytest
 
 from jaxreg import checkpoint, config as config_lib, train
 from jaxreg.evaluate import evaluate_workdir
-from tests.conftest import ROOT, python_env, tiny_config
+from tests.conftest import ROOT, kill_when_exists, python_env, tiny_config
 
 EVAL_KEYS = {"loss", "accuracy", "balanced_accuracy", "macro_f1",
              "worst_class_accuracy", "per_class_accuracy", "confusion_matrix",
@@ -141,13 +139,7 @@ def test_sigkill_after_first_checkpoint_then_rerun_matches_uninterrupted(tmp_pat
   killed = tmp_path / "killed"
   proc = subprocess.Popen(_main(killed, *args), cwd=ROOT, env=python_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  first = killed / "checkpoints" / "12"
-  deadline = time.time() + 120
-  while not first.exists() and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.05)
-  assert first.exists(), "the first checkpoint never appeared"
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  kill_when_exists(proc, killed / "checkpoints" / "12", 120, "the first checkpoint")
   assert not (killed / "summary.json").exists()
   rerun = subprocess.run(_main(killed, *args), cwd=ROOT, env=python_env(),
                          capture_output=True, text=True, timeout=300)
