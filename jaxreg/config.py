@@ -11,6 +11,7 @@ import contextlib
 
 import ml_collections
 
+FAMILIES = ("rnn",)   # model.family -> jaxreg/models/__init__.py:from_config
 CELLS = ("rnn", "gru", "lstm")
 POOLINGS = ("last", "mean", "max", "attention")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adadelta", "adagrad")
@@ -93,6 +94,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.synthetic.generator_seed = 1234
 
   c.model = ml_collections.ConfigDict()
+  c.model.family = "rnn"          # rnn (RNN/GRU/LSTM text classifier; jaxreg/models/)
   c.model.cell = "lstm"
   c.model.embed_size = 64
   c.model.hidden_size = 64
@@ -280,6 +282,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_source(config)
   _validate_text_data(config)
   _validate_tfds_and_embeddings(config)
+  _choice(config, "model.family", FAMILIES)
   _choice(config, "model.cell", CELLS)
   _choice(config, "model.pooling", POOLINGS)
   _choice(config, "optim.name", OPTIMIZERS)

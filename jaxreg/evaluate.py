@@ -48,7 +48,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
         f"{', '.join(map(str, steps))}")
   state, meta = train.restore(s, step)
   evaluation = {"split": split, "step": step, "epoch": meta["epoch"],
-                **train.evaluate_params(s, state.params, split)}
+                **train.evaluate_params(s, state, split)}
   out = workdir / "eval" / f"{split}-{checkpoint}.json"
   out.parent.mkdir(exist_ok=True)
   out.write_text(json.dumps(evaluation, indent=2) + "\n")

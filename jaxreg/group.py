@@ -157,6 +157,11 @@ def check_group(configs: Sequence[ml_collections.ConfigDict]) -> None:
   """Raises ConfigError naming the keys that keep `configs` from training together."""
   if not configs:
     raise config_lib.ConfigError("a group needs at least one config")
+  if configs[0].model.family != "rnn":
+    # The traced-rate dropout and the member model rebuild are the RNN's.
+    raise config_lib.ConfigError(
+        f"model.family={configs[0].model.family!r} cannot train as a vmapped group; "
+        "only 'rnn' can (use --executor=sequential)")
   first = json.loads(group_key(configs[0]))
   for i, c in enumerate(configs[1:], 1):
     other = json.loads(group_key(c))
@@ -241,8 +246,8 @@ def group_train_step(state, rates, batch, counts, *, model, num_classes: int):
   stops keeps training in the stacked state, and that state is never read again (its
   results come from its checkpoints); see `train_group`.
   """
-  member_model = model.clone(embed_dropout=rates[0], between_dropout=rates[1],
-                             output_dropout=rates[2])
+  member_model = dataclasses.replace(model, module=model.module.clone(
+      embed_dropout=rates[0], between_dropout=rates[1], output_dropout=rates[2]))
   new_state, counts, out = train.train_step(
       state.replace(apply_fn=member_model.apply), batch, counts,
       num_classes=num_classes)
@@ -473,7 +478,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
           continue
         train_evals[m.index] = ev
       epoch += 1
-      val_evals = _evaluate(jit_eval, state.params, data, "val", configs[0], mesh, k)
+      val_evals = _evaluate(jit_eval, {"params": state.params}, data, "val", configs[0], mesh, k)
       done = [m for m in running if m.index in train_evals]
       for m in done:
         mtc = m.config.train

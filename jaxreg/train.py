@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import flax
 import optax
 from flax.training import train_state
 
@@ -27,13 +28,15 @@ from jaxreg import (checkpoint, config as config_lib, metrics, optim, parallel, 
                     provenance)
 from jaxreg.data import dataset as dataset_lib, sources
 from jaxreg.logs import MetricsLog, Progress, TensorBoard
-from jaxreg.models import rnn
+from jaxreg import models
 
 
 class TrainState(train_state.TrainState):
   # Raw uint32 key data (orbax stores plain arrays); each step's dropout key is
   # fold_in(rng, step), so a resumed run draws exactly the keys it would have.
   rng: jax.Array
+  # The model's collections other than params (BatchNorm's batch_stats); {} for most.
+  model_state: Any = flax.struct.field(default_factory=dict)
 
 
 class TrainingDiverged(RuntimeError):
@@ -54,14 +57,18 @@ class Setup:
   eval_step: Any
 
 
-def loss_and_logits(params, apply_fn, batch, *, train: bool, dropout_key=None):
+def loss_and_logits(params, apply_fn, batch, *, train: bool, dropout_key=None,
+                    model_state=None):
+  """-> (mean loss over real examples, (logits, model_state updates)).
+
+  `apply_fn` is a `models.Model.apply`; `model_state` its non-params collections."""
   rngs = {"dropout": dropout_key} if train else None
-  logits = apply_fn({"params": params}, batch["tokens"], batch["lengths"],
-                    train=train, rngs=rngs)
+  logits, updates = apply_fn({"params": params, **(model_state or {})}, batch,
+                             train=train, rngs=rngs)
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
   mask = batch["mask"].astype(ce.dtype)
   # Mean over real examples only: padding rows of the last batch carry no weight.
-  return jnp.sum(ce * mask) / jnp.maximum(mask.sum(), 1.0), logits
+  return jnp.sum(ce * mask) / jnp.maximum(mask.sum(), 1.0), (logits, updates)
 
 
 def train_step(state: TrainState, batch, counts, *, num_classes: int):
@@ -69,18 +76,29 @@ def train_step(state: TrainState, batch, counts, *, num_classes: int):
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   grad_fn = jax.value_and_grad(
       functools.partial(loss_and_logits, apply_fn=state.apply_fn, batch=batch,
-                        train=True, dropout_key=key), has_aux=True)
-  (loss, logits), grads = grad_fn(state.params)
+                        train=True, dropout_key=key, model_state=state.model_state),
+      has_aux=True)
+  (loss, (logits, updates)), grads = grad_fn(state.params)
   state = state.apply_gradients(grads=grads)
+  if updates:
+    state = state.replace(model_state={**state.model_state, **updates})
   counts = metrics.add_counts(
       counts, metrics.batch_counts(logits, batch["labels"], batch["mask"], num_classes))
   return state, counts, {"loss": loss, "grad_norm": optax.global_norm(grads)}
 
 
-def eval_step(params, batch, counts, *, apply_fn, num_classes: int):
-  _, logits = loss_and_logits(params, apply_fn, batch, train=False)
+def eval_step(variables, batch, counts, *, apply_fn, num_classes: int):
+  """`variables`: {'params': ..., **model_state} (see `eval_variables`)."""
+  _, (logits, _) = loss_and_logits(variables["params"], apply_fn, batch, train=False,
+                                   model_state={k: v for k, v in variables.items()
+                                                if k != "params"})
   return metrics.add_counts(
       counts, metrics.batch_counts(logits, batch["labels"], batch["mask"], num_classes))
+
+
+def eval_variables(state: TrainState) -> dict:
+  """What evaluation reads of a train state: params and the model's collections."""
+  return {"params": state.params, **state.model_state}
 
 
 def compile_steps(model, mesh, num_classes: int):
@@ -117,21 +135,22 @@ def setup(config, workdir, devices=None, data=None) -> Setup:
     if len(data.val) == 0 or len(data.train) == 0:
       raise ValueError(f"data.val_fraction={config.data.val_fraction} leaves an "
                        "empty train or val split")
-    model = rnn.from_config(config.model, len(data.vocab), data.num_classes)
+    model = models.from_config(config, data)
     steps_per_epoch = dataset_lib.num_batches(len(data.train), config.train.batch_size)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     sample = next(dataset_lib.batches(
         data.train, config.train.batch_size,
         buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length)))
     # One compiled program; eager init compiles every initializer op separately.
-    params = jax.jit(model.init)(init_key, sample["tokens"], sample["lengths"])["params"]
+    variables = jax.jit(model.init)(init_key, sample)
+    params = variables.pop("params")
     # Pretrained word vectors (model.embeddings_file) replace the rows of the words they
     # cover; skipped when workdir holds a checkpoint (its params are restored instead).
     from jaxreg.data import embeddings
     params, _ = embeddings.load_into_params(params, data.vocab, config.model, workdir)
     tx = make_optimizer(config, params, steps_per_epoch)
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                            rng=jax.random.key_data(dropout_key))
+                            rng=jax.random.key_data(dropout_key), model_state=variables)
   state = parallel.put_replicated(state, mesh)
 
   jit_train, jit_eval = compile_steps(model, mesh, data.num_classes)
@@ -143,8 +162,12 @@ def setup(config, workdir, devices=None, data=None) -> Setup:
                steps_per_epoch, jit_train, jit_eval)
 
 
-def evaluate_params(s: Setup, params, split: str) -> dict:
-  """Every example of `split` exactly once (last batch padded and masked)."""
+def evaluate_params(s: Setup, variables, split: str) -> dict:
+  """Every example of `split` exactly once (last batch padded and masked).
+
+  `variables`: a TrainState (its params and model_state) or {'params': ..., ...}."""
+  if isinstance(variables, TrainState):
+    variables = eval_variables(variables)
   part = s.data.split(split)
   counts = parallel.put_replicated(metrics.zero_counts(s.data.num_classes), s.mesh)
   buckets = dataset_lib.parse_buckets(s.config.data.buckets, s.config.data.max_length)
@@ -153,7 +176,7 @@ def evaluate_params(s: Setup, params, split: str) -> dict:
   order = np.argsort(part.lengths, kind="stable")
   for batch in dataset_lib.batches(part, s.config.data.eval_batch_size, order,
                                    buckets=buckets):
-    counts = s.eval_step(params, parallel.put_batch(batch, s.mesh), counts)
+    counts = s.eval_step(variables, parallel.put_batch(batch, s.mesh), counts)
   return metrics.summarize(jax.device_get(counts), s.data.class_names)
 
 
@@ -207,8 +230,8 @@ def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: i
       "evaluated_epoch": final_meta["epoch"],
       "epochs_completed": epoch,
       "stopped_early": bool(stopper.should_stop and epoch < tc.epochs),
-      "val": evaluate_params(s, final_state.params, "val"),
-      "test": evaluate_params(s, final_state.params, "test"),
+      "val": evaluate_params(s, final_state, "val"),
+      "test": evaluate_params(s, final_state, "test"),
       "train_seconds": train_seconds,
       "examples_per_second": epoch * len(s.data.train) / max(train_seconds, 1e-9),
       "provenance": provenance.collect(s.data.fingerprint()),
@@ -281,7 +304,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
       _check_finite(train_eval["loss"], step, epoch, s)
       train_seconds += time.perf_counter() - t0
       epoch += 1
-      val_eval = evaluate_params(s, state.params, "val")
+      val_eval = evaluate_params(s, state, "val")
       for split, ev in (("train", train_eval), ("val", val_eval)):
         log.write({"split": split, "step": step, "epoch": epoch, **ev})
         tb.evaluation(split, ev, step)
