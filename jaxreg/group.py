@@ -153,12 +153,17 @@ def dropout_rates(config) -> np.ndarray:
   return np.array([config.model.dropout[k] for k in _DROPOUTS], np.float32)
 
 
+def vmappable(config) -> bool:
+  """Whether runs of this config can train as K vmapped members (the RNN family only:
+  its traced-rate dropout and member rebuild are the RNN's)."""
+  return config.model.family == "rnn"
+
+
 def check_group(configs: Sequence[ml_collections.ConfigDict]) -> None:
   """Raises ConfigError naming the keys that keep `configs` from training together."""
   if not configs:
     raise config_lib.ConfigError("a group needs at least one config")
-  if configs[0].model.family != "rnn":
-    # The traced-rate dropout and the member model rebuild are the RNN's.
+  if not vmappable(configs[0]):
     raise config_lib.ConfigError(
         f"model.family={configs[0].model.family!r} cannot train as a vmapped group; "
         "only 'rnn' can (use --executor=sequential)")

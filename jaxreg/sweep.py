@@ -388,7 +388,8 @@ class GroupExecutor:
     sequential = SequentialExecutor(self.devices)
     for members in group_runs(runs, group.GROUPABLE_KEYS):
       configs = [m.config for m in members]
-      if len(members) == 1 or (self.probe and not group.probe(configs)):
+      if len(members) == 1 or not group.vmappable(configs[0]) or (
+          self.probe and not group.probe(configs)):
         if len(members) > 1:
           print(f"{len(members)} runs as one vmapped group were not faster than one "
                 "after another here: training them sequentially", file=self.out)
