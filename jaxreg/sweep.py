@@ -14,7 +14,8 @@ run, rewritten atomically after every run).
 Grid by default (the cartesian product, first axis outermost); `--budget=N` draws N
 distinct points with numpy's generator seeded by `--sampler_seed` (continuous draws
 are rounded to 4 significant digits, so a run's name gives its exact value).
-`--config.KEY=VALUE` overrides apply to every run.
+`--config.KEY=VALUE` overrides apply to every run. `--folds=K` (k-fold validation) sets
+data.folds=K and adds a last axis data.fold=0..K-1: every point runs on each fold.
 
 Rerunning the same command resumes: runs with a summary.json are skipped, unfinished
 ones resume from their checkpoints, runs that failed with an error are retried, and
