@@ -35,3 +35,20 @@ def test_run_saves_test_predictions_that_match_its_confusion_matrix(tmp_path):
   with np.load(tmp_path / "eval" / name) as z:
     np.testing.assert_array_equal(z["predictions"], preds)
     assert int(z["step"]) == step
+
+
+def test_group_members_save_their_own_predictions(tmp_path):
+  from jaxreg import group
+  configs = [tiny_config(**{"train.epochs": 1, "seed": s, "model.dropout.output": r})
+             for s, r in ((0, 0.0), (1, 0.3))]
+  dirs = [tmp_path / f"m{i}" for i in range(2)]
+  results = group.train_group(configs, dirs)
+  preds = []
+  for d, summary in zip(dirs, results):
+    with np.load(d / train.PREDICTIONS_FILE) as z:
+      c = len(summary["test"]["class_names"])
+      np.testing.assert_array_equal(_confusion(z["labels"], z["predictions"], c),
+                                    summary["test"]["confusion_matrix"])
+      assert int(z["step"]) == summary["evaluated_step"]
+      preds.append(z["predictions"])
+  assert not np.array_equal(preds[0], preds[1])  # each member's own model
