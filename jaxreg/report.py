@@ -903,8 +903,8 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
             f"Change in test accuracy (points) against {_where(a, a.baseline)}, with "
             "the 95% paired bootstrap interval; ▼ marks a significant drop and ▲ a "
             f"significant rise after {a.correction_name} correction over the "
-            f"{int((a.n > 0).sum())} classes (alpha {a.alpha}). Paired seeds per "
-            "value: " + ", ".join(f"{fmt(v)}: {a.change[v]['paired']}" for v in values)
+            f"{int((a.n > 0).sum())} classes (alpha {a.alpha}). Paired runs (same "
+            f"{', '.join(a.sweep.replicate_keys) or 'run'}) per value: " + ", ".join(f"{fmt(v)}: {a.change[v]['paired']}" for v in values)
             + ". " + _pairing_sentence(a, values)
             + " Adjusted p-values are in report/per_class_change.csv.", "",
             md_table(["class", *[fmt(v) for v in values]], rows), ""]
