@@ -48,6 +48,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.source = "synthetic"
   c.data.split_seed = 0       # fixes the val split; independent of `seed`
   c.data.val_fraction = 0.1   # held out of train, stratified by class
+  # k-fold: folds >= 2 makes the fold-th of `folds` stratified folds of train (by
+  # split_seed) the validation split, instead of val_fraction. jaxreg.sweep --folds=K
+  # runs every point once per fold.
+  c.data.folds = 0
+  c.data.fold = 0
   c.data.max_length = 64      # tokens; longer sequences are truncated
   c.data.eval_batch_size = 256
   # Batches are padded to the smallest of these lengths that fits (max_length is always
@@ -277,6 +282,17 @@ def _validate_tfds_and_embeddings(config) -> None:
                       "(freezing a random table is almost never intended)")
 
 
+def _validate_folds(config) -> None:
+  folds, fold = config.data.folds, config.data.fold
+  if not isinstance(folds, int) or isinstance(folds, bool) or folds == 1 or folds < 0:
+    raise ConfigError(f"data.folds={folds!r} must be 0 (hold out data.val_fraction) "
+                      "or an integer >= 2 (k-fold)")
+  if not isinstance(fold, int) or isinstance(fold, bool) or \
+      not 0 <= fold < max(folds, 1):
+    allowed = f"0..{folds - 1}" if folds else "0 (data.folds=0: no k-fold)"
+    raise ConfigError(f"data.fold={fold!r} is not one of: {allowed}")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError (one line: key, value, allowed choices) on a bad value."""
   _validate_source(config)
@@ -295,6 +311,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("model.dropout.embed", "model.dropout.between", "model.dropout.output"):
     _rate(config, key)
   _rate(config, "data.val_fraction")
+  _validate_folds(config)
   if config.data.val_fraction == 0:
     raise ConfigError("data.val_fraction=0 leaves no validation split; use a "
                       "fraction in (0, 1)")

@@ -2,7 +2,8 @@
 
 Restores a checkpoint of a finished or running workdir, recomputes the evaluation with
 the same code the trainer used, prints a per-class table and writes
-DIR/eval/<split>-<checkpoint>.json (for `best` it equals summary.json's).
+DIR/eval/<split>-<checkpoint>.json (for `best` it equals summary.json's) and the
+per-example predictions DIR/eval/<split>-<checkpoint>.npz (labels, predictions, step).
 """
 
 from __future__ import annotations
@@ -47,11 +48,15 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
         f"--checkpoint={checkpoint!r} is not one of: best, latest, "
         f"{', '.join(map(str, steps))}")
   state, meta = train.restore(s, step)
-  evaluation = {"split": split, "step": step, "epoch": meta["epoch"],
-                **train.evaluate_params(s, state, split)}
+  result, preds = train.evaluate_params(s, state, split, predictions=True)
+  evaluation = {"split": split, "step": step, "epoch": meta["epoch"], **result}
   out = workdir / "eval" / f"{split}-{checkpoint}.json"
   out.parent.mkdir(exist_ok=True)
   out.write_text(json.dumps(evaluation, indent=2) + "\n")
+  # Per-example predictions beside it: jaxreg.report pairs test examples with them in
+  # runs written before finish_run saved predictions_test.npz.
+  train.save_predictions(out.with_suffix(".npz"), s.data.split(split).labels, preds,
+                         step)
   s.checkpointer.close()
   print(f"{split} split, checkpoint {checkpoint} (step {step}, epoch {meta['epoch']})")
   print(metrics.format_table(evaluation))

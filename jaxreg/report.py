@@ -41,6 +41,8 @@ from jaxreg import stats
 from jaxreg.sweep import (REPLICATE_KEYS, RUNS_FILE, SWEEP_FILE, SweepError, atomic_write,
                           cast_value, format_value, load_axes)
 
+# = train.PREDICTIONS_FILE (train imports jax; the report stays light)
+PREDICTIONS_FILE = "predictions_test.npz"
 SMALL_N = 50          # classes with fewer test examples get "(n=...)" beside their name
 REPORT_DIR = "report"
 REG_PREFIXES = ("reg.", "model.dropout.")
@@ -71,6 +73,34 @@ class RunData:
   @property
   def val_accuracy(self) -> float:
     return float(self.summary["val"]["accuracy"])
+
+  def test_predictions(self, workdir: Path):
+    """(labels, predicted ids) of the evaluated checkpoint on test, or None.
+
+    From the run's predictions_test.npz, else from a `jaxreg.evaluate` output
+    (eval/test-*.npz) of the same step (runs written before runs saved predictions).
+    Used only when it reproduces the run's test confusion matrix exactly."""
+    run = workdir / self.name
+    step = self.summary.get("evaluated_step")
+    for path in [run / PREDICTIONS_FILE, *sorted((run / "eval").glob("test-*.npz"))]:
+      try:
+        with np.load(path) as z:
+          labels, preds, at = z["labels"], z["predictions"], int(z["step"])
+      except (OSError, KeyError, ValueError):
+        continue
+      if step is not None and at != step:
+        continue
+      cm = self.test_confusion
+      c = len(cm)
+      if labels.shape != preds.shape or labels.min(initial=0) < 0 or \
+          preds.min(initial=0) < 0 or max(labels.max(initial=0),
+                                          preds.max(initial=0)) >= c:
+        continue
+      mine = np.zeros((c, c), np.int64)
+      np.add.at(mine, (labels, preds), 1)
+      if np.array_equal(mine, cm):
+        return labels, preds
+    return None
 
 
 @dataclasses.dataclass
@@ -258,6 +288,8 @@ class Level:
   reps: list[tuple]          # replicate keys (seed, ...) in order
   confusion: np.ndarray      # [K, C, C] test
   val_accuracy: np.ndarray   # [K]
+  # per replicate: (labels [N], predicted ids [N]) on test, or None (not stored)
+  predictions: list = dataclasses.field(default_factory=list)
 
   @property
   def correct(self) -> np.ndarray:
@@ -398,7 +430,8 @@ def build_levels(sweep: Sweep, axis, fixed: dict) -> list[Level]:
     rs = sorted(groups[value], key=lambda r: str(_rep(r.values, rep_keys)))
     levels.append(Level(value, [_rep(r.values, rep_keys) for r in rs],
                         np.stack([r.test_confusion for r in rs]),
-                        np.array([r.val_accuracy for r in rs])))
+                        np.array([r.val_accuracy for r in rs]),
+                        [r.test_predictions(sweep.workdir) for r in rs]))
   return levels
 
 
@@ -423,6 +456,21 @@ def analyse(sweep: Sweep, key: str | None = None, baseline: str | None = None,
                reps, seed)
   compute(a)
   return a
+
+
+def _paired_correct(base: Level, ib, lv: Level, il):
+  """(correct_base [K, N], correct_lv [K, N], labels [N]) when every paired run has
+  stored predictions on the same test examples, else None."""
+  runs = [base.predictions[i] if base.predictions else None for i in ib] + \
+      [lv.predictions[i] if lv.predictions else None for i in il]
+  if not runs or any(r is None for r in runs):
+    return None
+  labels = runs[0][0]
+  if any(not np.array_equal(r[0], labels) for r in runs):
+    return None
+  k = len(ib)
+  right = np.stack([preds == labels for _, preds in runs])
+  return right[:k], right[k:], labels
 
 
 def compute(a: Analysis) -> None:
@@ -469,8 +517,15 @@ def compute(a: Analysis) -> None:
       continue
     ib = [base.reps.index(r) for r in common]
     il = [lv.reps.index(r) for r in common]
-    res = stats.paired_bootstrap(base.correct[ib], lv.correct[il], n, reps=a.reps,
-                                 seed=a.seed + 1000 + i)
+    correct = _paired_correct(base, ib, lv, il)
+    if correct is not None:  # per-example predictions: pair test examples too
+      res = stats.paired_example_bootstrap(*correct, len(n), reps=a.reps,
+                                           seed=a.seed + 1000 + i)
+      res["pairing"] = "examples"
+    else:
+      res = stats.paired_bootstrap(base.correct[ib], lv.correct[il], n, reps=a.reps,
+                                   seed=a.seed + 1000 + i)
+      res["pairing"] = "counts"
     res["p_adj"] = adjust(res["p"])
     sig = res["p_adj"] < a.alpha
     res["drop"] = sig & (res["delta"] < 0)
@@ -837,20 +892,21 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
       csv_rows.append([a.key, fmt(v), fmt(a.baseline), name, int(a.n[c]), ch["paired"],
                        ch["delta"][c], ch["lo"][c], ch["hi"][c], ch["p"][c],
                        ch["p_adj"][c], a.correction, bool(ch["drop"][c]),
-                       bool(ch["rise"][c])])
+                       bool(ch["rise"][c]), ch["pairing"]])
     rows.append(cells)
   write_csv(rd / "per_class_change.csv",
             ["axis", "value", "baseline", "class", "n", "paired_seeds", "delta",
              "lo95", "hi95", "p", "p_adjusted", "correction", "significant_drop",
-             "significant_rise"], csv_rows)
+             "significant_rise", "pairing"], csv_rows)
   lines += [f"![change heatmap]({REPORT_DIR}/change_vs_baseline.png)", "",
             f"![change at {fmt(a.target)}]({REPORT_DIR}/change_forest.png)", "",
             f"Change in test accuracy (points) against {_where(a, a.baseline)}, with "
             "the 95% paired bootstrap interval; ▼ marks a significant drop and ▲ a "
             f"significant rise after {a.correction_name} correction over the "
-            f"{int((a.n > 0).sum())} classes (alpha {a.alpha}). Paired seeds per "
-            "value: " + ", ".join(f"{fmt(v)}: {a.change[v]['paired']}" for v in values)
-            + ". Adjusted p-values are in report/per_class_change.csv.", "",
+            f"{int((a.n > 0).sum())} classes (alpha {a.alpha}). Paired runs (same "
+            f"{', '.join(a.sweep.replicate_keys) or 'run'}) per value: " + ", ".join(f"{fmt(v)}: {a.change[v]['paired']}" for v in values)
+            + ". " + _pairing_sentence(a, values)
+            + " Adjusted p-values are in report/per_class_change.csv.", "",
             md_table(["class", *[fmt(v) for v in values]], rows), ""]
   sentences = []
   for v in values:
@@ -875,13 +931,72 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
               f"{p_is(ch['p_adj'][c])}).", ""]
 
 
+def _pairing_sentence(a: Analysis, values) -> str:
+  by = {v: a.change[v]["pairing"] for v in values}
+  if all(p == "examples" for p in by.values()):
+    return ("Runs are paired by seed and by test example (each run's stored "
+            "per-example predictions).")
+  if all(p == "counts" for p in by.values()):
+    return ("Runs are paired by seed only: without stored per-example predictions "
+            "(runs written before predictions_test.npz) each class's correct count is "
+            "resampled binomially, which is conservative.")
+  return ("Paired by seed and test example at " + ", ".join(
+      fmt(v) for v in values if by[v] == "examples") + "; by seed only (counts, "
+      "conservative: some runs stored no predictions) at " + ", ".join(
+          fmt(v) for v in values if by[v] == "counts") + ".")
+
+
+def _fold_index(a: Analysis) -> int:
+  return a.sweep.replicate_keys.index("data.fold")
+
+
+def _folds(a: Analysis) -> int:
+  """The number of k-fold folds the runs hold (0: a single held-out split)."""
+  if "data.fold" not in a.sweep.replicate_keys:
+    return 0
+  i = _fold_index(a)
+  return len({r[i] for lv in a.levels for r in lv.reps})
+
+
+def _per_fold_val(a: Analysis) -> str:
+  """'fold 0: 0 85.10%, 0.2 86.02%; fold 1: ...' (mean over seeds within a fold)."""
+  i = _fold_index(a)
+  folds = sorted({r[i] for lv in a.levels for r in lv.reps})
+  parts = []
+  for f in folds:
+    cells = []
+    for lv in a.levels:
+      v = [x for r, x in zip(lv.reps, lv.val_accuracy) if r[i] == f]
+      if v:
+        cells.append(f"{fmt(lv.value)} {pct(np.mean(v), 2)}%")
+    parts.append(f"fold {fmt(f)}: " + ", ".join(cells))
+  return "; ".join(parts)
+
+
+def _replicates(a: Analysis) -> str:
+  keys = a.sweep.replicate_keys
+  if not keys:
+    return "runs"
+  names = {"seed": "seeds", "data.split_seed": "validation splits",
+           "data.fold": "folds"}
+  counts = [len({r[i] for lv in a.levels for r in lv.reps}) for i in range(len(keys))]
+  return " x ".join(f"{n} {names[k]}" for k, n in zip(keys, counts))
+
+
 def section_choice(a: Analysis, rd: Path, lines: list[str]) -> None:
   lines += ["## 3. What validation accuracy chooses, and what it costs", ""]
   vals = "; ".join(f"{fmt(lv.value)}: {pct(a.agg[lv.value]['val_accuracy'][0], 2)}%"
                    for lv in a.levels)
   chosen, base = a.chosen, a.baseline
-  lines += [f"Mean validation accuracy over seeds (evaluated checkpoint of each run): {vals}. "
-            f"It chooses **{_where(a, chosen)}**.", ""]
+  lines += [f"Mean validation accuracy over {_replicates(a)} (evaluated checkpoint of "
+            f"each run): {vals}. It chooses **{_where(a, chosen)}**.", ""]
+  folds = _folds(a)
+  if folds:
+    lines += [f"Validation is {folds}-fold cross-validation (`data.fold`): each fold "
+              "holds out a different stratified fold of train, so the choice is "
+              f"the mean over all {folds} folds; each fold's model is also tested on "
+              "the whole test set, and the costs below average over folds (and "
+              f"seeds), paired by fold and seed. Per fold: {_per_fold_val(a)}.", ""]
   if chosen == base:
     lines += [f"That is the baseline itself: the choice costs no class anything. The "
               f"table below shows the strongest value, {_where(a, a.target)}, instead.",
@@ -1054,22 +1169,30 @@ def methods_lines(a: Analysis) -> list[str]:
       "examples); for a single seed's balanced and worst-class accuracy, a "
       "percentile bootstrap of binomially resampled per-class counts.",
       f"- Section 2, paired bootstrap ({a.reps} replicates, seeded, reproducible): "
-      "runs are paired by seed (same initialization and data order). Each replicate "
-      "draws the paired seeds with replacement, then redraws each run's per-class "
-      "correct count as Binomial(n, observed accuracy), independently for the "
-      "baseline and the other value (per-example predictions are not stored, so the "
-      "correlation of the two models' errors is ignored: conservative). The change "
+      "runs are paired by seed (same initialization and data order) and, where every "
+      "paired run stored its per-example test predictions (predictions_test.npz, "
+      "or eval/test-*.npz of the evaluated step from `jaxreg.evaluate`), by test "
+      "example. Each replicate draws the paired seeds with replacement and each "
+      "class's test examples with replacement, the same draws for the baseline and "
+      "the other value, so errors the two models share cancel. Without stored "
+      "predictions it redraws each run's per-class correct count as Binomial(n, "
+      "observed accuracy), independently for the two values (the correlation of "
+      "their errors is lost: conservative); per_class_change.csv's `pairing` column "
+      "says which (`examples` or `counts`). The change "
       "is the mean over drawn seeds; the interval is its 2.5/97.5 percentiles and "
       "the two-sided p-value is 2 x min(share <= 0, share >= 0) with a +1 "
       "correction, or, where fewer than 10 replicates fall past zero (too few to "
       "count), the normal tail 2 Phi(-|change| / bootstrap sd). P-values are adjusted with {a.correction_name} over the classes, "
       "separately at each value; a drop is flagged when the adjusted p < "
       f"{a.alpha}.",
-      "- Section 3: the value with the highest mean validation accuracy (ties: the "
-      "weaker value); the validation split is the held-out `data.val_fraction` of "
-      "train fixed by `data.split_seed`; sweeping `data.split_seed` (or a k-fold "
-      "`data.fold`) as well makes this a cross-validated choice, averaged over "
-      "splits.",
+      "- Section 3: the value with the highest mean validation accuracy over all "
+      "its runs (ties: the weaker value); the validation split is the held-out "
+      "`data.val_fraction` of train fixed by `data.split_seed`, or with "
+      "`jaxreg.sweep --folds=K` each of K stratified folds in turn (`data.fold`), "
+      "which makes it a K-fold cross-validated choice (the mean over folds and "
+      "seeds). Sweeping `data.split_seed` gives repeated hold-out instead. The test "
+      "costs are those of the runs themselves (each fold's model trained on the "
+      "other K-1 folds), not of a model retrained on all of train.",
       "",
   ]
 

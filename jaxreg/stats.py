@@ -1,8 +1,10 @@
 """Small, numpy-only statistics for the sweep report (no scipy).
 
 Intervals: `wilson_interval` (a binomial proportion: one seed), `t_interval` (a mean
-over seeds). Tests: `paired_bootstrap` (per-class change between two settings, paired
-by seed, from confusion-matrix counts only). Multiple comparisons: `holm`,
+over seeds). Tests: `paired_example_bootstrap` (per-class change between two settings,
+paired by seed and by test example, from per-example predictions) and
+`paired_bootstrap` (the same from confusion-matrix counts only, for runs that did not
+store predictions). Multiple comparisons: `holm`,
 `benjamini_hochberg` (adjusted p-values, in the input order).
 
 What `paired_bootstrap` resamples, exactly. For each class c, setting A (the baseline)
@@ -151,21 +153,21 @@ def paired_bootstrap(correct_a, correct_b, n, *, reps: int = 10000, seed: int = 
   pa, pb = a / safe_n, b / safe_n
   delta = (pb - pa).mean(axis=0)
   rng = np.random.default_rng(seed)
-  below = np.zeros(c, np.int64)
-  above = np.zeros(c, np.int64)
   draws = []
   for start in range(0, reps, chunk):
     size = min(chunk, reps - start)
     idx = rng.integers(0, k, size=(size, k))
     star_a = rng.binomial(n, pa[idx])  # [size, K, C]
     star_b = rng.binomial(n, pb[idx])
-    d = ((star_b - star_a) / safe_n).mean(axis=1)  # [size, C]
-    below += (d <= 0).sum(axis=0)
-    above += (d >= 0).sum(axis=0)
-    draws.append(d)
-  d = np.concatenate(draws)
+    draws.append(((star_b - star_a) / safe_n).mean(axis=1))  # [size, C]
+  return _bootstrap_result(delta, np.concatenate(draws), n)
+
+
+def _bootstrap_result(delta, d, n):
+  """delta [C] and replicates d [B, C] -> delta, 95% percentile interval, p-value."""
+  reps = d.shape[0]
   lo, hi = np.quantile(d, [0.025, 0.975], axis=0)
-  far = np.minimum(below, above)
+  far = np.minimum((d <= 0).sum(axis=0), (d >= 0).sum(axis=0))
   p = np.minimum(1.0, 2 * (far + 1) / (reps + 1))
   sd = d.std(axis=0)
   with np.errstate(divide="ignore", invalid="ignore"):
@@ -177,6 +179,52 @@ def paired_bootstrap(correct_a, correct_b, n, *, reps: int = 10000, seed: int = 
   nan = np.nan
   return {"delta": np.where(missing, nan, delta), "lo": np.where(missing, nan, lo),
           "hi": np.where(missing, nan, hi), "p": np.where(missing, nan, p)}
+
+
+def paired_example_bootstrap(correct_a, correct_b, labels, num_classes: int, *,
+                             reps: int = 10000, seed: int = 0):
+  """Change in per-class accuracy from A to B, pairing seeds AND test examples.
+
+  Args:
+    correct_a, correct_b: bool [K, N], whether each paired run (same seed order) got
+      each test example right; labels: int [N], the examples' true classes.
+
+  One replicate draws K seeds with replacement and, independently, each class's n[c]
+  test examples with replacement (the same draws for A and B, so both the seed pairing
+  and the example pairing are kept: errors the two models share cancel); its change
+  for class c is the mean over drawn seeds and drawn examples of b - a. Interval and
+  p-value as in `paired_bootstrap`. Returns the same dict.
+  """
+  a = np.asarray(correct_a, dtype=np.float64)
+  b = np.asarray(correct_b, dtype=np.float64)
+  labels = np.asarray(labels, dtype=np.int64)
+  if a.ndim != 2 or a.shape != b.shape or a.shape[1] != labels.shape[0]:
+    raise ValueError(f"need [K, N] correctness and [N] labels, got {a.shape}, "
+                     f"{b.shape}, {labels.shape}")
+  k, total = a.shape
+  if k == 0:
+    raise ValueError("no paired seeds to compare")
+  n = np.bincount(labels, minlength=num_classes)
+  safe_n = np.maximum(n, 1)
+  diff = b - a                                               # [K, N] in {-1, 0, 1}
+  onehot = np.zeros((total, num_classes))
+  onehot[np.arange(total), labels] = 1.0
+  delta = (diff @ onehot).mean(axis=0) / safe_n
+  members = [np.flatnonzero(labels == c) for c in range(num_classes)]
+  rng = np.random.default_rng(seed)
+  chunk = max(1, min(1000, 4_000_000 // max(total, 1)))     # [chunk, N] floats in memory
+  draws = []
+  for start in range(0, reps, chunk):
+    size = min(chunk, reps - start)
+    seeds = rng.multinomial(k, np.full(k, 1.0 / k), size=size)        # [size, K]
+    weights = np.zeros((size, total))                                   # [size, N]
+    for idx in members:
+      if len(idx):
+        weights[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1.0 / len(idx)),
+                                          size=size)
+    per_example = (seeds @ diff) * weights                 # summed over drawn seeds
+    draws.append((per_example @ onehot) / (k * safe_n))
+  return _bootstrap_result(delta, np.concatenate(draws), n)
 
 
 def binomial_bootstrap(correct, n, statistic, *, reps: int = 2000, seed: int = 0):

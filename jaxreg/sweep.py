@@ -14,7 +14,8 @@ run, rewritten atomically after every run).
 Grid by default (the cartesian product, first axis outermost); `--budget=N` draws N
 distinct points with numpy's generator seeded by `--sampler_seed` (continuous draws
 are rounded to 4 significant digits, so a run's name gives its exact value).
-`--config.KEY=VALUE` overrides apply to every run.
+`--config.KEY=VALUE` overrides apply to every run. `--folds=K` (k-fold validation) sets
+data.folds=K and adds a last axis data.fold=0..K-1: every point runs on each fold.
 
 Rerunning the same command resumes: runs with a summary.json are skipped, unfinished
 ones resume from their checkpoints, runs that failed with an error are retried, and
@@ -68,6 +69,7 @@ SUMMARY_KEYS = ("best_step", "evaluated_step", "evaluated_epoch", "epochs_comple
 # pairs runs by them (data.split_seed: repeated hold-out; data.fold: k-fold, once the
 # data pipeline has such a key).
 REPLICATE_KEYS = ("seed", "data.split_seed", "data.fold")
+FOLD_KEY = "data.fold"
 
 
 class SweepError(ValueError):
@@ -265,17 +267,40 @@ def expand(axes: Sequence[Axis], budget: int = 0, sampler_seed: int = 0) -> list
     return [dict(zip([a.key for a in axes], combo))
             for combo in itertools.product(*(a.values for a in axes))]
   import numpy as np
+  # k-fold (--folds) is not sampled: every drawn point runs on every fold
+  folds = [a for a in axes if a.key == FOLD_KEY]
+  drawn = [a for a in axes if a.key != FOLD_KEY]
   rng = np.random.default_rng(sampler_seed)
   points, names = [], set()
   attempts = 0
   while len(points) < budget and attempts < 100 * budget + 1000:
     attempts += 1
-    point = {a.key: _sample(a, rng) for a in axes}
+    point = {a.key: _sample(a, rng) for a in drawn}
     name = run_name(point)
     if name not in names:
       names.add(name)
       points.append(point)
+  if folds:
+    keys = [a.key for a in axes]
+    points = [{k: {**p, FOLD_KEY: f}[k] for k in keys}
+              for p in points for f in folds[0].values]
   return points
+
+
+def add_folds(config, axes: Sequence[Axis], folds: int) -> list[Axis]:
+  """--folds=K: sets data.folds=K in `config` and returns the axes with a last axis
+  data.fold=0..K-1, so each point runs once per fold (a replicate for the report)."""
+  if folds == 0:
+    return list(axes)
+  if folds < 2:
+    raise SweepError(f"--folds={folds} must be 0 (the held-out data.val_fraction) or "
+                     ">= 2")
+  taken = [a.key for a in axes if a.key in ("data.folds", FOLD_KEY)]
+  if taken:
+    raise SweepError(f"--axis={taken[0]} and --folds set the same thing; give one")
+  config.data.folds = folds
+  return [*axes, Axis(FOLD_KEY, "values", values=tuple(range(folds)),
+                      type_name="int")]
 
 
 @dataclasses.dataclass
@@ -674,6 +699,9 @@ def _define_flags():
                     "continuous hyperparameters and seed as one vmapped program; auto: "
                     "group where a short timing probe says it is faster.")
   flags.DEFINE_bool("retry_diverged", False, "Train runs that diverged before again.")
+  flags.DEFINE_integer("folds", 0, "k-fold validation: run every point on each of K "
+                       "stratified folds of train (data.folds=K, axis data.fold); 0: "
+                       "the held-out data.val_fraction.")
 
 
 def main(argv):
@@ -684,6 +712,9 @@ def main(argv):
   with cli.user_errors():
     try:
       axes = parse_axes(FLAGS.axis, config)
+      if FLAGS.folds:
+        config = config.copy_and_resolve_references()  # FLAGS.config stays as parsed
+        axes = add_folds(config, axes, FLAGS.folds)
       outcomes = run_sweep(config, FLAGS.workdir, axes, budget=FLAGS.budget,
                            sampler_seed=FLAGS.sampler_seed,
                            executor=EXECUTORS[FLAGS.executor](),

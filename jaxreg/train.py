@@ -162,10 +162,13 @@ def setup(config, workdir, devices=None, data=None) -> Setup:
                steps_per_epoch, jit_train, jit_eval)
 
 
-def evaluate_params(s: Setup, variables, split: str) -> dict:
+def evaluate_params(s: Setup, variables, split: str, predictions: bool = False):
   """Every example of `split` exactly once (last batch padded and masked).
 
-  `variables`: a TrainState (its params and model_state) or {'params': ..., ...}."""
+  `variables`: a TrainState (its params and model_state) or {'params': ..., ...}.
+  Returns the evaluation dict; with `predictions=True`, (evaluation, predicted class
+  ids int32 [N] in the split's order), from the same forward pass as the counts.
+  """
   if isinstance(variables, TrainState):
     variables = eval_variables(variables)
   part = s.data.split(split)
@@ -174,10 +177,46 @@ def evaluate_params(s: Setup, variables, split: str) -> dict:
   # Shortest first: buckets then run short batches at short widths, and the summed
   # confusion matrix does not depend on the order.
   order = np.argsort(part.lengths, kind="stable")
-  for batch in dataset_lib.batches(part, s.config.data.eval_batch_size, order,
-                                   buckets=buckets):
-    counts = s.eval_step(variables, parallel.put_batch(batch, s.mesh), counts)
-  return metrics.summarize(jax.device_get(counts), s.data.class_names)
+  size = s.config.data.eval_batch_size
+  step = _predicting_eval_step(s.model, s.data.num_classes) if predictions else None
+  preds = np.full(len(part), -1, np.int32)
+  for start, batch in zip(range(0, len(order), size),
+                          dataset_lib.batches(part, size, order, buckets=buckets)):
+    if step is None:
+      counts = s.eval_step(variables, parallel.put_batch(batch, s.mesh), counts)
+    else:
+      counts, p = step(variables, parallel.put_batch(batch, s.mesh), counts)
+      index = order[start:start + size]
+      preds[index] = np.asarray(jax.device_get(p))[:len(index)]
+  evaluation = metrics.summarize(jax.device_get(counts), s.data.class_names)
+  return (evaluation, preds) if predictions else evaluation
+
+
+@functools.lru_cache(maxsize=8)
+def _predicting_eval_step(model, num_classes: int):
+  """eval_step that also returns each example's argmax class (per-example test
+  predictions for the report's paired bootstrap); one compile per model."""
+  def step(variables, batch, counts):
+    _, (logits, _) = loss_and_logits(
+        variables["params"], model.apply, batch, train=False,
+        model_state={k: v for k, v in variables.items() if k != "params"})
+    counts = metrics.add_counts(counts, metrics.batch_counts(
+        logits, batch["labels"], batch["mask"], num_classes))
+    return counts, jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  return jax.jit(step, donate_argnums=(2,))
+
+
+PREDICTIONS_FILE = "predictions_test.npz"
+
+
+def save_predictions(path: Path, labels, predictions, step: int) -> None:
+  """labels and predicted ids (int32 [N], test order), written to a temporary name and
+  renamed so a reader never sees half a file."""
+  tmp = path.with_name(f".{path.name}.tmp")
+  with open(tmp, "wb") as f:
+    np.savez(f, labels=np.asarray(labels, np.int32),
+             predictions=np.asarray(predictions, np.int32), step=np.int64(step))
+  tmp.replace(path)
 
 
 def restore(s: Setup, step: int) -> tuple[TrainState, dict]:
@@ -223,6 +262,9 @@ def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: i
   final_step = best_step if tc.final_checkpoint == "best" else \
       s.checkpointer.latest_step()
   final_state, final_meta = restore(s, final_step)
+  test_eval, test_preds = evaluate_params(s, final_state, "test", predictions=True)
+  # Per-example predictions let jaxreg.report pair test examples across runs.
+  save_predictions(workdir / PREDICTIONS_FILE, s.data.test.labels, test_preds, final_step)
   summary = {
       "best_step": best_step,
       "evaluated_checkpoint": tc.final_checkpoint,
@@ -231,7 +273,7 @@ def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: i
       "epochs_completed": epoch,
       "stopped_early": bool(stopper.should_stop and epoch < tc.epochs),
       "val": evaluate_params(s, final_state, "val"),
-      "test": evaluate_params(s, final_state, "test"),
+      "test": test_eval,
       "train_seconds": train_seconds,
       "examples_per_second": epoch * len(s.data.train) / max(train_seconds, 1e-9),
       "provenance": provenance.collect(s.data.fingerprint()),

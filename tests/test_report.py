@@ -97,6 +97,54 @@ def test_paired_bootstrap_interval_covers_the_truth(k):
   assert (covered / sims >= 0.88).all(), covered / sims
 
 
+def test_example_pairing_sees_a_small_consistent_drop_that_counts_cannot():
+  # 200 examples of class 0 (A right on half) and 50 of class 1. B is A except that it
+  # gets 10 of A's right class-0 examples wrong, in every seed: a 5-point drop with no
+  # noise between the paired models. From counts alone the two runs look like two
+  # independent Binomial(200, ~0.5) draws (sd of the change ~5 points): no evidence.
+  labels = np.array([0] * 200 + [1] * 50)
+  a = np.zeros((3, 250), bool)
+  a[:, :100] = True
+  a[:, 200:240] = True
+  b = a.copy()
+  b[:, :10] = False
+  ex = stats.paired_example_bootstrap(a, b, labels, 3, reps=4000, seed=1)
+  n = np.bincount(labels, minlength=3)
+  counts = np.stack([np.bincount(labels[r], minlength=3) for r in a])
+  counts_b = np.stack([np.bincount(labels[r], minlength=3) for r in b])
+  co = stats.paired_bootstrap(counts, counts_b, n, reps=4000, seed=1)
+  np.testing.assert_allclose(ex["delta"][:2], [-0.05, 0.0])
+  np.testing.assert_allclose(ex["delta"][:2], co["delta"][:2])  # same observed change
+  assert ex["p"][0] < 0.01 and ex["hi"][0] < 0   # paired examples: a clear drop
+  assert co["p"][0] > 0.05 and co["lo"][0] < 0 < co["hi"][0]  # counts: not significant
+  assert (ex["hi"][0] - ex["lo"][0]) < 0.7 * (co["hi"][0] - co["lo"][0])
+  assert ex["p"][1] == 1.0 and ex["lo"][1] == ex["hi"][1] == 0.0  # identical class
+  assert np.isnan(ex["delta"][2]) and np.isnan(ex["p"][2])        # absent class
+  again = stats.paired_example_bootstrap(a, b, labels, 3, reps=4000, seed=1)
+  np.testing.assert_array_equal(again["lo"], ex["lo"])
+  with pytest.raises(ValueError, match="labels"):
+    stats.paired_example_bootstrap(a, b, labels[:10], 3)
+
+
+def test_paired_example_bootstrap_interval_covers_the_truth():
+  # Examples differ in difficulty (shared by A and B), seeds shift accuracy; B is
+  # worse on class 0 by 8 points in expectation. The interval should cover that.
+  rng = np.random.default_rng(0)
+  labels = np.array([0] * 120 + [1] * 80)
+  covered = np.zeros(2)
+  sims = 120
+  for s in range(sims):
+    easy = rng.uniform(0.4, 1.0, size=200)            # the test examples, redrawn
+    seed_effect = rng.normal(0, 0.03, size=(3, 1))
+    pa = np.clip(easy + seed_effect, 0, 1)
+    pb = np.clip(pa - np.where(labels == 0, 0.08, 0.0), 0, 1)
+    u = rng.uniform(size=(3, 200))                    # shared draws: paired errors
+    a, b = u < pa, u < pb
+    r = stats.paired_example_bootstrap(a, b, labels, 2, reps=600, seed=s)
+    covered += (r["lo"] <= [-0.08, 0.0]) & ([-0.08, 0.0] <= r["hi"])
+  assert (covered / sims >= 0.88).all(), covered / sims
+
+
 def test_binomial_bootstrap_interval():
   lo, hi = stats.binomial_bootstrap([50, 90], [100, 100], lambda x: x.mean(axis=1))
   assert lo < 0.70 < hi and hi - lo < 0.15
@@ -127,7 +175,7 @@ def _summary(confusion, val_accuracy):
   names = NAMES if len(cm) == 3 else [f"class_{i:02d}" for i in range(len(cm))]
   n = cm.sum(1)
   acc = np.diag(cm) / n
-  return {"best_step": 10, "train_seconds": 1.0,
+  return {"best_step": 10, "evaluated_step": 10, "train_seconds": 1.0,
           "val": {"accuracy": val_accuracy},
           "test": {"confusion_matrix": cm.tolist(), "class_names": names,
                    "accuracy": float(np.trace(cm) / cm.sum()),
@@ -135,8 +183,22 @@ def _summary(confusion, val_accuracy):
                    "worst_class_accuracy": float(acc.min())}}
 
 
-def make_sweep(root, axes, confusion, val, mode="grid", kinds=None):
-  """A sweep directory as jaxreg.sweep writes it, without training anything."""
+def _predictions_from(cm):
+  """Per-example (labels, predictions) with this confusion matrix: examples sorted by
+  class, each class's right answers first, so equal counts mean equal examples."""
+  cm = np.asarray(cm)
+  labels, preds = [], []
+  for c, row in enumerate(cm):
+    order = [c] + [j for j in range(len(row)) if j != c]
+    for j in order:
+      labels += [c] * int(row[j])
+      preds += [j] * int(row[j])
+  return np.array(labels, np.int32), np.array(preds, np.int32)
+
+
+def make_sweep(root, axes, confusion, val, mode="grid", kinds=None, predictions=False):
+  """A sweep directory as jaxreg.sweep writes it, without training anything
+  (with `predictions`, also each run's predictions_test.npz)."""
   from jaxreg import sweep
   root.mkdir(parents=True, exist_ok=True)
   keys = list(axes)
@@ -147,6 +209,10 @@ def make_sweep(root, axes, confusion, val, mode="grid", kinds=None):
     (root / name).mkdir()
     (root / name / "summary.json").write_text(
         json.dumps(_summary(confusion(p), val(p))))
+    if predictions:
+      labels, preds = _predictions_from(confusion(p))
+      np.savez(root / name / report.PREDICTIONS_FILE, labels=labels, predictions=preds,
+               step=np.int64(10))
     runs.append({"name": name, "values": p, "status": "done"})
   meta = {"version": 1, "mode": mode, "budget": len(points) if mode == "random" else None,
           "sampler_seed": 0 if mode == "random" else None,
@@ -245,6 +311,45 @@ def test_benjamini_hochberg_and_baseline_options(made_up, tmp_path):
     report.write_report(root, baseline="0.5")
   with pytest.raises(report.ReportError, match="--axis=seed is a replicate axis"):
     report.write_report(root, key="seed")
+
+
+def test_old_runs_without_predictions_pair_by_seed_only(made_up):
+  rows = list(csv.DictReader(open(made_up / "report" / "per_class_change.csv")))
+  assert {r["pairing"] for r in rows} == {"counts"}
+  assert "Runs are paired by seed only" in (made_up / "report.md").read_text()
+
+
+def test_stored_predictions_pair_test_examples(tmp_path):
+  from jaxreg import train
+  assert report.PREDICTIONS_FILE == train.PREDICTIONS_FILE
+  axes = {"reg.weight_decay": [0.0, 1e-4, 1e-3, 1e-2], "seed": [0, 1, 2]}
+  root = make_sweep(tmp_path / "p", axes, _confusion, _val, predictions=True)
+  # one run's file is stale (another step) and one contradicts its confusion matrix:
+  # both must be ignored, and their values fall back to counts
+  stale = root / "reg.weight_decay=0.0001__seed=1" / report.PREDICTIONS_FILE
+  with np.load(stale) as z:
+    np.savez(stale, labels=z["labels"], predictions=z["predictions"], step=np.int64(3))
+  wrong = root / "reg.weight_decay=0.001__seed=2" / report.PREDICTIONS_FILE
+  with np.load(wrong) as z:
+    np.savez(wrong, labels=z["labels"], predictions=np.zeros_like(z["predictions"]),
+             step=z["step"])
+  report.write_report(root, reps=2000)
+  rows = list(csv.DictReader(open(root / "report" / "per_class_change.csv")))
+  pairing = {r["value"]: r["pairing"] for r in rows}
+  assert pairing == {"0.0001": "counts", "0.001": "counts", "0.01": "examples"}
+  text = (root / "report.md").read_text()
+  assert "Paired by seed and test example at 0.01; by seed only" in text
+  # same observed change either way; the example-paired ABBR interval at 1e-2 is
+  # narrower than the count-based one of the same runs without predictions
+  counts_root = make_sweep(tmp_path / "c", axes, _confusion, _val)
+  report.write_report(counts_root, reps=2000)
+  crows = list(csv.DictReader(open(counts_root / "report" / "per_class_change.csv")))
+  pick = lambda rs: next(r for r in rs if r["value"] == "0.01" and r["class"] == "big_b")
+  ex, co = pick(rows), pick(crows)
+  assert float(ex["delta"]) == float(co["delta"]) == 0.0
+  # big_b is identical in every run: with paired examples there is no spread at all
+  assert float(ex["lo95"]) == float(ex["hi95"]) == 0.0
+  assert float(co["hi95"]) - float(co["lo95"]) > 0.02
 
 
 def test_single_seed_uses_wilson_intervals(tmp_path):
@@ -346,3 +451,6 @@ def test_report_cli_on_the_tiny_sweep(tiny_sweep):  # noqa: F811
     assert (tiny_sweep / "report" / f).exists(), f
   assert "Analysed axis: `reg.l2`, baseline 0." in text
   assert "(n=10)" in text  # the tiny test set has 10 examples per class
+  # runs store their per-example predictions: the bootstrap pairs test examples
+  rows = list(csv.DictReader(open(tiny_sweep / "report" / "per_class_change.csv")))
+  assert rows and {r["pairing"] for r in rows} == {"examples"}

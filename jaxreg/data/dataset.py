@@ -77,6 +77,35 @@ def stratified_split(labels: np.ndarray, fraction: float,
   return keep, held_out
 
 
+def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
+  """`folds` disjoint index arrays covering `labels`, each class split evenly.
+
+  Each class's examples are shuffled by `seed` and dealt round-robin, the deal
+  continuing where the previous class stopped, so fold sizes differ by at most one
+  overall and each class's share by at most one per fold (sklearn's StratifiedKFold
+  does the same; it is not a dependency, and these few lines keep the split ours).
+  """
+  rng = np.random.default_rng(seed)
+  assign = np.empty(len(labels), np.int64)
+  start = 0
+  for c in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    assign[idx] = (start + np.arange(len(idx))) % folds
+    start += len(idx)
+  return [np.flatnonzero(assign == f) for f in range(folds)]
+
+
+def validation_split(labels: np.ndarray, data_cfg) -> tuple[np.ndarray, np.ndarray]:
+  """Indices (train, val) of the training examples, as the config asks: fold
+  `data.fold` of `data.folds` stratified folds, or else `data.val_fraction` of each
+  class; either way by `data.split_seed` alone."""
+  folds = int(data_cfg.get("folds", 0) or 0)
+  if folds >= 2:
+    held = stratified_folds(labels, folds, data_cfg.split_seed)[int(data_cfg.fold)]
+    return np.setdiff1d(np.arange(len(labels)), held), held
+  return stratified_split(labels, data_cfg.val_fraction, data_cfg.split_seed)
+
+
 def parse_buckets(spec: str, max_length: int) -> tuple[int, ...] | None:
   """`data.buckets` -> increasing lengths, those below max_length plus max_length.
 

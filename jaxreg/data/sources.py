@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jaxreg.data import files, synthetic, text
-from jaxreg.data.dataset import TextData, stratified_split
+from jaxreg.data.dataset import TextData, validation_split
 
 
 def load(data_cfg) -> TextData:
@@ -27,7 +27,6 @@ def load(data_cfg) -> TextData:
         f"{', '.join(files.SOURCES)}, tfds:NAME")
   # The validation split depends on data.split_seed only, so runs that differ in
   # `seed` are compared on the same held-out examples.
-  keep, held = stratified_split(train.labels, data_cfg.val_fraction,
-                                data_cfg.split_seed)
+  keep, held = validation_split(train.labels, data_cfg)
   return TextData(train=train.take(keep), val=train.take(held), test=test,
                   class_names=class_names, vocab=vocab)

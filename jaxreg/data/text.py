@@ -3,8 +3,9 @@
 Steps, in order (all settings are `config.data.*` keys):
 
 1. **Validation hold-out.** `val_fraction` of each class of the training texts is held
-   out by `split_seed` alone (`dataset.stratified_split`, the same rule as every source),
-   so runs that differ in `seed` see the same validation examples.
+   out by `split_seed` alone (`dataset.validation_split`, the same rule as every
+   source), so runs that differ in `seed` see the same validation examples; with
+   `folds` >= 2 the `fold`-th of `folds` stratified folds is held out instead.
 2. **Tokenizer** (`tokenize`): word level. `lowercase` (default true) lowercases first.
    `punctuation` decides what happens to punctuation:
 
@@ -52,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxreg.data.dataset import PAD_ID, TextData, TextSplit, stratified_split
+from jaxreg.data.dataset import PAD_ID, TextData, TextSplit, validation_split
 from jaxreg.data.raw import RawTextData
 
 UNK_ID = 1
@@ -118,6 +119,9 @@ def settings(data_cfg) -> dict:
       "max_length": int(data_cfg.max_length),
       "split_seed": int(data_cfg.split_seed),
       "val_fraction": float(data_cfg.val_fraction),
+      # only with k-fold, so cache entries written before these keys stay valid
+      **({"folds": int(data_cfg.folds), "fold": int(data_cfg.fold)}
+         if data_cfg.get("folds", 0) else {}),
   }
 
 
@@ -146,7 +150,7 @@ def prepare(raw: RawTextData, data_cfg) -> TextData:
 def _build(raw: RawTextData, data_cfg) -> TextData:
   s = settings(data_cfg)
   labels = np.asarray(raw.train_labels, np.int32)
-  keep, held = stratified_split(labels, s["val_fraction"], s["split_seed"])
+  keep, held = validation_split(labels, data_cfg)
 
   def toks(texts):
     return [tokenize(t, s["lowercase"], s["punctuation"], s["strip_html"])
