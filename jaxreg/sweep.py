@@ -673,6 +673,32 @@ def _define_flags():
                     "continuous hyperparameters and seed as one vmapped program; auto: "
                     "group where a short timing probe says it is faster.")
   flags.DEFINE_bool("retry_diverged", False, "Train runs that diverged before again.")
+  _define_launcher_flags()
+
+
+LAUNCHERS = ("local", "slurm")
+
+
+def _define_launcher_flags():
+  """--launcher: where the runs train (local: this process; slurm: a job array)."""
+  from absl import flags
+  from jaxreg import slurm
+  flags.DEFINE_enum("launcher", "local", list(LAUNCHERS),
+                    "local: train here with --executor; slurm: submit a SLURM job "
+                    "array, one task per unfinished run (see --slurm_* and "
+                    "jaxreg/slurm.py).")
+  slurm.define_flags()
+
+
+def _launch_elsewhere(config, axes, FLAGS) -> bool:
+  """Submits the sweep when --launcher is not local; returns whether it did."""
+  if FLAGS.launcher != "slurm":
+    return False
+  from jaxreg import slurm
+  slurm.submit(config, FLAGS.workdir, axes, budget=FLAGS.budget,
+               sampler_seed=FLAGS.sampler_seed, retry_diverged=FLAGS.retry_diverged,
+               opts=slurm.options_from_flags(FLAGS))
+  return True
 
 
 def main(argv):
@@ -683,6 +709,8 @@ def main(argv):
   with cli.user_errors():
     try:
       axes = parse_axes(FLAGS.axis, config)
+      if _launch_elsewhere(config, axes, FLAGS):
+        return
       outcomes = run_sweep(config, FLAGS.workdir, axes, budget=FLAGS.budget,
                            sampler_seed=FLAGS.sampler_seed,
                            executor=EXECUTORS[FLAGS.executor](),

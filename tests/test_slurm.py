@@ -1,0 +1,146 @@
+"""Integration tests against a real single-node SLURM (tests/slurm_cluster.py).
+
+Skipped with the reason when slurm-wlm/munge are missing, except under
+JAXREG_REQUIRE_SLURM=1 (set by .ci/run), where a missing SLURM fails the suite.
+"""
+
+import csv
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import slurm_cluster
+from tests.conftest import ROOT, python_env, tiny_config
+
+pytestmark = pytest.mark.slow
+
+SWEEP_AXES = ["--axis=seed=0,1", "--axis=reg.l2=0,0.001"]
+EPOCHS = 3  # long enough that the preemption signal lands during training
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+  why = slurm_cluster.missing()
+  if why:
+    if os.environ.get("JAXREG_REQUIRE_SLURM") == "1":
+      pytest.fail(f"JAXREG_REQUIRE_SLURM=1 but {why}")
+    pytest.skip(why)
+  c = slurm_cluster.LocalSlurm(tmp_path_factory.mktemp("slurm"))
+  c.start()
+  yield c
+  c.stop()
+
+
+def _env(cluster):
+  env = python_env(**{"SLURM_CONF": str(cluster.conf)})
+  env.pop("XLA_FLAGS", None)
+  return env
+
+
+def _sweep_cmd(workdir, *extra):
+  return [sys.executable, "-m", "jaxreg.sweep", "--config=configs/lstm.py:tiny",
+          f"--workdir={workdir}", f"--config.train.epochs={EPOCHS}", *SWEEP_AXES,
+          *extra]
+
+
+def _wait_for(predicate, timeout, what, cluster):
+  deadline = time.time() + timeout
+  while not predicate():
+    if time.time() > deadline:
+      raise AssertionError(f"timed out waiting for {what}; queue {cluster.jobs()}\n"
+                           f"{cluster.logs()}")
+    time.sleep(0.05)
+
+
+def _read_csv(path):
+  with open(path, newline="") as f:
+    return {r["run"]: r for r in csv.DictReader(f)}
+
+
+def assert_runs_csv_match(a: Path, b: Path, rtol=1e-6):
+  """Same runs, statuses and columns; numbers within rtol (timings excepted)."""
+  ra, rb = _read_csv(a), _read_csv(b)
+  assert ra.keys() == rb.keys()
+  for run in ra:
+    x, y = ra[run], rb[run]
+    assert x.keys() == y.keys()
+    for col in x:
+      if col == "train_seconds":
+        continue
+      try:
+        fx, fy = float(x[col]), float(y[col])
+      except ValueError:
+        assert x[col] == y[col], (run, col)
+        continue
+      assert math.isclose(fx, fy, rel_tol=rtol, abs_tol=1e-9), (run, col, fx, fy)
+
+
+def test_sweep_array_with_a_preempted_run_matches_the_local_launcher(cluster, tmp_path):
+  env, workdir = _env(cluster), tmp_path / "slurm_sweep"
+  sub = subprocess.run(_sweep_cmd(workdir, "--launcher=slurm"), cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+  assert sub.returncode == 0, sub.stderr[-2000:]
+  array = re.search(r"array job (\d+)", sub.stdout).group(1)
+  meta = json.loads((workdir / "sweep.json").read_text())
+  assert len(meta["runs"]) == 4
+  script = (workdir / "slurm" / "array.sbatch").read_text()
+  assert "#SBATCH --requeue" in script and "#SBATCH --signal=B:USR1@120" in script
+  assert "exec " in script
+
+  # Preempt run 0 once it trains: USR1 to its batch step (Python, thanks to exec).
+  log0 = workdir / meta["runs"][0]["name"] / "metrics.jsonl"
+  _wait_for(lambda: log0.exists() and '"train_step"' in log0.read_text(), 300,
+            "run 0 to train", cluster)
+  cluster.run("scancel", "--signal=USR1", "--batch", f"{array}_0")
+  cluster.wait_idle(600)
+
+  task_log = (workdir / "slurm" / "logs" / f"{array}_0.out").read_text()
+  assert "preempted by SIGUSR1" in task_log, task_log
+  assert "requeued SLURM job" in task_log and "restart 1" in task_log, task_log
+  assert "resumed from step" in task_log, task_log
+  for i in range(4):  # a log per task
+    assert (workdir / "slurm" / "logs" / f"{array}_{i}.out").exists()
+  rows = _read_csv(workdir / "runs.csv")  # written by the collect job
+  assert len(rows) == 4 and {r["status"] for r in rows.values()} == {"done"}
+  statuses = [r["status"] for r in json.loads((workdir / "sweep.json").read_text())["runs"]]
+  assert statuses == ["done"] * 4
+
+  # The same sweep with the local launcher, in this process.
+  from jaxreg import sweep
+  local = tmp_path / "local_sweep"
+  config = tiny_config(**{"train.epochs": EPOCHS})
+  axes = sweep.parse_axes([a[len("--axis="):] for a in SWEEP_AXES], config)
+  sweep.run_sweep(config, local, axes, executor=sweep.SequentialExecutor(),
+                  out=open(os.devnull, "w"))
+  assert_runs_csv_match(workdir / "runs.csv", local / "runs.csv")
+
+  # Resubmission skips finished runs: nothing is submitted.
+  again = subprocess.run(_sweep_cmd(workdir, "--launcher=slurm"), cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert "nothing to submit" in again.stdout
+  assert not cluster.jobs()
+
+
+def test_srun_two_processes_join_one_mesh(cluster, tmp_path):
+  workdir = tmp_path / "run"
+  cmd = ["srun", "--ntasks=2", "--cpus-per-task=1", "--kill-on-bad-exit=1",
+         sys.executable, "-m", "jaxreg.main", "--config=configs/lstm.py:tiny",
+         f"--workdir={workdir}", "--config.train.epochs=1",
+         "--config.data.synthetic.train_size=200", "--config.data.buckets="]
+  p = subprocess.run(cmd, cwd=ROOT, env=_env(cluster), capture_output=True, text=True,
+                     timeout=600)
+  assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+  assert p.stdout.count("test accuracy") == 1  # console output from process 0 only
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert len(summary["provenance"]["devices"]) == 2  # one mesh over both processes
+  lines = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  keys = [(r["split"], r["step"]) for r in lines]
+  assert len(keys) == len(set(keys))  # one writer
