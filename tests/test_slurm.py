@@ -21,7 +21,11 @@ from tests.conftest import ROOT, python_env, tiny_config
 
 pytestmark = pytest.mark.slow
 
-SWEEP_AXES = ["--axis=seed=0,1", "--axis=reg.l2=0,0.001"]
+# 4 runs by default; JAXREG_SLURM_SWEEP_SEEDS=0,1,2,3 makes it the 8-run check of the
+# README ("Running on a cluster").
+SEEDS = os.environ.get("JAXREG_SLURM_SWEEP_SEEDS", "0,1")
+SWEEP_AXES = [f"--axis=seed={SEEDS}", "--axis=reg.l2=0,0.001"]
+NUM_RUNS = 2 * len(SEEDS.split(","))
 EPOCHS = 3  # long enough that the preemption signal lands during training
 
 
@@ -89,7 +93,7 @@ def test_sweep_array_with_a_preempted_run_matches_the_local_launcher(cluster, tm
   assert sub.returncode == 0, sub.stderr[-2000:]
   array = re.search(r"array job (\d+)", sub.stdout).group(1)
   meta = json.loads((workdir / "sweep.json").read_text())
-  assert len(meta["runs"]) == 4
+  assert len(meta["runs"]) == NUM_RUNS
   script = (workdir / "slurm" / "array.sbatch").read_text()
   assert "#SBATCH --requeue" in script and "#SBATCH --signal=B:USR1@120" in script
   assert "exec " in script
@@ -105,12 +109,12 @@ def test_sweep_array_with_a_preempted_run_matches_the_local_launcher(cluster, tm
   assert "preempted by SIGUSR1" in task_log, task_log
   assert "requeued SLURM job" in task_log and "restart 1" in task_log, task_log
   assert "resumed from step" in task_log, task_log
-  for i in range(4):  # a log per task
+  for i in range(NUM_RUNS):  # a log per task
     assert (workdir / "slurm" / "logs" / f"{array}_{i}.out").exists()
   rows = _read_csv(workdir / "runs.csv")  # written by the collect job
-  assert len(rows) == 4 and {r["status"] for r in rows.values()} == {"done"}
+  assert len(rows) == NUM_RUNS and {r["status"] for r in rows.values()} == {"done"}
   statuses = [r["status"] for r in json.loads((workdir / "sweep.json").read_text())["runs"]]
-  assert statuses == ["done"] * 4
+  assert statuses == ["done"] * NUM_RUNS
 
   # The same sweep with the local launcher, in this process.
   from jaxreg import sweep
