@@ -63,6 +63,19 @@ def _wait_for(predicate, timeout, what, cluster):
     time.sleep(0.05)
 
 
+def _signal_batch(cluster, job, sig, timeout=60):
+  """scancel --signal --batch, retried while SLURM says the job is in transition."""
+  deadline = time.time() + timeout
+  while True:
+    try:
+      cluster.run("scancel", f"--signal={sig}", "--batch", job)
+      return
+    except RuntimeError as e:
+      if "try again later" not in str(e) or time.time() > deadline:
+        raise
+      time.sleep(0.5)
+
+
 def _read_csv(path):
   with open(path, newline="") as f:
     return {r["run"]: r for r in csv.DictReader(f)}
@@ -102,7 +115,7 @@ def test_sweep_array_with_a_preempted_run_matches_the_local_launcher(cluster, tm
   log0 = workdir / meta["runs"][0]["name"] / "metrics.jsonl"
   _wait_for(lambda: log0.exists() and '"train_step"' in log0.read_text(), 300,
             "run 0 to train", cluster)
-  cluster.run("scancel", "--signal=USR1", "--batch", f"{array}_0")
+  _signal_batch(cluster, f"{array}_0", "USR1")
   cluster.wait_idle(600)
 
   task_log = (workdir / "slurm" / "logs" / f"{array}_0.out").read_text()
