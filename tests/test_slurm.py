@@ -63,17 +63,16 @@ def _wait_for(predicate, timeout, what, cluster):
     time.sleep(0.05)
 
 
-def _signal_batch(cluster, job, sig, timeout=60):
-  """scancel --signal --batch, retried while SLURM says the job is in transition."""
+def _signal_batch(cluster, job, sig, task_log, timeout=60):
+  """scancel --signal --batch until the task log says it was preempted (scancel may
+  answer 'try again later' while the job is in transition, or fail after delivering)."""
   deadline = time.time() + timeout
-  while True:
-    try:
-      cluster.run("scancel", f"--signal={sig}", "--batch", job)
-      return
-    except RuntimeError as e:
-      if "try again later" not in str(e) or time.time() > deadline:
-        raise
-      time.sleep(0.5)
+  while "preempted by" not in task_log.read_text():
+    assert time.time() < deadline, f"the run was not preempted:\n{task_log.read_text()}"
+    cluster.run("scancel", f"--signal={sig}", "--batch", job, check=False)
+    inner = time.time() + 10
+    while "preempted by" not in task_log.read_text() and time.time() < inner:
+      time.sleep(0.1)
 
 
 def _read_csv(path):
@@ -115,10 +114,12 @@ def test_sweep_array_with_a_preempted_run_matches_the_local_launcher(cluster, tm
   log0 = workdir / meta["runs"][0]["name"] / "metrics.jsonl"
   _wait_for(lambda: log0.exists() and '"train_step"' in log0.read_text(), 300,
             "run 0 to train", cluster)
-  _signal_batch(cluster, f"{array}_0", "USR1")
+  task_log = workdir / "slurm" / "logs" / f"{array}_0.out"
+  job = re.search(r"\(job (\d+)", task_log.read_text()).group(1)  # the task's own id
+  _signal_batch(cluster, job, "USR1", task_log)
   cluster.wait_idle(600)
 
-  task_log = (workdir / "slurm" / "logs" / f"{array}_0.out").read_text()
+  task_log = task_log.read_text()
   assert "preempted by SIGUSR1" in task_log, task_log
   assert "requeued SLURM job" in task_log and "restart 1" in task_log, task_log
   assert "resumed from step" in task_log, task_log
