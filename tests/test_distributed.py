@@ -76,20 +76,59 @@ def test_partial_flags_are_a_usage_error():
   assert distributed.initialize("127.0.0.1:1234", 1, 0) is False  # one process: no-op
 
 
-@pytest.mark.slow
-def test_two_processes_match_one(tmp_path):
-  env, port = _env(), _free_port()
-  two, one = tmp_path / "two", tmp_path / "one"
-  procs = [subprocess.Popen(
-      _main(two, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+def _start_two(workdir, env):
+  port = _free_port()
+  return [subprocess.Popen(
+      _main(workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
             f"--process_id={i}"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+  one = tmp_path_factory.mktemp("one")
+  single = subprocess.run(_main(one), cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=300)
+  assert single.returncode == 0, single.stderr[-1500:]
+  return one
+
+
+@pytest.mark.slow
+def test_two_processes_match_one(tmp_path, one_process):
+  env, two, one = _env(), tmp_path / "two", one_process
+  procs = _start_two(two, env)
   outs = [p.communicate(timeout=500)[0] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-1500:] for o in outs)
   assert "test accuracy" in outs[0] and "test accuracy" not in outs[1]  # console: p0
-  single = subprocess.run(_main(one), cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
-  assert single.returncode == 0, single.stderr[-1500:]
+  _assert_like_one(two, one)
+
+
+@pytest.mark.slow
+def test_two_processes_preempted_through_one_resume_like_one(tmp_path, one_process):
+  """USR1 to process 1 only: both agree on the step, save together, exit 75; the
+  rerun of both restores collectively and ends like the single process."""
+  import signal
+  import time
+  env, two = _env(), tmp_path / "two"
+  procs = _start_two(two, env)
+  log = two / "metrics.jsonl"
+  deadline = time.time() + 400
+  while procs[1].poll() is None and time.time() < deadline and not (
+      log.exists() and '"train_step"' in log.read_text()):
+    time.sleep(0.02)
+  procs[1].send_signal(signal.SIGUSR1)
+  outs = [p.communicate(timeout=500)[0] for p in procs]
+  assert [p.returncode for p in procs] == [75, 75], "\n".join(o[-1500:] for o in outs)
+  steps = checkpoint.Checkpointer(two / "checkpoints").all_steps()
+  assert len(steps) == 1 and steps[0] < 6  # mid-epoch
+  procs = _start_two(two, env)
+  outs = [p.communicate(timeout=500)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-1500:] for o in outs)
+  assert f"resumed from step {steps[0]}" in outs[0]
+  _assert_like_one(two, one_process)
+
+
+def _assert_like_one(two, one):
 
   def records(w):
     return [json.loads(l) for l in (w / "metrics.jsonl").read_text().splitlines()]
