@@ -183,6 +183,10 @@ def submit(base_config, workdir, axes, *, budget: int = 0, sampler_seed: int = 0
   """
   out = out or sys.stdout
   opts = opts or Options()
+  import shutil
+  if shutil.which("sbatch") is None:
+    raise sweep.SweepError("--launcher=slurm: sbatch is not on PATH (run this on a "
+                           "SLURM login node)")
   workdir = Path(workdir).resolve()
   runs, _ = sweep.prepare(base_config, workdir, axes, budget=budget,
                           sampler_seed=sampler_seed)

@@ -694,10 +694,13 @@ def _launch_elsewhere(config, axes, FLAGS) -> bool:
   """Submits the sweep when --launcher is not local; returns whether it did."""
   if FLAGS.launcher != "slurm":
     return False
-  from jaxreg import slurm
-  slurm.submit(config, FLAGS.workdir, axes, budget=FLAGS.budget,
-               sampler_seed=FLAGS.sampler_seed, retry_diverged=FLAGS.retry_diverged,
-               opts=slurm.options_from_flags(FLAGS))
+  from jaxreg import slurm, sweep as library
+  try:
+    slurm.submit(config, FLAGS.workdir, axes, budget=FLAGS.budget,
+                 sampler_seed=FLAGS.sampler_seed, retry_diverged=FLAGS.retry_diverged,
+                 opts=slurm.options_from_flags(FLAGS))
+  except library.SweepError as e:  # under `python -m`, this module is __main__
+    raise SweepError(str(e)) from None
   return True
 
 

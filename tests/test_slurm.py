@@ -19,8 +19,6 @@ import pytest
 from tests import slurm_cluster
 from tests.conftest import ROOT, python_env, tiny_config
 
-pytestmark = pytest.mark.slow
-
 # 4 runs by default; JAXREG_SLURM_SWEEP_SEEDS=0,1,2,3 makes it the 8-run check of the
 # README ("Running on a cluster").
 SEEDS = os.environ.get("JAXREG_SLURM_SWEEP_SEEDS", "0,1")
@@ -40,6 +38,32 @@ def cluster(tmp_path_factory):
   c.start()
   yield c
   c.stop()
+
+
+def test_array_script_execs_python_with_requeue_signal_and_resources(tmp_path):
+  from jaxreg import slurm
+  script = slurm.array_script(tmp_path, slurm.Options(
+      partition="gpu", time="1:00:00", cpus_per_task=4, mem="8G", gpus_per_task=1,
+      signal_seconds=300, extra=("--account=abc",), python="/opt/py"))
+  lines = script.splitlines()
+  for want in ("#SBATCH --requeue", "#SBATCH --signal=B:USR1@300",
+               "#SBATCH --partition=gpu", "#SBATCH --time=1:00:00",
+               "#SBATCH --cpus-per-task=4", "#SBATCH --mem=8G",
+               "#SBATCH --gpus-per-task=1", "#SBATCH --account=abc",
+               f"#SBATCH --output={tmp_path}/slurm/logs/%A_%a.out"):
+    assert want in lines, want
+  assert lines[-1].startswith("exec /opt/py -m jaxreg.slurm task ")  # exec: signals
+  assert '--index="$SLURM_ARRAY_TASK_ID"' in lines[-1]
+
+
+def test_without_sbatch_the_slurm_launcher_is_a_one_line_error(tmp_path):
+  env = python_env(PATH=os.path.dirname(sys.executable))
+  p = subprocess.run(_sweep_cmd(tmp_path / "s", "--launcher=slurm"), cwd=ROOT, env=env,
+                     capture_output=True, text=True, timeout=120)
+  assert p.returncode == 2
+  assert p.stderr.strip().splitlines() == [
+      "error: --launcher=slurm: sbatch is not on PATH (run this on a SLURM login node)"]
+  assert not (tmp_path / "s").exists()  # nothing planned or written
 
 
 def _env(cluster):
@@ -105,6 +129,7 @@ def assert_runs_csv_match(a: Path, b: Path, rtol=1e-6):
       assert math.isclose(fx, fy, rel_tol=rtol, abs_tol=1e-9), (run, col, fx, fy)
 
 
+@pytest.mark.slow
 def test_sweep_array_with_a_preempted_run_matches_the_local_launcher(cluster, tmp_path):
   env, workdir = _env(cluster), tmp_path / "slurm_sweep"
   sub = subprocess.run(_sweep_cmd(workdir, "--launcher=slurm"), cwd=ROOT, env=env,
@@ -155,6 +180,7 @@ def test_sweep_array_with_a_preempted_run_matches_the_local_launcher(cluster, tm
   assert not cluster.jobs()
 
 
+@pytest.mark.slow
 def test_srun_two_processes_join_one_mesh(cluster, tmp_path):
   workdir = tmp_path / "run"
   cmd = ["srun", "--ntasks=2", "--cpus-per-task=1", "--kill-on-bad-exit=1",
