@@ -18,16 +18,13 @@ import subprocess
 import time
 from pathlib import Path
 
-# A requeued job may start again only after the credential lifetime (default 120 s):
-# cred_expire=10 keeps the preemption test short.
-
-BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "scontrol",
-            "scancel", "sacct")
+BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "squeue", "sinfo",
+            "scontrol", "scancel")
 
 
 def missing() -> str | None:
   """Why no cluster can start here, or None."""
-  absent = [b for b in BINARIES[:-1] if shutil.which(b) is None]
+  absent = [b for b in BINARIES if shutil.which(b) is None]
   if absent:
     return (f"SLURM is not installed ({', '.join(absent)} not on PATH): "
             "apt-get install -y slurm-wlm munge")
@@ -55,6 +52,8 @@ class LocalSlurm:
     self.env = dict(os.environ, SLURM_CONF=str(self.conf))
 
   def _write_config(self) -> None:
+    # cred_expire=10: a requeued job may start again only after the credential
+    # lifetime (default 120 s), which would make the preemption test wait minutes.
     r = self.root
     for d in ("munge", "state", "spool", "log"):
       (r / d).mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,12 @@ def cluster(tmp_path_factory):
   c.stop()
 
 
+def test_missing_slurm_is_named(monkeypatch):
+  monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
+  why = slurm_cluster.missing()
+  assert why and "slurm-wlm munge" in why and "munged" in why
+
+
 def test_array_script_execs_python_with_requeue_signal_and_resources(tmp_path):
   from jaxreg import slurm
   script = slurm.array_script(tmp_path, slurm.Options(
