@@ -129,13 +129,39 @@ def _flag_given(name: str) -> bool:
   return any(a.startswith(f"--{name}=") for a in sys.argv[1:])
 
 
+def define_distributed_flags() -> None:
+  """jax.distributed settings for launchers that jax does not detect (not srun or
+  mpirun): the same three values on every process, the process id differing."""
+  flags.DEFINE_string("coordinator_address", None,
+                      "HOST:PORT of process 0 (multi-process runs without srun/mpirun).")
+  flags.DEFINE_integer("num_processes", None, "Number of processes (with "
+                       "--coordinator_address).")
+  flags.DEFINE_integer("process_id", None, "This process's id, 0..num_processes-1.")
+
+
+def start_processes(flag_values) -> None:
+  """jax.distributed.initialize when launched as several processes; preemption
+  signals (SIGTERM, SIGUSR1) become a checkpoint at the next step boundary."""
+  from jaxreg import distributed, preemption
+  try:
+    distributed.initialize(flag_values.coordinator_address,
+                           flag_values.num_processes, flag_values.process_id)
+  except ValueError as e:
+    fail(str(e))
+  preemption.install()
+
+
 @contextlib.contextmanager
 def user_errors():
-  """Bad values and missing files -> one line, code 2; divergence -> code 1."""
-  from jaxreg import config as config_lib, train
+  """Bad values and missing files -> one line, code 2; divergence -> code 1;
+  preemption -> requeue under SLURM (exit 0), else exit PREEMPTED_EXIT."""
+  from jaxreg import config as config_lib, preemption, train
   try:
     yield
   except (config_lib.ConfigError, FileNotFoundError) as e:
     fail(str(e))
   except train.TrainingDiverged as e:
     fail(str(e), code=DIVERGED)
+  except preemption.Preempted as e:
+    print(str(e), file=sys.stderr, flush=True)
+    sys.exit(0 if preemption.requeue() else preemption.PREEMPTED_EXIT)

@@ -1,4 +1,8 @@
-"""What a run writes as it goes: metrics.jsonl, TensorBoard events, a progress bar."""
+"""What a run writes as it goes: metrics.jsonl, TensorBoard events, a progress bar.
+
+In a multi-process run (jax.distributed) only process 0 writes; the others' writers
+do nothing, so the files are exactly those of a single-process run.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,11 @@ def _finite_or_none(x):
   return x
 
 
+def _is_main() -> bool:
+  import jax
+  return jax.process_index() == 0
+
+
 class MetricsLog:
   """Append-only JSON lines; on resume, lines past the restored step are dropped."""
 
@@ -26,7 +35,7 @@ class MetricsLog:
 
   def truncate_after(self, step: int) -> None:
     """Keep lines with step <= `step`, minus the end-of-run test lines."""
-    if not self.path.exists():
+    if not self.path.exists() or not _is_main():
       return
     kept = []
     for line in self.path.read_text().splitlines():
@@ -40,6 +49,8 @@ class MetricsLog:
     os.replace(tmp, self.path)
 
   def write(self, record: dict) -> None:
+    if not _is_main():
+      return
     with self.path.open("a") as f:
       f.write(json.dumps(record, allow_nan=True) + "\n")
 
@@ -59,7 +70,8 @@ class TensorBoard:
   def __init__(self, logdir: Path, purge_step: int | None):
     from tensorboardX import SummaryWriter
     # purge_step hides events past the restored step after a resume.
-    self._writer = SummaryWriter(str(logdir), purge_step=purge_step)
+    self._writer = (SummaryWriter(str(logdir), purge_step=purge_step) if _is_main()
+                    else _NullWriter())
 
   def evaluation(self, split: str, evaluation: dict, step: int) -> None:
     for key in ("loss", "accuracy", "balanced_accuracy", "macro_f1",
@@ -78,12 +90,22 @@ class TensorBoard:
     self._writer.close()
 
 
+class _NullWriter:
+  def add_scalar(self, *args, **kwargs) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
 class Progress:
   """A tqdm bar with steps/s and ETA on a terminal; plain log lines otherwise."""
 
   def __init__(self, total: int, initial: int = 0, desc: str = "train",
                stream=None, lines: int = 10):
     self.stream = stream or sys.stderr
+    if not _is_main():
+      self.stream = open(os.devnull, "w")
     self.total, self.n, self.desc = total, initial, desc
     self._tty = self.stream.isatty()
     self._bar = (tqdm.tqdm(total=total, initial=initial, desc=desc, unit="step",

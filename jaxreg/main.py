@@ -1,7 +1,10 @@
 """python -m jaxreg.main --config=configs/lstm.py[:VARIANT] --workdir=DIR [--config.KEY=V]
 
 Flags only; the work is in train.train_and_evaluate. Bad input exits with code 2 and
-one line naming the key or value and the allowed choices; a diverged run exits 1.
+one line naming the key or value and the allowed choices; a diverged run exits 1; a
+preempted run (SIGTERM/SIGUSR1) saves a checkpoint, requeues itself under SLURM and
+exits 0, or exits 75 elsewhere (rerun to resume). Several processes (srun, mpirun, or
+--coordinator_address/--num_processes/--process_id) join one jax.distributed mesh.
 """
 
 from __future__ import annotations
@@ -18,13 +21,17 @@ config_flags.DEFINE_config_file(
     "config", None, "Config file, optionally :VARIANT (see configs/).",
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for config, metrics and checkpoints.")
+cli.define_distributed_flags()
 
 
 def main(argv):
   config, workdir = cli.config_and_workdir(argv, FLAGS)
-  from jaxreg import train  # after flag parsing: `--help` stays fast
+  cli.start_processes(FLAGS)  # jax.distributed + preemption signal handlers
+  from jaxreg import distributed, train  # after flag parsing: `--help` stays fast
   with cli.user_errors():
     summary = train.train_and_evaluate(config, workdir)
+  if not distributed.is_main():
+    return
   test = summary["test"]
   print(f"test accuracy {test['accuracy']:.4f}  balanced {test['balanced_accuracy']:.4f}"
         f"  worst class {test['worst_class_accuracy']:.4f}  "

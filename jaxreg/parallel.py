@@ -37,9 +37,28 @@ def check_batch_size(key: str, batch_size: int, mesh) -> None:
 
 
 def put_batch(batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
-  """Host batch -> global arrays split along the batch axis across the mesh."""
-  return jax.device_put(batch, data_sharded(mesh))
+  """Host batch -> global arrays split along the batch axis across the mesh.
+
+  Several processes (jax.distributed): each builds the same global batch on its host
+  (the order depends on seed and epoch only) and transfers only the rows of its own
+  devices, so the global array is assembled without any process sending another's
+  shard.
+  """
+  sharding = data_sharded(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(batch, sharding)
+  return {k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+          for k, v in batch.items()}
 
 
 def put_replicated(tree, mesh):
+  if jax.process_count() > 1:
+    # A global replicated array from host values that are equal on every process
+    # (device arrays of one process cannot be placed on another's devices).
+    tree = jax.device_get(tree)
+    sharding = replicated(mesh)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_callback(np.shape(x), sharding,
+                                               lambda index, x=x: np.asarray(x)[index]),
+        tree)
   return jax.device_put(tree, replicated(mesh))

@@ -702,6 +702,35 @@ def _define_flags():
   flags.DEFINE_integer("folds", 0, "k-fold validation: run every point on each of K "
                        "stratified folds of train (data.folds=K, axis data.fold); 0: "
                        "the held-out data.val_fraction.")
+  _define_launcher_flags()
+
+
+LAUNCHERS = ("local", "slurm")
+
+
+def _define_launcher_flags():
+  """--launcher: where the runs train (local: this process; slurm: a job array)."""
+  from absl import flags
+  from jaxreg import slurm
+  flags.DEFINE_enum("launcher", "local", list(LAUNCHERS),
+                    "local: train here with --executor; slurm: submit a SLURM job "
+                    "array, one task per unfinished run (see --slurm_* and "
+                    "jaxreg/slurm.py).")
+  slurm.define_flags()
+
+
+def _launch_elsewhere(config, axes, FLAGS) -> bool:
+  """Submits the sweep when --launcher is not local; returns whether it did."""
+  if FLAGS.launcher != "slurm":
+    return False
+  from jaxreg import slurm, sweep as library
+  try:
+    slurm.submit(config, FLAGS.workdir, axes, budget=FLAGS.budget,
+                 sampler_seed=FLAGS.sampler_seed, retry_diverged=FLAGS.retry_diverged,
+                 opts=slurm.options_from_flags(FLAGS))
+  except library.SweepError as e:  # under `python -m`, this module is __main__
+    raise SweepError(str(e)) from None
+  return True
 
 
 def main(argv):
@@ -715,6 +744,8 @@ def main(argv):
       if FLAGS.folds:
         config = config.copy_and_resolve_references()  # FLAGS.config stays as parsed
         axes = add_folds(config, axes, FLAGS.folds)
+      if _launch_elsewhere(config, axes, FLAGS):
+        return
       outcomes = run_sweep(config, FLAGS.workdir, axes, budget=FLAGS.budget,
                            sampler_seed=FLAGS.sampler_seed,
                            executor=EXECUTORS[FLAGS.executor](),

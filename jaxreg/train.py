@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import time
@@ -24,8 +25,8 @@ import flax
 import optax
 from flax.training import train_state
 
-from jaxreg import (checkpoint, config as config_lib, metrics, optim, parallel, plots,
-                    provenance)
+from jaxreg import (checkpoint, config as config_lib, distributed, metrics, optim,
+                    parallel, plots, preemption, provenance)
 from jaxreg.data import dataset as dataset_lib, sources
 from jaxreg.logs import MetricsLog, Progress, TensorBoard
 from jaxreg import models
@@ -178,7 +179,8 @@ def evaluate_params(s: Setup, variables, split: str, predictions: bool = False):
   # confusion matrix does not depend on the order.
   order = np.argsort(part.lengths, kind="stable")
   size = s.config.data.eval_batch_size
-  step = _predicting_eval_step(s.model, s.data.num_classes) if predictions else None
+  step = _predicting_eval_step(s.model, s.data.num_classes, s.mesh) if predictions \
+      else None
   preds = np.full(len(part), -1, np.int32)
   for start, batch in zip(range(0, len(order), size),
                           dataset_lib.batches(part, size, order, buckets=buckets)):
@@ -193,9 +195,10 @@ def evaluate_params(s: Setup, variables, split: str, predictions: bool = False):
 
 
 @functools.lru_cache(maxsize=8)
-def _predicting_eval_step(model, num_classes: int):
+def _predicting_eval_step(model, num_classes: int, mesh):
   """eval_step that also returns each example's argmax class (per-example test
-  predictions for the report's paired bootstrap); one compile per model."""
+  predictions for the report's paired bootstrap); one compile per model. Outputs are
+  replicated, so every process of a multi-process run can read them."""
   def step(variables, batch, counts):
     _, (logits, _) = loss_and_logits(
         variables["params"], model.apply, batch, train=False,
@@ -203,7 +206,8 @@ def _predicting_eval_step(model, num_classes: int):
     counts = metrics.add_counts(counts, metrics.batch_counts(
         logits, batch["labels"], batch["mask"], num_classes))
     return counts, jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  return jax.jit(step, donate_argnums=(2,))
+  rep = parallel.replicated(mesh)
+  return jax.jit(step, out_shardings=(rep, rep), donate_argnums=(2,))
 
 
 PREDICTIONS_FILE = "predictions_test.npz"
@@ -246,7 +250,7 @@ def _check_workdir_config(config, workdir: Path) -> None:
       raise config_lib.ConfigError(
           f"workdir {workdir} holds a run with other settings ({', '.join(diff)}); "
           "use a new --workdir")
-  else:
+  elif distributed.is_main():
     path.write_text(json.dumps(resolved, indent=2) + "\n")
 
 
@@ -263,8 +267,6 @@ def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: i
       s.checkpointer.latest_step()
   final_state, final_meta = restore(s, final_step)
   test_eval, test_preds = evaluate_params(s, final_state, "test", predictions=True)
-  # Per-example predictions let jaxreg.report pair test examples across runs.
-  save_predictions(workdir / PREDICTIONS_FILE, s.data.test.labels, test_preds, final_step)
   summary = {
       "best_step": best_step,
       "evaluated_checkpoint": tc.final_checkpoint,
@@ -280,10 +282,28 @@ def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: i
   }
   log.write({"split": "test", "step": final_step, "epoch": final_meta["epoch"],
              **summary["test"]})
-  (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
   s.checkpointer.close()
-  plots.plot_run(workdir)
+  if distributed.is_main():
+    # Per-example predictions let jaxreg.report pair test examples across runs.
+    save_predictions(workdir / PREDICTIONS_FILE, s.data.test.labels, test_preds,
+                     final_step)
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plots.plot_run(workdir)
   return summary
+
+
+def _save_preempted(s: Setup, state, step: int, epoch: int, batches_done: int, counts,
+                    stopper, train_seconds: float):
+  """A mid-epoch checkpoint (no metrics: it is kept only while it is the newest),
+  with what resuming needs to continue the epoch exactly; then Preempted."""
+  counts = jax.device_get(counts)
+  s.checkpointer.save(
+      step, state,
+      meta={"epoch": epoch, "train_seconds": train_seconds,
+            "early_stopping": stopper.to_dict(), "batches_done": batches_done,
+            "train_counts": {k: np.asarray(v).tolist() for k, v in counts.items()}})
+  s.checkpointer.wait()  # on disk before the process may be killed
+  raise preemption.Preempted(step, preemption.signal_name())
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
@@ -303,10 +323,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                                 patience=tc.early_stopping.patience,
                                 min_delta=tc.early_stopping.min_delta)
   latest = s.checkpointer.latest_step()
+  resume_batches, resume_counts = 0, None  # a preemption checkpoint is mid-epoch
   if latest is not None:
     state, meta = restore(s, latest)
     epoch, train_seconds = meta["epoch"], meta["train_seconds"]
     stopper = optim.EarlyStopping.from_dict(meta["early_stopping"])
+    resume_batches = meta.get("batches_done", 0)
+    resume_counts = meta.get("train_counts")
     log.truncate_after(latest)
   start_step = step = int(state.step)
   tb = TensorBoard(workdir / "tensorboard", purge_step=start_step + 1 if latest else None)
@@ -325,13 +348,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
       if config.data.sort_window:
         order = dataset_lib.length_sorted(order, s.data.train.lengths, tc.batch_size,
                                           config.data.sort_window, rng)
-      counts = parallel.put_replicated(metrics.zero_counts(num_classes), s.mesh)
-      for batch in dataset_lib.batches(
+      counts = metrics.zero_counts(num_classes)
+      if resume_counts is not None:  # the running train counts of the cut epoch
+        counts = {"confusion": np.asarray(resume_counts["confusion"], np.int32),
+                  "loss_sum": np.asarray(resume_counts["loss_sum"], np.float32)}
+      counts = parallel.put_replicated(counts, s.mesh)
+      batches = dataset_lib.batches(
           s.data.train, tc.batch_size, order,
-          buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length)):
+          buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length))
+      # Resuming mid-epoch: the epoch's order is the same, so skip what was trained.
+      done, resume_batches, resume_counts = resume_batches, 0, None
+      for batch in itertools.islice(batches, done, None):
         state, counts, step_metrics = s.train_step(
             state, parallel.put_batch(batch, s.mesh), counts)
         step += 1  # counted on the host: reading state.step would sync every step
+        done += 1
         if step % tc.log_every_steps == 0:
           loss = float(step_metrics["loss"])
           _check_finite(loss, step, epoch, s)
@@ -342,6 +373,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
           progress.update(loss=loss)
         else:
           progress.update()
+        if done < s.steps_per_epoch and preemption.stop_now():  # a step boundary
+          _save_preempted(s, state, step, epoch, done, counts, stopper,
+                          train_seconds + time.perf_counter() - t0)
       train_eval = metrics.summarize(jax.device_get(counts), s.data.class_names)
       _check_finite(train_eval["loss"], step, epoch, s)
       train_seconds += time.perf_counter() - t0
@@ -361,6 +395,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
           meta={"epoch": epoch, "train_seconds": train_seconds,
                 "early_stopping": stopper.to_dict()},
           metrics={tc.checkpoint_metric: val_eval[tc.checkpoint_metric]})
+      if epoch < tc.epochs and not stopper.should_stop and preemption.stop_now():
+        s.checkpointer.wait()  # the epoch's checkpoint is the preemption checkpoint
+        raise preemption.Preempted(step, preemption.signal_name())
     if stopper.should_stop and epoch < tc.epochs:
       progress.write(f"early stopping after epoch {epoch}: val "
                      f"{tc.early_stopping.metric} did not improve for "
