@@ -122,8 +122,9 @@ def colour_jitter(key, image, a: Augment):
 def cutout(key, image, size: int):
   h, w = image.shape[:2]
   cy, cx = jax.random.randint(key, (2,), 0, jnp.array([h, w]))
+  y0, x0 = cy - size // 2, cx - size // 2  # rows y0 .. y0 + size - 1
   ys, xs = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
-  inside = (jnp.abs(ys - cy) * 2 < size) & (jnp.abs(xs - cx) * 2 < size)
+  inside = (ys >= y0) & (ys < y0 + size) & (xs >= x0) & (xs < x0 + size)
   return jnp.where(inside[..., None], 0.0, image)
 
 

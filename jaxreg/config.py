@@ -329,7 +329,7 @@ def _validate_images(config) -> None:
     raise ConfigError(f"data.image_feature={d.image_feature!r} must be a string "
                       "('' = default)")
   for key in ("data.image_size", "data.train_per_class", "data.augment.crop_padding",
-              "data.augment.cutout"):
+              "data.augment.cutout", "data.shapes.generator_seed"):
     value = _get(config, key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
       raise ConfigError(f"{key}={value!r} must be an integer >= 0")
