@@ -27,7 +27,7 @@ _AUGMENT_STREAM = 1
 
 def index_rows(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
   """order [N] -> (indices int32 [S, B], mask bool [S, B]); the last row padded with
-  its first index and masked."""
+  the order's first index, masked out."""
   steps = -(-len(order) // batch_size)
   pad = steps * batch_size - len(order)
   mask = np.arange(steps * batch_size) < len(order)
