@@ -220,12 +220,9 @@ def test_nf_output_is_invariant_to_the_raw_kernel_scale():
   np.testing.assert_allclose(out, out5, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("skip_gain", [pytest.param(0.0, marks=pytest.mark.slow), 1.0])
-def test_deep_nf_net_keeps_activations_bounded(skip_gain):
-  """ResNet-50 without any normalization layer: the residual stream's variance stays
-  near the tracked expectation through all 16 blocks, at init (skip gains 0) and with
-  every branch switched fully on (skip gains 1, what training moves towards)."""
-  model = resnet.ResNet(num_classes=10, depth=50, width=8, stem="cifar", norm="nf")
+def _nf_stage_variances(skip_gain, alpha):
+  model = resnet.ResNet(num_classes=10, depth=50, width=8, stem="cifar", norm="nf",
+                        nf_alpha=alpha)
   x = images(batch=8)
   params = flat(jax.jit(model.init)(jax.random.key(1), x)["params"])
   params = {k: jnp.full_like(v, skip_gain) if k.endswith("skip_gain") else v
@@ -233,10 +230,29 @@ def test_deep_nf_net_keeps_activations_bounded(skip_gain):
   logits, state = jax.jit(lambda p: model.apply(
       {"params": flax.traverse_util.unflatten_dict(p, sep="/")}, x,
       mutable=["intermediates"]))(params)
-  assert np.isfinite(logits).all() and np.abs(logits).max() < 10.0
-  for stage, (value,) in state["intermediates"].items():
-    var = float(jnp.var(value))
-    assert 0.3 < var < 3.0, (stage, var)
+  assert np.isfinite(logits).all()
+  return [float(jnp.var(v)) for (v,) in state["intermediates"].values()], logits
+
+
+@pytest.mark.parametrize("alpha", [pytest.param(0.2, marks=pytest.mark.slow), 1.0])
+def test_deep_nf_residual_stream_follows_its_expected_variance(alpha):
+  """ResNet-50 without any normalization layer, every branch switched fully on (skip
+  gains 1, what training moves towards): each stage ends near the variance the model
+  tracks for beta, 1 + alpha^2 * blocks (the transition block resets it). Without the
+  1/beta input scaling it compounds: at alpha=1 stage 4 reached ~3e4 instead of 4."""
+  variances, logits = _nf_stage_variances(1.0, alpha)
+  expected = [1 + alpha ** 2 * n for n in resnet.STAGE_SIZES[50]]
+  for stage, (var, exp) in enumerate(zip(variances, expected)):
+    assert 0.4 < var / exp < 1.6, (stage, var, exp)
+  assert np.abs(logits).max() < 10.0
+
+
+@pytest.mark.slow
+def test_deep_nf_net_at_init_is_bounded():
+  # SkipInit: every residual branch is gated by 0, the stream stays at the stem's scale.
+  variances, logits = _nf_stage_variances(0.0, 0.2)
+  assert all(0.3 < v < 3.0 for v in variances), variances
+  assert np.abs(logits).max() < 10.0
 
 
 def test_nf_without_normalization_parameters_has_gains_and_no_batch_stats():
