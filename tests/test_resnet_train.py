@@ -156,3 +156,44 @@ def test_colour_jitter_hurts_colour_classes_and_crops_hurt_shape_classes(tmp_pat
   crop_colour, crop_shape = _per_class(crop)
   assert crop_colour - jitter_colour > 0.1, (jitter_colour, crop_colour)
   assert jitter_shape - crop_shape > 0.05, (jitter_shape, crop_shape)
+
+
+FOUR_DEVICES = r"""
+import json, sys
+import jax, numpy as np
+sys.path.insert(0, sys.argv[1])
+from tests.test_resnet_train import _config
+from jaxreg import train
+assert len(jax.devices()) == 4
+overrides = {"data.shapes.train_size": 192, "train.epochs": 1, "train.batch_size": 32,
+             "data.augment.hue": 0.1}
+out = {}
+for n in (1, 4):
+  workdir = f"{sys.argv[2]}/n{n}"
+  summary = train.train_and_evaluate(_config(**overrides), workdir, devices=jax.devices()[:n])
+  s = train.setup(_config(**overrides), workdir, devices=jax.devices()[:n])
+  state, _ = train.restore(s, s.checkpointer.latest_step())
+  out[n] = {"leaves": [np.asarray(x).tolist() for x in
+                       jax.tree.leaves((state.params, state.model_state))],
+            "test": summary["test"]["confusion_matrix"]}
+  s.checkpointer.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_four_devices_match_one_with_global_batch_norm(tmp_path):
+  """The batch is split over 4 devices, BatchNorm statistics are over the global batch:
+  parameters and running statistics match the 1-device run."""
+  import subprocess
+  import sys
+  from tests.conftest import ROOT, python_env
+  env = python_env(XLA_FLAGS="--xla_force_host_platform_device_count=4",
+                   JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(ROOT), str(tmp_path)],
+                        env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  for a, b in zip(out["1"]["leaves"], out["4"]["leaves"]):
+    np.testing.assert_allclose(np.array(a), np.array(b), rtol=2e-3, atol=2e-4)
+  assert abs(np.trace(np.array(out["1"]["test"])) - np.trace(np.array(out["4"]["test"]))) <= 2
