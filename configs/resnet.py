@@ -10,11 +10,14 @@ The argument is a comma-separated list: at most one base, then modifiers.
 Bases:
 - '' (default): ResNet-10 (one basic block a stage), width 8, CIFAR stem, BatchNorm, on
   data.source='shapes' (4000 generated 24x24 images, 4 colour and 4 shape classes), pad-3
-  crop + flip, Adam 3e-3 with a cosine schedule, 6 epochs. Measured: README "ResNet on
-  images" (2-core CPU shared with other jobs).
+  crop + flip, Adam 3e-3 with a cosine schedule, 6 epochs. Measured (2-core CPU shared
+  with other jobs, load ~16): 100.0% test on every class, 7 min 13 s for the command,
+  250 s of training (18-26 s an epoch after the first, which compiles).
 - `tiny`: the default at 16x16 pixels, 400 images, 2 epochs (smoke tests).
 - `shapes_sweep`: the augmentation-sweep base: 1200 generated 16x16 images, 100 test
-  images a class, no augmentation, 4 epochs (README "Augmentation strength").
+  images a class, no augmentation, 4 epochs. Measured: 91.7% test (mean of seeds 0-2;
+  colour classes 99-100%, shapes 74-87%), 11-50 s a run; hue 0.5 costs red and green
+  ~52 points, crops at min scale 0.05 cost square 29 and cross 41 points (README).
 - `cifar10`: ResNet-50 (bottleneck, CIFAR stem, BatchNorm) on tfds:cifar10, crop 4 +
   flip, SGD Nesterov 0.1 (batch 512) with a one-cycle schedule (5-epoch linear warmup,
   cosine to 0) over 30 epochs, weight decay 5e-4, bfloat16 compute (the GPU recipe;
@@ -27,7 +30,10 @@ Bases:
   Unmeasured (a ResNet-50 epoch takes about an hour on this CPU).
 - `cifar10_small`: the CPU variant: the JPEG copy, 300 training images per class (10% of
   them held out as val), all 10000 test images, ResNet-10 width 8, Adam 3e-3 cosine,
-  crop 4 + flip, 6 epochs, float32. Measured: README "ResNet on images".
+  crop 4 + flip, 6 epochs, float32. Measured: 36.8% test (bird 13.4% to ship 50.4%),
+  12 min 7 s including the first decode of the 60,000 JPEGs; with
+  --config.data.train_per_class=1000 --config.train.epochs=10: 53.6% test (deer 31.8%
+  to automobile 69.8%), 15 min 34 s (README "ResNet on images").
 
 Modifiers (the course ablations; on any base):
 - `nobn_dK_pR`: no BatchNorm (model.resnet.norm='none') with K in 0..3 dropout layers of
