@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -203,10 +204,20 @@ def main() -> None:
                       help="jaxreg model.dtype; torch.autocast for bfloat16")
   parser.add_argument("--torch_compile", action="store_true",
                       help="torch.compile the torch model (default: eager)")
+  parser.add_argument("--threads", type=int, default=0,
+                      help="CPU threads for both (0: each library's default). On a "
+                           "machine shared with other jobs, 1 avoids torch's OpenMP "
+                           "threads stalling each other (measured 3-5x here)")
   parser.add_argument("--json", type=Path, help="also write the results here")
   args = parser.parse_args()
+  if args.threads:  # before jax starts its CPU backend
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_cpu_multi_thread_eigen=false"
+                               f" intra_op_parallelism_threads={args.threads}")
   import jax
   import torch
+  if args.threads:
+    torch.set_num_threads(args.threads)
   r = bench(args)
   print(f"resnet50 {r['stem']} {r['image_size']}px B={r['batch']} {r['dtype']} "
         f"({r['params']:,} params): jaxreg {r['jaxreg_images_per_s']:.1f} img/s  torch "
@@ -215,7 +226,8 @@ def main() -> None:
   env = {"device": str(jax.devices()[0]), "backend": jax.default_backend(),
          "torch_device": "cuda" if torch.cuda.is_available() else "cpu",
          "jax": jax.__version__, "torch": torch.__version__,
-         "torch_threads": torch.get_num_threads(),
+         "torch_threads": torch.get_num_threads(), "threads_flag": args.threads,
+         "xla_flags": os.environ.get("XLA_FLAGS", ""),
          "torch_compile": args.torch_compile,
          "cpu": platform.processor() or platform.machine()}
   if torch.cuda.is_available():
