@@ -47,7 +47,7 @@ class TrainingDiverged(RuntimeError):
 class Setup:
   config: ml_collections.ConfigDict
   workdir: Path
-  data: dataset_lib.TextData
+  data: Any  # dataset.TextData, or data.images.ImageData for image sources
   mesh: jax.sharding.Mesh
   model: Any
   state: TrainState
