@@ -12,7 +12,9 @@ plus what the regularization study varies:
   normalizer-free ResNet of Brock et al. 2021 (arXiv:2101.08692): pre-activation blocks
   ``x + alpha * skip_gain * f(x / beta)`` with scaled weight-standardized convs, beta the
   expected std of the residual stream, ``skip_gain`` a learned scalar starting at 0
-  (SkipInit): it trains without BatchNorm, e.g. with AGC.
+  (SkipInit): it trains without BatchNorm, e.g. with AGC. Exclude the skip gains from
+  AGC like the head (reg.agc_exclude='^head/|skip_gain$'): the unit-wise bound of a
+  scalar at 0 is agc * eps, which keeps the branches shut (tests/test_resnet_model.py).
 * ``dropout_layers`` (0..3) of ``dropout_rate``: 1 = before the head, 2 = also between
   stages 3 and 4, 3 = also between stages 2 and 3 (stages counted from 1). The rate may be
   a traced value (jaxreg.models.layers.Dropout).
