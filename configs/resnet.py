@@ -42,7 +42,7 @@ Modifiers (the course ablations; on any base):
 - `bnN`: BatchNorm in the first N stages only (0..4; bn0 = none), the "0..N BN layers"
   axis. Unmeasured.
 - `agc_cC_bB`: normalizer-free ResNet (model.resnet.norm='nf', no BatchNorm) trained
-  with adaptive gradient clipping reg.agc=C (head excluded) at batch size B, e.g.
+  with adaptive gradient clipping reg.agc=C (head and skip gains excluded) at batch size B, e.g.
   agc_c0.01_b256; the course grid C in 0.01, 0.02, 0.04, 0.08, 0.16 x B in 128, 256,
   512, 1024 (sweep it with jaxreg.sweep over reg.agc and train.batch_size).
   Unmeasured on CIFAR-10 here.
@@ -117,6 +117,9 @@ def _modifier(c, part: str):
   if m:
     c.model.resnet.norm = "nf"
     c.reg.agc = float(m.group(1))
+    # The NF skip gains start at 0, where AGC's unit-wise bound (agc * eps) would keep
+    # every residual branch shut: excluded like the head (jaxreg/models/resnet.py).
+    c.reg.agc_exclude = "^head/|skip_gain$"
     c.train.batch_size = int(m.group(2))
     return c
   raise ValueError(f"config part {part!r} is not a base ({', '.join(BASES[1:])}) or a "
