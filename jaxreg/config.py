@@ -11,7 +11,8 @@ import contextlib
 
 import ml_collections
 
-FAMILIES = ("rnn",)   # model.family -> jaxreg/models/__init__.py:from_config
+FAMILIES = ("rnn", "resnet")   # model.family -> jaxreg/models/__init__.py:from_config
+IMAGE_FAMILIES = ("resnet",)    # families that read images (data/images.py)
 CELLS = ("rnn", "gru", "lstm")
 POOLINGS = ("last", "mean", "max", "attention")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adadelta", "adagrad")
@@ -20,7 +21,8 @@ DECAY_MODES = ("lr_scaled", "independent")
 ES_MODES = ("min", "max")
 CHECKPOINT_METRICS = (
     "accuracy", "balanced_accuracy", "macro_f1", "worst_class_accuracy", "loss")
-SOURCES = ("synthetic", "csv", "tsv", "jsonl", "folder")
+SOURCES = ("synthetic", "csv", "tsv", "jsonl", "folder", "shapes", "image_folder")
+IMAGE_SOURCES = ("shapes", "image_folder")  # and tfds: image sets (data/images.py)
 PUNCTUATION = ("split", "strip", "keep")
 FILE_SOURCES = ("csv", "tsv", "jsonl")
 
@@ -97,6 +99,29 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.synthetic.test_per_class = 200
   c.data.synthetic.rare_fraction = 0.03
   c.data.synthetic.generator_seed = 1234
+  # Images (jaxreg/data/images.py): data.source = shapes | image_folder (data.root/
+  # <split>/<class>/*.{png,jpg}) | tfds:NAME with an Image feature.
+  c.data.image_feature = ""       # tfds: Image feature ('' = 'image' for the built-in image sets)
+  c.data.image_size = 0           # >0: images resized to this square side; 0 = as stored
+  c.data.normalize = True         # per-channel mean/std of the training split, on device
+  c.data.train_per_class = 0      # >0: keep this many training images per class (a subset)
+  # Built-in generated image set (data.source = 'shapes'): colour classes and shape classes.
+  c.data.shapes = ml_collections.ConfigDict()
+  c.data.shapes.train_size = 4000
+  c.data.shapes.test_per_class = 200
+  c.data.shapes.image_size = 32
+  c.data.shapes.generator_seed = 1234
+  # On-device augmentation of training images (jaxreg/augment.py), drawn per example.
+  # Each is one strength; 0 (1.0 for resized_crop_min_scale) turns it off.
+  c.data.augment = ml_collections.ConfigDict()
+  c.data.augment.crop_padding = 0          # pixels of zero padding, then a random crop back
+  c.data.augment.resized_crop_min_scale = 1.0  # random resized crop: area scale in [min, 1]
+  c.data.augment.flip = 0.0                # probability of a horizontal flip
+  c.data.augment.brightness = 0.0          # factor uniform in [1-b, 1+b]
+  c.data.augment.contrast = 0.0            # factor uniform in [1-c, 1+c] around the mean
+  c.data.augment.saturation = 0.0          # factor uniform in [1-s, 1+s] around the grey
+  c.data.augment.hue = 0.0                 # hue rotated by uniform [-h, h] turns (h <= 0.5)
+  c.data.augment.cutout = 0                # side in pixels of a zeroed square (after normalizing)
 
   c.model = ml_collections.ConfigDict()
   c.model.family = "rnn"          # rnn (RNN/GRU/LSTM text classifier; jaxreg/models/)
@@ -116,6 +141,16 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.dropout.embed = 0.0
   c.model.dropout.between = 0.0
   c.model.dropout.output = 0.0
+  c.model.dtype = "float32"           # compute dtype (float32 | bfloat16); params stay float32
+  # model.family = 'resnet' (jaxreg/models/resnet.py).
+  c.model.resnet = ml_collections.ConfigDict()
+  c.model.resnet.depth = 18           # 10 (tiny: one basic block a stage) | 18 | 34 | 50
+  c.model.resnet.width = 64           # base channels
+  c.model.resnet.stem = "cifar"       # cifar (3x3 stride 1) | imagenet (7x7/2 + max-pool)
+  c.model.resnet.norm = "batch"       # batch | none | nf (normalizer-free, for AGC)
+  c.model.resnet.bn_stages = "all"    # norm=batch: 'all' or stage indices '0,1' (stem is 0)
+  c.model.resnet.dropout_layers = 0   # 0..3: head; + after stage 3; + after stage 2
+  c.model.resnet.dropout_rate = 0.0
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adam"
@@ -149,6 +184,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_metric = "accuracy"   # picks the "best" checkpoint on val
   c.train.final_checkpoint = "best"        # evaluated at the end: best | latest
   c.train.log_every_steps = 50
+  # >0: summary.json's time_to_target_seconds is the training time until validation
+  # accuracy first reached this (e.g. 0.87); null if never.
+  c.train.target_accuracy = 0.0
   c.train.early_stopping = ml_collections.ConfigDict()
   c.train.early_stopping.metric = "accuracy"
   c.train.early_stopping.mode = "max"
@@ -291,6 +329,83 @@ def _validate_folds(config) -> None:
       not 0 <= fold < max(folds, 1):
     allowed = f"0..{folds - 1}" if folds else "0 (data.folds=0: no k-fold)"
     raise ConfigError(f"data.fold={fold!r} is not one of: {allowed}")
+MODEL_DTYPES = ("float32", "bfloat16")
+RESNET_DEPTHS = (10, 18, 34, 50)
+RESNET_STEMS = ("cifar", "imagenet")
+RESNET_NORMS = ("batch", "none", "nf")
+
+
+def _validate_images(config) -> None:
+  """data.* image keys, data.augment.*, model.resnet.*, model.dtype, target accuracy."""
+  d, a, r = config.data, config.data.augment, config.model.resnet
+  _bool(config, "data.normalize")
+  if not isinstance(d.image_feature, str):
+    raise ConfigError(f"data.image_feature={d.image_feature!r} must be a string "
+                      "('' = default)")
+  for key in ("data.image_size", "data.train_per_class", "data.augment.crop_padding",
+              "data.augment.cutout", "data.shapes.generator_seed"):
+    value = _get(config, key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+      raise ConfigError(f"{key}={value!r} must be an integer >= 0")
+  for key in ("data.shapes.train_size", "data.shapes.test_per_class",
+              "data.shapes.image_size"):
+    _positive_int(config, key)
+  if d.shapes.image_size < 8:
+    raise ConfigError(f"data.shapes.image_size={d.shapes.image_size!r} must be >= 8")
+  scale = a.resized_crop_min_scale
+  if not isinstance(scale, (int, float)) or not 0 < scale <= 1:
+    raise ConfigError(f"data.augment.resized_crop_min_scale={scale!r} must be in (0, 1] "
+                      "(1 = off)")
+  if not isinstance(a.flip, (int, float)) or not 0 <= a.flip <= 1:
+    raise ConfigError(f"data.augment.flip={a.flip!r} must be a probability in [0, 1]")
+  for key in ("data.augment.brightness", "data.augment.contrast",
+              "data.augment.saturation"):
+    _nonneg(config, key)
+  if not isinstance(a.hue, (int, float)) or not 0 <= a.hue <= 0.5:
+    raise ConfigError(f"data.augment.hue={a.hue!r} must be in [0, 0.5] (turns)")
+  _choice(config, "model.dtype", MODEL_DTYPES)
+  _choice(config, "model.resnet.depth", RESNET_DEPTHS)
+  _choice(config, "model.resnet.stem", RESNET_STEMS)
+  _choice(config, "model.resnet.norm", RESNET_NORMS)
+  _positive_int(config, "model.resnet.width")
+  _choice(config, "model.resnet.dropout_layers", (0, 1, 2, 3))
+  _rate(config, "model.resnet.dropout_rate")
+  stages = str(r.bn_stages).strip()
+  if stages != "all" and any(p.strip() not in ("0", "1", "2", "3")
+                             for p in stages.split(",") if p.strip()):
+    raise ConfigError(f"model.resnet.bn_stages={r.bn_stages!r} must be 'all' or "
+                      "comma-separated stage indices from 0, 1, 2, 3 ('' = none)")
+  if d.source == "image_folder" and not d.root:
+    raise ConfigError("data.root is empty: data.source='image_folder' needs a directory "
+                      "with train/<class>/*.{png,jpg}")
+  target = config.train.target_accuracy
+  if not isinstance(target, (int, float)) or not 0 <= target <= 1:
+    raise ConfigError(f"train.target_accuracy={target!r} must be in [0, 1] (0 = none)")
+  is_image = is_image_source(config.data)
+  family = config.model.family
+  if family in IMAGE_FAMILIES and not is_image:
+    raise ConfigError(f"model.family={family!r} needs an image source; data.source="
+                      f"{d.source!r} is text (use one of: {', '.join(IMAGE_SOURCES)}, "
+                      "tfds:cifar10, tfds:NAME with data.image_feature)")
+  if family not in IMAGE_FAMILIES and is_image:
+    raise ConfigError(f"data.source={d.source!r} holds images; model.family={family!r} "
+                      f"reads text (use one of: {', '.join(IMAGE_FAMILIES)})")
+
+
+# tfds: datasets read as images without data.image_feature (their feature is 'image').
+TFDS_IMAGE_BUILTINS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped",
+                       "emnist", "kmnist", "cifar10_corrupted", "imagenette")
+
+
+def is_image_source(data_cfg) -> bool:
+  """True when config.data names an image dataset (decides the data path and model)."""
+  d = data_cfg
+  if d.source in IMAGE_SOURCES:
+    return True
+  if isinstance(d.source, str) and d.source.startswith(TFDS_PREFIX):
+    bare = d.source[len(TFDS_PREFIX):].strip().split(":")[0].strip("/").split("/")[0]
+    return bool(d.get("image_feature")) or bare in TFDS_IMAGE_BUILTINS
+  return False
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -299,6 +414,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_text_data(config)
   _validate_tfds_and_embeddings(config)
   _choice(config, "model.family", FAMILIES)
+  _validate_images(config)
   _choice(config, "model.cell", CELLS)
   _choice(config, "model.pooling", POOLINGS)
   _choice(config, "optim.name", OPTIMIZERS)

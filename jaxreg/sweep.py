@@ -413,11 +413,15 @@ class GroupExecutor:
     sequential = SequentialExecutor(self.devices)
     for members in group_runs(runs, group.GROUPABLE_KEYS):
       configs = [m.config for m in members]
-      if len(members) == 1 or not group.vmappable(configs[0]) or (
-          self.probe and not group.probe(configs)):
-        if len(members) > 1:
-          print(f"{len(members)} runs as one vmapped group were not faster than one "
-                "after another here: training them sequentially", file=self.out)
+      why = None
+      if len(members) > 1 and not group.vmappable(configs[0]):
+        why = (f"model.family={configs[0].model.family!r} does not train as a vmapped "
+               "group (rnn only)")
+      elif len(members) > 1 and self.probe and not group.probe(configs):
+        why = "one vmapped group was not faster than one run after another here"
+      if len(members) == 1 or why:
+        if why:
+          print(f"{len(members)} runs: {why}; training them sequentially", file=self.out)
         sequential.execute(members, on_done)
         continue
       t0 = time.perf_counter()

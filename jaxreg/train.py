@@ -48,7 +48,7 @@ class TrainingDiverged(RuntimeError):
 class Setup:
   config: ml_collections.ConfigDict
   workdir: Path
-  data: dataset_lib.TextData
+  data: Any  # dataset.TextData, or data.images.ImageData for image sources
   mesh: jax.sharding.Mesh
   model: Any
   state: TrainState
@@ -56,6 +56,8 @@ class Setup:
   steps_per_epoch: int
   train_step: Any
   eval_step: Any
+  # Image data: the device-resident splits and their jitted steps (jaxreg/feed.py).
+  feed: Any = None
 
 
 def loss_and_logits(params, apply_fn, batch, *, train: bool, dropout_key=None,
@@ -139,28 +141,61 @@ def setup(config, workdir, devices=None, data=None) -> Setup:
     model = models.from_config(config, data)
     steps_per_epoch = dataset_lib.num_batches(len(data.train), config.train.batch_size)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-    sample = next(dataset_lib.batches(
-        data.train, config.train.batch_size,
-        buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length)))
+    is_image = config_lib.is_image_source(config.data)
+    if is_image:
+      sample = {"images": np.zeros((config.train.batch_size, *data.image_shape),
+                                   np.float32)}
+    else:
+      sample = next(dataset_lib.batches(
+          data.train, config.train.batch_size,
+          buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length)))
     # One compiled program; eager init compiles every initializer op separately.
     variables = jax.jit(model.init)(init_key, sample)
     params = variables.pop("params")
     # Pretrained word vectors (model.embeddings_file) replace the rows of the words they
     # cover; skipped when workdir holds a checkpoint (its params are restored instead).
-    from jaxreg.data import embeddings
-    params, _ = embeddings.load_into_params(params, data.vocab, config.model, workdir)
+    if not is_image:
+      from jaxreg.data import embeddings
+      params, _ = embeddings.load_into_params(params, data.vocab, config.model, workdir)
     tx = make_optimizer(config, params, steps_per_epoch)
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                             rng=jax.random.key_data(dropout_key), model_state=variables)
   state = parallel.put_replicated(state, mesh)
 
   jit_train, jit_eval = compile_steps(model, mesh, data.num_classes)
+  feed = None
+  if is_image:  # batches gathered from device-resident arrays inside jit
+    from jaxreg import feed as feed_lib
+    feed = feed_lib.ImageFeed(
+        config, data, mesh, model,
+        functools.partial(train_step, num_classes=data.num_classes),
+        functools.partial(eval_step, apply_fn=model.apply, num_classes=data.num_classes))
+    jit_train = feed.train_step
   metric = config.train.checkpoint_metric
   checkpointer = checkpoint.Checkpointer(
       workdir / "checkpoints", best_metric=metric,
       best_mode="min" if metric == "loss" else "max")
   return Setup(config, workdir, data, mesh, model, state, checkpointer,
-               steps_per_epoch, jit_train, jit_eval)
+               steps_per_epoch, jit_train, jit_eval, feed)
+
+
+def epoch_batches(s: Setup, epoch: int):
+  """The device batches of one training epoch, for `s.train_step(state, batch, counts)`.
+
+  The order depends on (seed, epoch) only: a resumed run sees the same order."""
+  config = s.config
+  rng = np.random.default_rng([config.seed, epoch])
+  order = rng.permutation(len(s.data.train))
+  if s.feed is not None:
+    yield from s.feed.epoch_batches(order)
+    return
+  if config.data.sort_window:
+    order = dataset_lib.length_sorted(order, s.data.train.lengths,
+                                      config.train.batch_size, config.data.sort_window, rng)
+  for batch in dataset_lib.batches(
+      s.data.train, config.train.batch_size, order,
+      buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length)):
+    yield parallel.put_batch(batch, s.mesh)
 
 
 def evaluate_params(s: Setup, variables, split: str, predictions: bool = False):
@@ -172,8 +207,15 @@ def evaluate_params(s: Setup, variables, split: str, predictions: bool = False):
   """
   if isinstance(variables, TrainState):
     variables = eval_variables(variables)
-  part = s.data.split(split)
   counts = parallel.put_replicated(metrics.zero_counts(s.data.num_classes), s.mesh)
+  if s.feed is not None:
+    if predictions:
+      counts, preds = s.feed.predict(variables, split, counts, _predicting_step_fn(
+          s.model, s.data.num_classes))
+      return metrics.summarize(jax.device_get(counts), s.data.class_names), preds
+    counts = s.feed.evaluate(variables, split, counts)
+    return metrics.summarize(jax.device_get(counts), s.data.class_names)
+  part = s.data.split(split)
   buckets = dataset_lib.parse_buckets(s.config.data.buckets, s.config.data.max_length)
   # Shortest first: buckets then run short batches at short widths, and the summed
   # confusion matrix does not depend on the order.
@@ -194,11 +236,9 @@ def evaluate_params(s: Setup, variables, split: str, predictions: bool = False):
   return (evaluation, preds) if predictions else evaluation
 
 
-@functools.lru_cache(maxsize=8)
-def _predicting_eval_step(model, num_classes: int, mesh):
+def _predicting_step_fn(model, num_classes: int):
   """eval_step that also returns each example's argmax class (per-example test
-  predictions for the report's paired bootstrap); one compile per model. Outputs are
-  replicated, so every process of a multi-process run can read them."""
+  predictions for the report's paired bootstrap)."""
   def step(variables, batch, counts):
     _, (logits, _) = loss_and_logits(
         variables["params"], model.apply, batch, train=False,
@@ -206,8 +246,16 @@ def _predicting_eval_step(model, num_classes: int, mesh):
     counts = metrics.add_counts(counts, metrics.batch_counts(
         logits, batch["labels"], batch["mask"], num_classes))
     return counts, jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  return step
+
+
+@functools.lru_cache(maxsize=8)
+def _predicting_eval_step(model, num_classes: int, mesh):
+  """_predicting_step_fn jitted; one compile per model. Outputs are replicated, so
+  every process of a multi-process run can read them."""
   rep = parallel.replicated(mesh)
-  return jax.jit(step, out_shardings=(rep, rep), donate_argnums=(2,))
+  return jax.jit(_predicting_step_fn(model, num_classes), out_shardings=(rep, rep),
+                 donate_argnums=(2,))
 
 
 PREDICTIONS_FILE = "predictions_test.npz"
@@ -255,10 +303,11 @@ def _check_workdir_config(config, workdir: Path) -> None:
 
 
 def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: int,
-               train_seconds: float) -> dict:
+               train_seconds: float, timing: dict | None = None) -> dict:
   """After training: evaluates the final checkpoint on val and test, appends the test
   line, writes summary.json and the plots, closes the checkpointer (shared with
-  jaxreg.group, whose members end exactly like a run alone)."""
+  jaxreg.group, whose members end exactly like a run alone). `timing`: epoch_seconds
+  and time_to_target_seconds (see EpochTimes), added to the summary when given."""
   tc, workdir = s.config.train, s.workdir
   best_step = s.checkpointer.best_step()
   # 'best' (default) evaluates the best-by-validation checkpoint, which is a form of
@@ -278,6 +327,7 @@ def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: i
       "test": test_eval,
       "train_seconds": train_seconds,
       "examples_per_second": epoch * len(s.data.train) / max(train_seconds, 1e-9),
+      **(timing or {}),
       "provenance": provenance.collect(s.data.fingerprint()),
   }
   log.write({"split": "test", "step": final_step, "epoch": final_meta["epoch"],
@@ -293,17 +343,44 @@ def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: i
 
 
 def _save_preempted(s: Setup, state, step: int, epoch: int, batches_done: int, counts,
-                    stopper, train_seconds: float):
+                    stopper, train_seconds: float, timing: dict):
   """A mid-epoch checkpoint (no metrics: it is kept only while it is the newest),
   with what resuming needs to continue the epoch exactly; then Preempted."""
   counts = jax.device_get(counts)
   s.checkpointer.save(
       step, state,
       meta={"epoch": epoch, "train_seconds": train_seconds,
-            "early_stopping": stopper.to_dict(), "batches_done": batches_done,
+            "early_stopping": stopper.to_dict(), "batches_done": batches_done, **timing,
             "train_counts": {k: np.asarray(v).tolist() for k, v in counts.items()}})
   s.checkpointer.wait()  # on disk before the process may be killed
   raise preemption.Preempted(step, preemption.signal_name())
+
+
+@dataclasses.dataclass
+class EpochTimes:
+  """summary.json's epoch_seconds (training time of each epoch: its steps, not its
+  validation; the first includes compilation) and time_to_target_seconds (training
+  time, summed over epochs, until validation accuracy first reached
+  train.target_accuracy; None if it never did or no target is set). Both are kept in
+  the checkpoint meta, so a resumed run continues them."""
+  target: float
+  epoch_seconds: list = dataclasses.field(default_factory=list)
+  time_to_target_seconds: float | None = None
+
+  def update(self, seconds: float, train_seconds: float, val_accuracy: float) -> None:
+    self.epoch_seconds.append(seconds)
+    if self.target and self.time_to_target_seconds is None and \
+        val_accuracy >= self.target:
+      self.time_to_target_seconds = train_seconds
+
+  def to_dict(self) -> dict:
+    return {"epoch_seconds": list(self.epoch_seconds),
+            "time_to_target_seconds": self.time_to_target_seconds}
+
+  @classmethod
+  def from_dict(cls, target: float, meta: dict) -> EpochTimes:
+    return cls(target, list(meta.get("epoch_seconds", [])),
+               meta.get("time_to_target_seconds"))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
@@ -318,6 +395,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
   log = MetricsLog(workdir / "metrics.jsonl")
 
   state, epoch, train_seconds = s.state, 0, 0.0
+  timing = EpochTimes(tc.target_accuracy)
   stopper = optim.EarlyStopping(metric=tc.early_stopping.metric,
                                 mode=tc.early_stopping.mode,
                                 patience=tc.early_stopping.patience,
@@ -330,6 +408,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     stopper = optim.EarlyStopping.from_dict(meta["early_stopping"])
     resume_batches = meta.get("batches_done", 0)
     resume_counts = meta.get("train_counts")
+    timing = EpochTimes.from_dict(tc.target_accuracy, meta)
     log.truncate_after(latest)
   start_step = step = int(state.step)
   tb = TensorBoard(workdir / "tensorboard", purge_step=start_step + 1 if latest else None)
@@ -342,25 +421,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
   try:
     while epoch < tc.epochs and not stopper.should_stop:
       t0 = time.perf_counter()
-      # The data order depends on (seed, epoch) only: a resumed run sees the same order.
-      rng = np.random.default_rng([config.seed, epoch])
-      order = rng.permutation(len(s.data.train))
-      if config.data.sort_window:
-        order = dataset_lib.length_sorted(order, s.data.train.lengths, tc.batch_size,
-                                          config.data.sort_window, rng)
       counts = metrics.zero_counts(num_classes)
       if resume_counts is not None:  # the running train counts of the cut epoch
         counts = {"confusion": np.asarray(resume_counts["confusion"], np.int32),
                   "loss_sum": np.asarray(resume_counts["loss_sum"], np.float32)}
       counts = parallel.put_replicated(counts, s.mesh)
-      batches = dataset_lib.batches(
-          s.data.train, tc.batch_size, order,
-          buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length))
       # Resuming mid-epoch: the epoch's order is the same, so skip what was trained.
       done, resume_batches, resume_counts = resume_batches, 0, None
-      for batch in itertools.islice(batches, done, None):
-        state, counts, step_metrics = s.train_step(
-            state, parallel.put_batch(batch, s.mesh), counts)
+      for batch in itertools.islice(epoch_batches(s, epoch), done, None):
+        state, counts, step_metrics = s.train_step(state, batch, counts)
         step += 1  # counted on the host: reading state.step would sync every step
         done += 1
         if step % tc.log_every_steps == 0:
@@ -375,12 +444,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
           progress.update()
         if done < s.steps_per_epoch and preemption.stop_now():  # a step boundary
           _save_preempted(s, state, step, epoch, done, counts, stopper,
-                          train_seconds + time.perf_counter() - t0)
+                          train_seconds + time.perf_counter() - t0, timing.to_dict())
       train_eval = metrics.summarize(jax.device_get(counts), s.data.class_names)
       _check_finite(train_eval["loss"], step, epoch, s)
-      train_seconds += time.perf_counter() - t0
+      epoch_time = time.perf_counter() - t0
+      train_seconds += epoch_time
       epoch += 1
       val_eval = evaluate_params(s, state, "val")
+      timing.update(epoch_time, train_seconds, val_eval["accuracy"])
       for split, ev in (("train", train_eval), ("val", val_eval)):
         log.write({"split": split, "step": step, "epoch": epoch, **ev})
         tb.evaluation(split, ev, step)
@@ -393,7 +464,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
       s.checkpointer.save(
           step, state,
           meta={"epoch": epoch, "train_seconds": train_seconds,
-                "early_stopping": stopper.to_dict()},
+                "early_stopping": stopper.to_dict(), **timing.to_dict()},
           metrics={tc.checkpoint_metric: val_eval[tc.checkpoint_metric]})
       if epoch < tc.epochs and not stopper.should_stop and preemption.stop_now():
         s.checkpointer.wait()  # the epoch's checkpoint is the preemption checkpoint
@@ -407,4 +478,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     s.checkpointer.wait()
     tb.close()
 
-  return finish_run(s, log, stopper, epoch, train_seconds)
+  return finish_run(s, log, stopper, epoch, train_seconds, timing.to_dict())

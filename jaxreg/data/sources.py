@@ -1,4 +1,5 @@
-"""`config.data.source` -> TextData with train / val / test splits."""
+"""`config.data.source` -> TextData (or ImageData for image sources) with train / val /
+test splits."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from jaxreg.data.dataset import TextData, validation_split
 
 
 def load(data_cfg) -> TextData:
+  from jaxreg import config as config_lib
+  if config_lib.is_image_source(data_cfg):
+    from jaxreg.data import images  # same val rule: stratified_split by split_seed
+    return images.load(data_cfg)
   if data_cfg.source == "synthetic":
     s = data_cfg.synthetic
     train, test, class_names, vocab = synthetic.generate(

@@ -50,4 +50,7 @@ def from_config(config, data) -> Model:
   if family == "rnn":
     from jaxreg.models import rnn
     return Model(rnn.from_config(config.model, len(data.vocab), data.num_classes))
+  if family == "resnet":
+    from jaxreg.models import resnet
+    return resnet.from_config(config.model, data.num_classes)
   raise ValueError(f"model.family={family!r} is not one of: {', '.join(FAMILIES)}")

@@ -1,0 +1,101 @@
+"""A generated image set whose classes depend on colour or on shape, never both.
+
+Each image is one object on a grey, noisy background:
+
+- colour classes (`red`, `green`, `blue`, `yellow`): a filled ellipse of random size,
+  position and aspect whose HUE tells the class (saturated, random brightness). Its shape
+  carries no information, so anything that changes hue or removes saturation (colour
+  jitter) destroys exactly what these classes need.
+- shape classes (`square`, `triangle`, `ring`, `cross`): a GREY object (no hue at all, a
+  random grey level) whose outline tells the class. Any fragment of a colour object keeps
+  its colour, but a small crop of a shape object shows an edge or a flat patch that
+  several shapes share, so aggressive cropping removes what these classes need.
+
+This mirrors the paper's ImageNet observation (colour augmentation hurts classes defined
+by colour, random crops hurt classes that need the whole object) with a known cause.
+Everything is drawn from `generator_seed`: the set is the same on every machine.
+Training classes are balanced (train_size // 8 each, the remainder to the first ones).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COLOUR_CLASSES = ("red", "green", "blue", "yellow")
+SHAPE_CLASSES = ("square", "triangle", "ring", "cross")
+CLASS_NAMES = COLOUR_CLASSES + SHAPE_CLASSES
+# Hue (turns) of each colour class; the drawn hue varies by +-_HUE_NOISE around it.
+_HUES = {"red": 0.0, "green": 1 / 3, "blue": 2 / 3, "yellow": 1 / 6}
+_HUE_NOISE = 0.03
+
+
+def _hsv_to_rgb(h, s, v):
+  """Vectorized HSV -> RGB (all in [0, 1]); h, s, v broadcast to [..., 3] output."""
+  k = (np.array([5.0, 3.0, 1.0]) + h[..., None] * 6.0) % 6.0
+  return v[..., None] - v[..., None] * s[..., None] * np.clip(
+      np.minimum(k, 4.0 - k), 0.0, 1.0)
+
+
+def _masks(kind: str, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+  """bool [n, size, size]: n objects of `kind`, random centre, size and rotation."""
+  yy, xx = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
+  r = rng.uniform(0.26, 0.40, (n, 1, 1)) * size            # half-extent
+  margin = r * 1.05
+  cy = rng.uniform(margin[:, 0, 0], size - margin[:, 0, 0])[:, None, None]
+  cx = rng.uniform(margin[:, 0, 0], size - margin[:, 0, 0])[:, None, None]
+  y, x = yy[None] - cy, xx[None] - cx
+  if kind == "ellipse":
+    aspect = rng.uniform(0.6, 1.0, (n, 1, 1))
+    return (x / r) ** 2 + (y / (r * aspect)) ** 2 <= 1.0
+  # Shapes get a random rotation of up to +-15 degrees: their outline still decides.
+  t = rng.uniform(-np.pi / 12, np.pi / 12, (n, 1, 1))
+  u, w = x * np.cos(t) + y * np.sin(t), -x * np.sin(t) + y * np.cos(t)
+  if kind == "square":
+    return np.maximum(np.abs(u), np.abs(w)) <= r * 0.85
+  if kind == "ring":
+    d = np.sqrt(u ** 2 + w ** 2)
+    return (d <= r) & (d >= r * 0.55)
+  if kind == "cross":
+    arm = r * 0.32
+    return ((np.abs(u) <= arm) & (np.abs(w) <= r)) | ((np.abs(w) <= arm) & (np.abs(u) <= r))
+  if kind == "triangle":  # pointing up: inside three half-planes
+    s3 = np.sqrt(3.0)
+    return (w <= r * 0.5) & (s3 * u - w <= r) & (-s3 * u - w <= r)
+  raise ValueError(kind)
+
+
+def _draw(label_ids: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+  """uint8 [n, size, size, 3] images of the given class ids."""
+  n = len(label_ids)
+  # Background: one grey level per image plus per-pixel noise (no hue).
+  background = rng.uniform(0.05, 0.35, (n, 1, 1, 1)) + rng.normal(
+      0.0, 0.04, (n, size, size, 1))
+  images = np.repeat(background, 3, axis=-1)
+  for c, name in enumerate(CLASS_NAMES):
+    idx = np.flatnonzero(label_ids == c)
+    if not idx.size:
+      continue
+    m = len(idx)
+    if name in COLOUR_CLASSES:
+      mask = _masks("ellipse", m, size, rng)
+      hue = (_HUES[name] + rng.uniform(-_HUE_NOISE, _HUE_NOISE, m)) % 1.0
+      rgb = _hsv_to_rgb(hue, rng.uniform(0.75, 1.0, m), rng.uniform(0.6, 1.0, m))
+    else:
+      mask = _masks(name, m, size, rng)
+      rgb = np.repeat(rng.uniform(0.55, 1.0, (m, 1)), 3, axis=1)
+    obj = rgb[:, None, None, :] + rng.normal(0.0, 0.03, (m, size, size, 1))
+    images[idx] = np.where(mask[..., None], obj, images[idx])
+  return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
+
+
+def generate(train_size: int, test_per_class: int, image_size: int, seed: int):
+  """-> (train_images, train_labels, test_images, test_labels, class_names)."""
+  rng = np.random.default_rng(seed)
+  k = len(CLASS_NAMES)
+  counts = np.full(k, train_size // k)
+  counts[:train_size % k] += 1
+  train_labels = rng.permutation(np.repeat(np.arange(k), counts)).astype(np.int32)
+  test_labels = np.repeat(np.arange(k), test_per_class).astype(np.int32)
+  train_images = _draw(train_labels, image_size, rng)
+  test_images = _draw(test_labels, image_size, rng)
+  return train_images, train_labels, test_images, test_labels, list(CLASS_NAMES)
