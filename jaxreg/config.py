@@ -11,7 +11,8 @@ import contextlib
 
 import ml_collections
 
-FAMILIES = ("rnn",)   # model.family -> jaxreg/models/__init__.py:from_config
+FAMILIES = ("rnn", "bert")   # model.family -> jaxreg/models/__init__.py:from_config
+DTYPES = ("float32", "bfloat16")   # model.dtype (family bert)
 CELLS = ("rnn", "gru", "lstm")
 POOLINGS = ("last", "mean", "max", "attention")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adadelta", "adagrad")
@@ -61,6 +62,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.min_freq = 1             # words seen fewer times in train become <unk>
   c.data.max_vocab = 0            # table size incl. <pad>, <unk>; 0 = unlimited
   c.data.cache_dir = "~/.cache/jaxreg/data"  # tokenized-data cache; '' = no cache
+  # 'word': the word-level pipeline above; else a Hugging Face tokenizer (local dir or
+  # hub name; configs/bert.py links it to model.pretrained): subwords, truncation to
+  # max_length, the lowercase/punctuation/vocab keys unused (jaxreg/data/hf_tokenizer.py).
+  c.data.tokenizer = "word"
   # Local files, data.source = csv | tsv | jsonl (jaxreg/data/files.py).
   c.data.train_file = ""          # path of the training file
   c.data.test_file = ""           # path of the test file ('' = use test_fraction)
@@ -94,7 +99,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.synthetic.generator_seed = 1234
 
   c.model = ml_collections.ConfigDict()
-  c.model.family = "rnn"          # rnn (RNN/GRU/LSTM text classifier; jaxreg/models/)
+  c.model.family = "rnn"          # rnn (RNN/GRU/LSTM text classifier) | bert (transformers)
+  # family bert (jaxreg/models/bert.py): a Hugging Face directory or hub name.
+  c.model.pretrained = ""
+  c.model.dtype = "float32"       # bert: compute dtype (bfloat16 for GPUs); params stay f32
   c.model.cell = "lstm"
   c.model.embed_size = 64
   c.model.hidden_size = 64
@@ -111,6 +119,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.dropout.embed = 0.0
   c.model.dropout.between = 0.0
   c.model.dropout.output = 0.0
+  # family bert: the transformer's own rates (-1 keeps the checkpoint's value).
+  c.model.dropout.hidden = -1.0
+  c.model.dropout.attention = -1.0
+  c.model.dropout.classifier = -1.0
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = "adam"
@@ -277,6 +289,36 @@ def _validate_tfds_and_embeddings(config) -> None:
                       "(freezing a random table is almost never intended)")
 
 
+def _validate_transformer(config) -> None:
+  """model.family='bert' keys: pretrained, dtype, its dropout rates, data.tokenizer."""
+  m = config.model
+  for key in ("model.pretrained", "data.tokenizer"):
+    if not isinstance(_get(config, key), str):
+      raise ConfigError(f"{key}={_get(config, key)!r} must be a string")
+  if not config.data.tokenizer.strip():
+    raise ConfigError("data.tokenizer is empty: use 'word' or a Hugging Face tokenizer "
+                      "(directory or hub name)")
+  _choice(config, "model.dtype", DTYPES)
+  for key in ("model.dropout.hidden", "model.dropout.attention",
+              "model.dropout.classifier"):
+    value = _get(config, key)
+    if value != -1 and not (isinstance(value, (int, float)) and 0 <= value < 1):
+      raise ConfigError(f"{key}={value!r} must be a rate in [0, 1), or -1 for the "
+                        "checkpoint's own rate")
+  if m.family == "bert":
+    if not m.pretrained:
+      raise ConfigError("model.pretrained is empty: model.family='bert' needs a Hugging "
+                        "Face directory or hub name")
+    if config.data.source == "synthetic":
+      raise ConfigError("data.source='synthetic' holds token ids, not text: "
+                        "model.family='bert' needs a text source (csv, tsv, jsonl, "
+                        "folder, tfds:NAME)")
+    if config.data.tokenizer == "word":
+      raise ConfigError("data.tokenizer='word' cannot feed model.family='bert': set it "
+                        "to the model's tokenizer (configs/bert.py links it to "
+                        "model.pretrained)")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError (one line: key, value, allowed choices) on a bad value."""
   _validate_source(config)
@@ -294,6 +336,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "train.final_checkpoint", ("best", "latest"))
   for key in ("model.dropout.embed", "model.dropout.between", "model.dropout.output"):
     _rate(config, key)
+  _validate_transformer(config)
   _rate(config, "data.val_fraction")
   if config.data.val_fraction == 0:
     raise ConfigError("data.val_fraction=0 leaves no validation split; use a "
