@@ -335,3 +335,43 @@ def test_minilm_fine_tunes_a_few_steps(tmp_path):
   first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
   assert first["split"] == "train_step" and np.isfinite(first["loss"])
   assert summary["test"]["accuracy"] >= 0.5, summary["test"]  # chance is 1/3
+
+
+TWO_DEVICES = r"""
+import json, sys
+import jax, numpy as np
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from tests.test_bert import tiny_bert_config
+from jaxreg import train
+assert len(jax.devices()) == 2
+out = {}
+for n in (1, 2):
+  config = tiny_bert_config(Path(sys.argv[2]), "bert", **{"model.dropout.hidden": 0.0,
+                            "model.dropout.attention": 0.0, "train.epochs": 1})
+  summary = train.train_and_evaluate(config, f"{sys.argv[2]}/n{n}",
+                                     devices=jax.devices()[:n])
+  s = train.setup(config, f"{sys.argv[2]}/n{n}", devices=jax.devices()[:n])
+  state, _ = train.restore(s, s.checkpointer.latest_step())
+  out[n] = {"params": [np.asarray(x).tolist() for x in jax.tree.leaves(state.params)],
+            "test": summary["test"]}
+  s.checkpointer.close()
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_two_devices_match_one(tmp_path):
+  """The batch split over a 2-device mesh (state replicated) trains the same model."""
+  import subprocess
+  import sys
+  from tests.conftest import python_env
+  env = python_env(XLA_FLAGS="--xla_force_host_platform_device_count=2",
+                   JAX_PLATFORMS="cpu", HF_HUB_OFFLINE="1")
+  proc = subprocess.run([sys.executable, "-c", TWO_DEVICES, str(ROOT), str(tmp_path)],
+                        env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  for a, b in zip(out["1"]["params"], out["2"]["params"]):
+    np.testing.assert_allclose(np.array(a), np.array(b), rtol=2e-3, atol=2e-5)
+  assert out["1"]["test"]["confusion_matrix"] == out["2"]["test"]["confusion_matrix"]
