@@ -11,8 +11,9 @@ import contextlib
 
 import ml_collections
 
-FAMILIES = ("rnn", "resnet")   # model.family -> jaxreg/models/__init__.py:from_config
+FAMILIES = ("rnn", "bert", "resnet")   # model.family -> jaxreg/models/__init__.py:from_config
 IMAGE_FAMILIES = ("resnet",)    # families that read images (data/images.py)
+MODEL_DTYPES = ("float32", "bfloat16")   # model.dtype (families bert and resnet)
 CELLS = ("rnn", "gru", "lstm")
 POOLINGS = ("last", "mean", "max", "attention")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adadelta", "adagrad")
@@ -68,6 +69,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.min_freq = 1             # words seen fewer times in train become <unk>
   c.data.max_vocab = 0            # table size incl. <pad>, <unk>; 0 = unlimited
   c.data.cache_dir = "~/.cache/jaxreg/data"  # tokenized-data cache; '' = no cache
+  # 'word': the word-level pipeline above; else a Hugging Face tokenizer (local dir or
+  # hub name; configs/bert.py links it to model.pretrained): subwords, truncation to
+  # max_length, the lowercase/punctuation/vocab keys unused (jaxreg/data/hf_tokenizer.py).
+  c.data.tokenizer = "word"
   # Local files, data.source = csv | tsv | jsonl (jaxreg/data/files.py).
   c.data.train_file = ""          # path of the training file
   c.data.test_file = ""           # path of the test file ('' = use test_fraction)
@@ -124,7 +129,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.data.augment.cutout = 0                # side in pixels of a zeroed square (after normalizing)
 
   c.model = ml_collections.ConfigDict()
-  c.model.family = "rnn"          # rnn (RNN/GRU/LSTM text classifier; jaxreg/models/)
+  c.model.family = "rnn"          # rnn (RNN/GRU/LSTM) | bert (transformers) | resnet (images)
+  # family bert (jaxreg/models/bert.py): a Hugging Face directory or hub name.
+  c.model.pretrained = ""
+  c.model.dtype = "float32"       # bert, resnet: compute dtype (float32 | bfloat16); params stay f32
   c.model.cell = "lstm"
   c.model.embed_size = 64
   c.model.hidden_size = 64
@@ -141,7 +149,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.model.dropout.embed = 0.0
   c.model.dropout.between = 0.0
   c.model.dropout.output = 0.0
-  c.model.dtype = "float32"           # compute dtype (float32 | bfloat16); params stay float32
+  # family bert: the transformer's own rates (-1 keeps the checkpoint's value).
+  c.model.dropout.hidden = -1.0
+  c.model.dropout.attention = -1.0
+  c.model.dropout.classifier = -1.0
   # model.family = 'resnet' (jaxreg/models/resnet.py).
   c.model.resnet = ml_collections.ConfigDict()
   c.model.resnet.depth = 18           # 10 (tiny: one basic block a stage) | 18 | 34 | 50
@@ -329,7 +340,8 @@ def _validate_folds(config) -> None:
       not 0 <= fold < max(folds, 1):
     allowed = f"0..{folds - 1}" if folds else "0 (data.folds=0: no k-fold)"
     raise ConfigError(f"data.fold={fold!r} is not one of: {allowed}")
-MODEL_DTYPES = ("float32", "bfloat16")
+
+
 RESNET_DEPTHS = (10, 18, 34, 50)
 RESNET_STEMS = ("cifar", "imagenet")
 RESNET_NORMS = ("batch", "none", "nf")
@@ -408,6 +420,35 @@ def is_image_source(data_cfg) -> bool:
   return False
 
 
+def _validate_transformer(config) -> None:
+  """model.family='bert' keys: pretrained, its dropout rates, data.tokenizer."""
+  m = config.model
+  for key in ("model.pretrained", "data.tokenizer"):
+    if not isinstance(_get(config, key), str):
+      raise ConfigError(f"{key}={_get(config, key)!r} must be a string")
+  if not config.data.tokenizer.strip():
+    raise ConfigError("data.tokenizer is empty: use 'word' or a Hugging Face tokenizer "
+                      "(directory or hub name)")
+  for key in ("model.dropout.hidden", "model.dropout.attention",
+              "model.dropout.classifier"):
+    value = _get(config, key)
+    if value != -1 and not (isinstance(value, (int, float)) and 0 <= value < 1):
+      raise ConfigError(f"{key}={value!r} must be a rate in [0, 1), or -1 for the "
+                        "checkpoint's own rate")
+  if m.family == "bert":
+    if not m.pretrained:
+      raise ConfigError("model.pretrained is empty: model.family='bert' needs a Hugging "
+                        "Face directory or hub name")
+    if config.data.source == "synthetic":
+      raise ConfigError("data.source='synthetic' holds token ids, not text: "
+                        "model.family='bert' needs a text source (csv, tsv, jsonl, "
+                        "folder, tfds:NAME)")
+    if config.data.tokenizer == "word":
+      raise ConfigError("data.tokenizer='word' cannot feed model.family='bert': set it "
+                        "to the model's tokenizer (configs/bert.py links it to "
+                        "model.pretrained)")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError (one line: key, value, allowed choices) on a bad value."""
   _validate_source(config)
@@ -426,6 +467,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "train.final_checkpoint", ("best", "latest"))
   for key in ("model.dropout.embed", "model.dropout.between", "model.dropout.output"):
     _rate(config, key)
+  _validate_transformer(config)
   _rate(config, "data.val_fraction")
   _validate_folds(config)
   if config.data.val_fraction == 0:

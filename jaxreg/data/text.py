@@ -110,7 +110,11 @@ def encode(tokens: Sequence[str], word_ids: dict[str, int], max_length: int) -> 
 
 def settings(data_cfg) -> dict:
   """Every setting the prepared arrays depend on, besides the source content."""
-  return {
+  tokenizer = str(data_cfg.get("tokenizer", "word"))
+  # A Hugging Face tokenizer: its name and content hash (word-level keys unchanged).
+  extra = {} if tokenizer == "word" else {
+      "tokenizer": tokenizer, "tokenizer_sha256": _hf().identity(tokenizer)}
+  return {**extra,
       "lowercase": bool(data_cfg.lowercase),
       "punctuation": str(data_cfg.punctuation),
       "strip_html": bool(data_cfg.strip_html),
@@ -156,25 +160,40 @@ def _build(raw: RawTextData, data_cfg) -> TextData:
     return [tokenize(t, s["lowercase"], s["punctuation"], s["strip_html"])
             for t in texts]
 
-  train_tokens = toks(raw.train_texts)
-  test_tokens = toks(raw.test_texts)
-  vocab = build_vocab((train_tokens[i] for i in keep), s["min_freq"], s["max_vocab"])
-  word_ids = {w: i for i, w in enumerate(vocab) if i != PAD_ID}
+  if "tokenizer" in s:  # the model's own subword tokenizer and vocabulary
+    hf = _hf()
+    vocab = hf.vocab(s["tokenizer"])
+    train_seqs = hf.encode(s["tokenizer"], raw.train_texts, s["max_length"])
+    test_seqs = hf.encode(s["tokenizer"], raw.test_texts, s["max_length"])
+  else:
+    train_tokens = toks(raw.train_texts)
+    test_tokens = toks(raw.test_texts)
+    vocab = build_vocab((train_tokens[i] for i in keep), s["min_freq"], s["max_vocab"])
+    word_ids = {w: i for i, w in enumerate(vocab) if i != PAD_ID}
+    train_seqs = [encode(t, word_ids, s["max_length"]) for t in train_tokens]
+    test_seqs = [encode(t, word_ids, s["max_length"]) for t in test_tokens]
 
-  def split(token_lists, split_labels):
-    seqs = [encode(t, word_ids, s["max_length"]) for t in token_lists]
+  def split(seqs, split_labels):
     return TextSplit.from_sequences(seqs, np.asarray(split_labels, np.int32),
                                     s["max_length"])
 
-  train_all = split(train_tokens, labels)
+  train_all = split(train_seqs, labels)
   data = TextData(train=train_all.take(keep), val=train_all.take(held),
-                  test=split(test_tokens, raw.test_labels),
+                  test=split(test_seqs, raw.test_labels),
                   class_names=list(raw.class_names), vocab=vocab)
+  if "tokenizer" in s:
+    return data
   unk = sum(int((sp.tokens == UNK_ID).sum()) for sp in (data.val, data.test))
   total = sum(int(sp.lengths.sum()) for sp in (data.val, data.test))
   log.info("vocabulary: %d entries from %d training texts; %.1f%% of val+test tokens "
            "are <unk>", len(vocab), len(keep), 100.0 * unk / max(total, 1))
   return data
+
+
+def _hf():
+  # transformers is imported only for data.tokenizer != 'word'.
+  from jaxreg.data import hf_tokenizer  # noqa: PLC0415
+  return hf_tokenizer
 
 
 _SPLITS = ("train", "val", "test")

@@ -11,7 +11,7 @@ classifier, BERT through transformers, ResNet) plugs in without touching the loo
   model has none, and always ``{}`` in evaluation).
 
 A family with other needs (BERT: pretrained weights, its own call signature) subclasses
-Model and overrides ``init`` / ``apply``.
+Model and overrides ``init`` / ``apply`` (jaxreg/models/bert.py).
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ def from_config(config, data) -> Model:
   if family == "rnn":
     from jaxreg.models import rnn
     return Model(rnn.from_config(config.model, len(data.vocab), data.num_classes))
+  if family == "bert":
+    from jaxreg.models import bert
+    return bert.from_config(config.model, data.num_classes)
   if family == "resnet":
     from jaxreg.models import resnet
     return resnet.from_config(config.model, data.num_classes)
