@@ -67,7 +67,7 @@ class Bench:
   def __init__(self, k: int, shared: bool, pool: int = 4):
     import jax
     from jaxreg import config as config_lib, group, metrics, parallel, train
-    from jaxreg.models import rnn
+    from jaxreg.models import Model, rnn
     self.jax, self.group, self.parallel = jax, group, parallel
     self.k, self.shared = k, shared
     configs = []
@@ -80,12 +80,11 @@ class Bench:
       c.seed = i
       configs.append(c)
     self.mesh = mesh = parallel.make_mesh()
-    model = rnn.from_config(configs[0].model, SHAPE["vocab"], SHAPE["classes"])
+    model = Model(rnn.from_config(configs[0].model, SHAPE["vocab"], SHAPE["classes"]))
     self.batches = make_batches(1 if shared else k, pool)
     sample = self.batches[0][0]
     init = jax.jit(model.init)
-    params = [init(jax.random.key(c.seed), sample["tokens"], sample["lengths"])["params"]
-              for c in configs]
+    params = [init(jax.random.key(c.seed), sample)["params"] for c in configs]
     steps_per_epoch = 100
     # Sequential: K solo states of one program (the same tx and model objects, so one
     # compilation), each with its own weight decay in opt_state.hyperparams.
