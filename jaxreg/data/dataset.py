@@ -43,24 +43,36 @@ class TextData:
   class_names: list[str]
   vocab: list[str]
 
+  ARRAYS = ("tokens", "lengths", "labels")  # what fingerprint() hashes of each split
+
   @property
   def num_classes(self) -> int:
     return len(self.class_names)
 
   def split(self, name: str) -> TextSplit:
-    if name not in ("train", "val", "test"):
-      raise ValueError(f"split={name!r} is not one of: train, val, test")
-    return getattr(self, name)
+    return split_of(self, name)
 
   def fingerprint(self) -> str:
     """sha256 over every array and name: two runs saw the same data iff equal."""
-    h = hashlib.sha256()
-    for name in ("train", "val", "test"):
-      s = self.split(name)
-      for a in (s.tokens, s.lengths, s.labels):
-        h.update(np.ascontiguousarray(a).tobytes())
-    h.update("\n".join(self.class_names + self.vocab).encode())
-    return h.hexdigest()
+    return fingerprint(self, self.class_names + self.vocab)
+
+
+def split_of(data, name: str):
+  """data.train / .val / .test by name (TextData and ImageData)."""
+  if name not in ("train", "val", "test"):
+    raise ValueError(f"split={name!r} is not one of: train, val, test")
+  return getattr(data, name)
+
+
+def fingerprint(data, names: list[str]) -> str:
+  """sha256 over the `data.ARRAYS` of every split, then the names."""
+  h = hashlib.sha256()
+  for split in ("train", "val", "test"):
+    s = data.split(split)
+    for field in data.ARRAYS:
+      h.update(np.ascontiguousarray(getattr(s, field)).tobytes())
+  h.update("\n".join(names).encode())
+  return h.hexdigest()
 
 
 def stratified_split(labels: np.ndarray, fraction: float,

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxreg.data import shapes
-from jaxreg.data.dataset import stratified_split
+from jaxreg.data.dataset import fingerprint, split_of, stratified_split
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 # Streams of data.split_seed other than the validation hold-out's (seed itself).
@@ -60,6 +60,7 @@ class ImageData:
   test: ImageSplit
   class_names: list[str]
   description: str = ""
+  ARRAYS = ("images", "labels")  # what fingerprint() hashes of each split
 
   @property
   def num_classes(self) -> int:
@@ -70,19 +71,11 @@ class ImageData:
     return tuple(self.train.images.shape[1:])
 
   def split(self, name: str) -> ImageSplit:
-    if name not in ("train", "val", "test"):
-      raise ValueError(f"split={name!r} is not one of: train, val, test")
-    return getattr(self, name)
+    return split_of(self, name)
 
   def fingerprint(self) -> str:
     """sha256 over every array and class name: two runs saw the same data iff equal."""
-    h = hashlib.sha256()
-    for name in ("train", "val", "test"):
-      s = self.split(name)
-      for a in (s.images, s.labels):
-        h.update(np.ascontiguousarray(a).tobytes())
-    h.update("\n".join(self.class_names).encode())
-    return h.hexdigest()
+    return fingerprint(self, self.class_names)
 
 
 def load(data_cfg) -> ImageData:
