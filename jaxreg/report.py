@@ -211,7 +211,9 @@ def _csv_cell(c):
 
 
 def fmt(v) -> str:
-  return format_value(v)
+  # An empty string is a real axis value (model.resnet.bn_stages='' is no BatchNorm);
+  # printed bare it leaves blank table headers and "bn_stages= to ...".
+  return "''" if v == "" else format_value(v)
 
 
 def _numeric(values) -> bool:

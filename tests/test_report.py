@@ -153,6 +153,11 @@ def test_binomial_bootstrap_interval():
 # ------------------------------------------------------------------- layout
 
 
+def test_an_empty_string_value_is_printed_quoted_not_blank():
+  assert report.fmt("") == "''"
+  assert report.fmt("0,1") == "0,1" and report.fmt(0.001) == "0.001" and report.fmt(0) == "0"
+
+
 def test_x_layout_log_with_a_marked_zero_linear_and_categories():
   lay = report.x_layout([0, 1e-4, 1e-3, 1e-2])
   assert lay.log and lay.zero_at == pytest.approx(-5.0)
