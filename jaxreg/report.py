@@ -39,7 +39,7 @@ import numpy as np
 
 from jaxreg import stats
 from jaxreg.sweep import (REPLICATE_KEYS, RUNS_FILE, SWEEP_FILE, SweepError, atomic_write,
-                          cast_value, format_value, load_axes)
+                          cast_value, display_value, load_axes)
 
 # = train.PREDICTIONS_FILE (train imports jax; the report stays light)
 PREDICTIONS_FILE = "predictions_test.npz"
@@ -211,9 +211,7 @@ def _csv_cell(c):
 
 
 def fmt(v) -> str:
-  # An empty string is a real axis value (model.resnet.bn_stages='' is no BatchNorm);
-  # printed bare it leaves blank table headers and "bn_stages= to ...".
-  return "''" if v == "" else format_value(v)
+  return display_value(v)
 
 
 def _numeric(values) -> bool:

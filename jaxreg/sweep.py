@@ -223,6 +223,12 @@ def format_value(value) -> str:
   return str(value)
 
 
+def display_value(value) -> str:
+  """format_value for people: an empty string (model.resnet.bn_stages='' is no
+  BatchNorm) prints as '' rather than nothing. Not for run names or the plan record."""
+  return "''" if value == "" else format_value(value)
+
+
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
@@ -567,7 +573,7 @@ def read_runs_csv(path: Path) -> list[dict]:
 
 
 def _pretty(values: dict) -> str:
-  return " ".join(f"{k}={format_value(v)}" for k, v in values.items())
+  return " ".join(f"{k}={display_value(v)}" for k, v in values.items())
 
 
 def prepare(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,

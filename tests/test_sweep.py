@@ -170,6 +170,10 @@ def test_run_names_are_readable_and_filesystem_safe():
   long = sweep.run_name({f"key{i}": "v" * 30 for i in range(10)})
   assert len(long) <= 200
   assert sweep.format_value(0.1 + 0.2) == repr(0.1 + 0.2)  # exact when %g is not
+  # an empty value keeps its (empty) name, and prints as '' in the progress lines
+  assert sweep.run_name({"model.resnet.bn_stages": ""}) == "model.resnet.bn_stages="
+  assert sweep._pretty({"model.resnet.bn_stages": "", "seed": 0}) == \
+      "model.resnet.bn_stages='' seed=0"
 
 
 def test_group_runs_separates_static_settings(tmp_path):
