@@ -6,10 +6,12 @@ included) and writes DIR/report.md with PNG figures and CSV tables in DIR/report
 
   (a) per-class test accuracy against the swept setting (mean over seeds, 95% interval),
       beside accuracy, balanced and worst-class accuracy;
-  (b) per-class change relative to the baseline value at each value: paired bootstrap
-      over seeds and test examples (jaxreg/stats.py says exactly what is resampled),
-      p-values corrected over the classes (Holm, or Benjamini-Hochberg), significant
-      drops flagged;
+  (b) per-class change relative to the baseline value at each value. The flag is a
+      paired t-test over seeds with a binomial variance floor (jaxreg/stats.py),
+      corrected with Holm (or Benjamini-Hochberg) over the family classes x compared
+      values; with fewer than 3 paired seeds nothing is flagged and a banner says why.
+      Beside it, the exact McNemar test of the paired runs on this test set (from the
+      stored per-example predictions) and the smallest drop the sweep could detect;
   (c) the value mean validation accuracy chooses and what it costs each class;
   (d) where the lost examples go: confusion-matrix change (chosen, or else the
       strongest value, minus the baseline, summed over paired seeds);
@@ -22,6 +24,12 @@ over them and pairs runs by them. With several non-seed axes, the analysed axis 
 are held at --fix=KEY=VALUE or else at the values with the best mean validation
 accuracy. Random-search sweeps whose values do not repeat get a ranking of the runs
 and scatter plots instead of (a)-(d).
+
+Other commands:
+  --null_split      compare the first half of the sweep's seeds with the second half
+                    (paired in order) as if they were two settings: a null sweep, where
+                    every flag is a false positive.
+  --plan            how many seeds a sweep needs (see `plan_lines`).
 """
 
 from __future__ import annotations
@@ -38,8 +46,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from jaxreg import stats
-from jaxreg.sweep import (REPLICATE_KEYS, RUNS_FILE, SWEEP_FILE, SweepError, atomic_write,
-                          cast_value, display_value, load_axes)
+from jaxreg.sweep import (REPLICATE_KEYS, RUNS_FILE, SWEEP_FILE, Axis, SweepError,
+                          atomic_write, cast_value, display_value, load_axes)
 
 # = train.PREDICTIONS_FILE (train imports jax; the report stays light)
 PREDICTIONS_FILE = "predictions_test.npz"
@@ -334,6 +342,13 @@ class Analysis:
   target: Any = None
   confusion_diff: np.ndarray | None = None
   paired_for_diff: int = 0
+  family: int = 0            # tests in the correction's family (classes x values)
+  null_split: str = ""       # set for --null_split: which seeds face which
+
+  @property
+  def fewest_seeds(self) -> int:
+    """The fewest paired seeds of any compared value (0: nothing compared)."""
+    return min((ch["paired"] for ch in self.change.values()), default=0)
 
   @property
   def names(self) -> list[str]:
@@ -435,9 +450,69 @@ def build_levels(sweep: Sweep, axis, fixed: dict) -> list[Level]:
   return levels
 
 
+def _span(seeds: Sequence) -> str:
+  """'0-4' for consecutive integers, else '0, 2, 7'."""
+  if len(seeds) > 2 and all(isinstance(x, int) for x in seeds) and \
+      list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+    return f"{seeds[0]}-{seeds[-1]}"
+  return ", ".join(map(fmt, seeds))
+
+
+def null_split_levels(sweep: Sweep, fixed: dict) -> tuple[list[Level], str]:
+  """The runs at `fixed`, their seeds split in two halves that face each other as if
+  they were two settings (the first half's i-th seed paired with the second half's
+  i-th, within each fold or split): a null comparison, differing only in training
+  randomness. Returns the two levels and a sentence saying which seeds face which."""
+  rep_keys = sweep.replicate_keys
+  if "seed" not in rep_keys:
+    raise ReportError("--null_split needs a sweep with a seed axis (--axis=seed=0,...,9)")
+  si = rep_keys.index("seed")
+  runs = [r for r in sweep.finished
+          if all(r.values.get(k) == v for k, v in fixed.items())]
+  seed_axis = next(ax for ax in sweep.axes if ax.key == "seed")
+  seeds = ordered_values(seed_axis, sorted({r.values["seed"] for r in runs}))
+  half = len(seeds) // 2
+  if half < 1:
+    raise ReportError(f"--null_split needs at least 2 finished seeds, found {len(seeds)}")
+  halves = (seeds[:half], seeds[half:2 * half])
+  names = tuple(f"seeds {_span(h)}" for h in halves)
+  levels = []
+  for name, chosen in zip(names, halves):
+    rs = sorted((r for r in runs if r.values["seed"] in chosen),
+                key=lambda r: str(_rep(r.values, rep_keys)))
+    reps = []
+    for r in rs:  # the seed replaced by its rank within the half: rank i meets rank i
+      rep = list(_rep(r.values, rep_keys))
+      rep[si] = chosen.index(rep[si])
+      reps.append(tuple(rep))
+    levels.append(Level(name, reps, np.stack([r.test_confusion for r in rs]),
+                        np.array([r.val_accuracy for r in rs]),
+                        [r.test_predictions(sweep.workdir) for r in rs]))
+  pairs = ", ".join(f"{fmt(x)} with {fmt(y)}" for x, y in zip(*halves))
+  return levels, (f"{names[0]} against {names[1]} of one setting, seed paired with seed "
+                  f"in order ({pairs})")
+
+
+NULL_KEY = "seeds"   # the analysed "axis" of --null_split
+
+
 def analyse(sweep: Sweep, key: str | None = None, baseline: str | None = None,
             fix: dict | None = None, correction: str = "holm", alpha: float = 0.05,
-            reps: int = 10000, seed: int = 0) -> Analysis:
+            reps: int = 2000, seed: int = 0, null_split: bool = False) -> Analysis:
+  if correction not in stats.CORRECTIONS:
+    raise ReportError(f"--correction={correction!r} is not one of: "
+                      f"{', '.join(stats.CORRECTIONS)}")
+  if null_split:
+    if key or baseline:
+      raise ReportError("--null_split compares halves of the seeds: it takes no --axis "
+                        "or --baseline (hold other axes with --fix)")
+    axis = Axis(NULL_KEY, "values", (), type_name="str")
+    fixed, how = fix_other_axes(sweep, axis, fix or {})
+    levels, split = null_split_levels(sweep, fixed)
+    a = Analysis(sweep, NULL_KEY, axis, fixed, how, levels, levels[0].value, correction,
+                 alpha, reps, seed, null_split=split)
+    compute(a)
+    return a
   axis = choose_axis(sweep, key)
   fixed, how = fix_other_axes(sweep, axis, fix or {})
   levels = build_levels(sweep, axis, fixed)
@@ -449,9 +524,6 @@ def analyse(sweep: Sweep, key: str | None = None, baseline: str | None = None,
     if base not in values:
       raise ReportError(f"--baseline={baseline}: {axis.key} has finished runs at "
                         f"{', '.join(map(fmt, values))} only")
-  if correction not in stats.CORRECTIONS:
-    raise ReportError(f"--correction={correction!r} is not one of: "
-                      f"{', '.join(stats.CORRECTIONS)}")
   a = Analysis(sweep, axis.key, axis, fixed, how, levels, base, correction, alpha,
                reps, seed)
   compute(a)
@@ -473,43 +545,60 @@ def _paired_correct(base: Level, ib, lv: Level, il):
   return right[:k], right[k:], labels
 
 
+def _per_class_sum(mask: np.ndarray, labels: np.ndarray, c: int) -> np.ndarray:
+  """[K, N] booleans -> [K, C] counts per class of the examples' true labels."""
+  return np.stack([np.bincount(labels, weights=row, minlength=c) for row in mask])
+
+
+def _interval(values, floor):
+  """Mean and 95% interval over seeds [K, ...]: t with the variance floored (K >= 2),
+  clipped to [0, 1]."""
+  m, lo, hi = stats.t_interval(values, axis=0, floor=floor)
+  return m, np.clip(lo, 0, 1), np.clip(hi, 0, 1)
+
+
 def compute(a: Analysis) -> None:
   n = a.n
+  c = len(n)
   for i, lv in enumerate(a.levels):
     acc = class_acc(lv.confusion)  # [K, C]
     k = len(lv.reps)
+    correct = lv.correct
     if k >= 2:
-      m, lo, hi = stats.t_interval(acc, axis=0)
-      a.acc[lv.value] = (m, np.clip(lo, 0, 1), np.clip(hi, 0, 1))
-      a.acc_method[lv.value] = f"t over {k} seeds"
+      a.acc[lv.value] = _interval(acc, stats.binomial_variance(correct.sum(0), n, k))
+      a.acc_method[lv.value] = f"t over {k} seeds, binomial floor"
     else:
-      lo, hi = stats.wilson_interval(lv.correct[0], n)
+      lo, hi = stats.wilson_interval(correct[0], n)
       a.acc[lv.value] = (acc[0], lo, hi)
       a.acc_method[lv.value] = "Wilson (1 seed)"
+    var_c = stats.binomial_variance(correct.sum(0), n, k)        # [C], NaN where n == 0
+    present = n > 0
+    floors = {"accuracy": stats.binomial_variance(correct.sum(), n.sum(), k),
+              "balanced_accuracy": np.nansum(var_c) / max(int(present.sum()), 1) ** 2,
+              "worst_class_accuracy": var_c[int(np.nanargmin(np.where(
+                  present, acc.mean(0), np.inf)))]}
     agg = {}
     for metric, per_rep in overall(lv.confusion).items():
       if k >= 2:
-        m, lo, hi = stats.t_interval(per_rep)
-        agg[metric] = (m, float(np.clip(lo, 0, 1)), float(np.clip(hi, 0, 1)))
+        m, lo, hi = _interval(per_rep, floors[metric])
+        agg[metric] = (m, float(lo), float(hi))
       elif metric == "accuracy":
-        correct, total = lv.correct[0].sum(), n.sum()
-        lo, hi = stats.wilson_interval(correct, total)
+        lo, hi = stats.wilson_interval(correct[0].sum(), n.sum())
         agg[metric] = (per_rep[0], float(lo), float(hi))
       else:
         fn = ((lambda x: x.mean(axis=1)) if metric == "balanced_accuracy"
               else (lambda x: x.min(axis=1)))
-        lo, hi = stats.binomial_bootstrap(lv.correct[0], n, fn, seed=a.seed + i)
-        agg[metric] = (per_rep[0], lo, hi)
+        lo, hi = stats.binomial_bootstrap(correct[0], n, fn, reps=a.reps, seed=a.seed + i)
+        agg[metric] = (per_rep[0], min(lo, per_rep[0]), max(hi, per_rep[0]))
     if k >= 2:
-      m, lo, hi = stats.t_interval(lv.val_accuracy)
-      agg["val_accuracy"] = (m, float(np.clip(lo, 0, 1)), float(np.clip(hi, 0, 1)))
+      m, lo, hi = _interval(lv.val_accuracy, None)
+      agg["val_accuracy"] = (m, float(lo), float(hi))
     else:
       agg["val_accuracy"] = (lv.val_accuracy[0], np.nan, np.nan)
     a.agg[lv.value] = agg
 
   base = a.level(a.baseline)
-  adjust = stats.CORRECTIONS[a.correction]
-  for i, lv in enumerate(a.levels):
+  for lv in a.levels:
     if lv.value == a.baseline:
       continue
     common = [r for r in lv.reps if r in base.reps]
@@ -517,21 +606,54 @@ def compute(a: Analysis) -> None:
       continue
     ib = [base.reps.index(r) for r in common]
     il = [lv.reps.index(r) for r in common]
-    correct = _paired_correct(base, ib, lv, il)
-    if correct is not None:  # per-example predictions: pair test examples too
-      res = stats.paired_example_bootstrap(*correct, len(n), reps=a.reps,
-                                           seed=a.seed + 1000 + i)
+    k = len(common)
+    ca, cb = base.correct[ib], lv.correct[il]
+    res = stats.seed_paired_test(ca, cb, n)
+    res["paired"] = k
+    res["base_acc"] = np.where(n > 0, ca.sum(0) / np.maximum(k * n, 1), np.nan)
+    pairs = _paired_correct(base, ib, lv, il)
+    nan = np.full(c, np.nan)
+    if pairs is not None:  # per-example predictions: exact evidence on these runs
+      right_a, right_b, labels = pairs
+      lost = _per_class_sum(right_a & ~right_b, labels, c)       # [K, C]
+      gained = _per_class_sum(right_b & ~right_a, labels, c)
+      res["lost"], res["gained"] = lost.sum(0), gained.sum(0)
+      res["p_mcnemar"] = np.where(n > 0, stats.mcnemar_exact(res["lost"], res["gained"]),
+                                  np.nan)
       res["pairing"] = "examples"
     else:
-      res = stats.paired_bootstrap(base.correct[ib], lv.correct[il], n, reps=a.reps,
-                                   seed=a.seed + 1000 + i)
+      res["lost"] = res["gained"] = res["p_mcnemar"] = nan
       res["pairing"] = "counts"
-    res["p_adj"] = adjust(res["p"])
+    if k == 1:  # one seed: the interval of this pair of runs on this test set
+      if pairs is not None:
+        both = _per_class_sum(right_a & right_b, labels, c)[0]
+        res["lo"], res["hi"] = stats.newcombe_paired(
+            both, gained[0], lost[0], n - both - gained[0] - lost[0])
+        res["interval"] = "Newcombe paired (1 seed)"
+      else:
+        res["lo"], res["hi"] = stats.newcombe_unpaired(cb[0], ca[0], n)
+        res["interval"] = "Newcombe, counts (1 seed)"
+    else:
+      res["interval"] = f"t over {k} seeds"
+    a.change[lv.value] = res
+
+  # The family: every class x every compared value with a p-value (K >= MIN_SEEDS).
+  values = list(a.change)
+  adjust = stats.CORRECTIONS[a.correction]
+  if values:
+    p = np.stack([a.change[v]["p"] for v in values])            # [V, C]
+    adjusted = adjust(p.ravel()).reshape(p.shape)
+    a.family = int(np.isfinite(p).sum())
+  for j, v in enumerate(values):
+    res = a.change[v]
+    res["p_adj"] = adjusted[j]
     sig = res["p_adj"] < a.alpha
     res["drop"] = sig & (res["delta"] < 0)
     res["rise"] = sig & (res["delta"] > 0)
-    res["paired"] = len(common)
-    a.change[lv.value] = res
+    level = a.alpha / max(a.family, 1)   # Holm's first step: the hardest one
+    res["min_detectable"] = stats.detectable_drop(res["base_acc"], n, res["paired"],
+                                                  res["sd"] ** 2, level)
+    res["testable"] = stats.can_reach(res["base_acc"], n, res["paired"], level)
 
   means = [float(np.mean(lv.val_accuracy)) for lv in a.levels]
   a.chosen = a.levels[int(np.argmax(means))].value  # ties: the first (weakest)
@@ -563,10 +685,29 @@ def _save(fig, path: Path) -> Path:
   return path
 
 
+# One colour language in every figure: a drop is red, a rise blue (the heatmaps' RdBu
+# runs the same way); class identities use the other colours, with a marker each.
+DROP_COLOR, RISE_COLOR = "tab:red", "tab:blue"
+CHANGE_CMAP = "RdBu"            # negative (worse) red, positive (better) blue
+MARKERS = "osD^vP*Xph<>"
+CHOICE_COLOR = "gold"
+
+
 def _colors(c: int):
+  """c class colours without the reds and blues that mean drop and rise."""
   plt = _plt()
-  cmap = plt.get_cmap("tab10" if c <= 10 else "tab20")
-  return [cmap(i % cmap.N) for i in range(c)]
+  if c <= 8:
+    cmap, skip = plt.get_cmap("tab10"), {0, 3}
+  else:
+    cmap, skip = plt.get_cmap("tab20"), {0, 1, 6, 7}
+  palette = [cmap(i) for i in range(cmap.N) if i not in skip]
+  return [palette[i % len(palette)] for i in range(c)]
+
+
+def _choice_band(ax, x, xc, label=None):
+  width = 0.015 * ((x.max() - x.min()) or 1.0)
+  return ax.axvspan(xc - width, xc + width, color=CHOICE_COLOR, alpha=0.35, lw=0,
+                    zorder=0, label=label)
 
 
 def fig_overview(a: Analysis, out: Path) -> Path:
@@ -579,46 +720,48 @@ def fig_overview(a: Analysis, out: Path) -> Path:
                                  gridspec_kw={"width_ratios": [1.35, 1]})
   shown = a.most_changed(MAX_LINES)
   colors = _colors(len(shown))
+  # classes that sit on top of each other (e.g. all at 100%) stay visible: each has
+  # its own marker and a small sideways offset
+  dodge = 0.012 * ((x.max() - x.min()) or 1.0)
   for c, name in enumerate(a.names):
     m = np.array([a.acc[v][0][c] for v in values])
     if c not in shown:
-      ax1.plot(x, 100 * m, color="0.7", lw=0.8, zorder=1,
+      ax1.plot(x, 100 * m, color="0.7", lw=0.8, marker=".", ms=3, zorder=1,
                label="other classes" if c == min(set(range(len(a.names))) - set(shown))
                else None)
       continue
+    j = shown.index(c)
     lo = np.array([a.acc[v][1][c] for v in values])
     hi = np.array([a.acc[v][2][c] for v in values])
-    ax1.errorbar(x, 100 * m, yerr=[100 * (m - lo), 100 * (hi - m)],
-                 color=colors[shown.index(c)], marker="o", ms=4, lw=1.6, capsize=2,
-                 elinewidth=0.8, alpha=0.9, label=label(name, a.n[c]), zorder=2)
+    off = (j - (len(shown) - 1) / 2) * dodge
+    ax1.errorbar(x + off, 100 * m, yerr=[100 * (m - lo), 100 * (hi - m)],
+                 color=colors[j], marker=MARKERS[j % len(MARKERS)], ms=5, lw=1.4,
+                 capsize=2, elinewidth=0.8, alpha=0.9, label=label(name, a.n[c]),
+                 zorder=2)
   ax1.set_ylabel("test accuracy (%)")
   ax1.set_title("Per-class test accuracy (mean over seeds, 95% interval)"
                 + ("" if len(shown) == len(a.names) else
                    f"\n{len(shown)} classes that move most in color"), fontsize=11)
-  ax1.legend(fontsize=8, loc="lower left", ncol=2 if len(a.names) > 8 else 1,
-             framealpha=0.85)
-  styles = {"accuracy": ("k", "-", "accuracy"),
-            "balanced_accuracy": ("tab:blue", "--", "balanced accuracy"),
-            "worst_class_accuracy": ("tab:red", ":", "worst-class accuracy"),
-            "val_accuracy": ("0.5", "-.", "validation accuracy")}
-  for metric, (color, ls, name) in styles.items():
+  styles = {"accuracy": ("k", "-", "o", "accuracy"),
+            "balanced_accuracy": ("tab:purple", "--", "s", "balanced accuracy"),
+            "worst_class_accuracy": ("tab:orange", ":", "v", "worst-class accuracy"),
+            "val_accuracy": ("0.5", "-.", "D", "validation accuracy")}
+  for metric, (color, ls, marker, name) in styles.items():
     m = np.array([a.agg[v][metric][0] for v in values], float)
     lo = np.array([a.agg[v][metric][1] for v in values], float)
     hi = np.array([a.agg[v][metric][2] for v in values], float)
-    ax2.plot(x, 100 * m, color=color, ls=ls, marker="o", ms=4, lw=2, label=name)
+    ax2.plot(x, 100 * m, color=color, ls=ls, marker=marker, ms=4, lw=2, label=name)
     if np.isfinite(lo).any():
       ax2.fill_between(x, 100 * lo, 100 * hi, color=color, alpha=0.12, lw=0)
   ax2.set_title("Average and worst class (95% interval)")
-  ax2.legend(fontsize=8, loc="lower left")
   xc = x[values.index(a.chosen)]
-  width = 0.015 * ((x.max() - x.min()) or 1.0)
   for ax in (ax1, ax2):
     setup_x(ax, lay, a.key)
     ax.grid(alpha=0.3)
-    ax.axvspan(xc - width, xc + width, color="gold", alpha=0.35, lw=0, zorder=0)
-  ax2.text(xc, 0.02, " chosen by validation", color="darkgoldenrod",
-           transform=ax2.get_xaxis_transform(), fontsize=8, va="bottom",
-           ha="right" if xc == x.max() else "left")
+    _choice_band(ax, x, xc, label=f"chosen by validation ({fmt(a.chosen)})")
+  ax1.legend(fontsize=8, loc="lower left", ncol=2 if len(a.names) > 8 else 1,
+             framealpha=0.85)
+  ax2.legend(fontsize=8, loc="lower left", framealpha=0.85)
   lo_all = min(100 * np.nanmin(a.acc[v][1]) if np.isfinite(a.acc[v][1]).any()
                else 100 * np.nanmin(a.acc[v][0]) for v in values)
   ax1.set_ylim(max(-2, min(lo_all, 100) - 5), 102)
@@ -643,13 +786,15 @@ def fig_small_multiples(a: Analysis, out: Path) -> Path:
     m = np.array([a.acc[v][0][i] for v in values])
     lo = np.array([a.acc[v][1][i] for v in values])
     hi = np.array([a.acc[v][2][i] for v in values])
-    ax.fill_between(x, 100 * lo, 100 * hi, color="tab:blue", alpha=0.2, lw=0)
-    ax.plot(x, 100 * m, "o-", color="tab:blue", ms=3.5, lw=1.6)
+    ax.fill_between(x, 100 * lo, 100 * hi, color="0.5", alpha=0.2, lw=0)
+    ax.plot(x, 100 * m, "o-", color="0.15", ms=3.5, lw=1.4)
     ax.axhline(100 * a.acc[a.baseline][0][i], color="0.4", lw=0.8, ls="--")
     for v in values:
       ch = a.change.get(v)
-      if ch is not None and ch["drop"][i]:
-        ax.plot(x[values.index(v)], 100 * a.acc[v][0][i], "v", color="tab:red", ms=8)
+      if ch is not None and (ch["drop"][i] or ch["rise"][i]):
+        ax.plot(x[values.index(v)], 100 * a.acc[v][0][i], "v" if ch["drop"][i] else "^",
+                color=DROP_COLOR if ch["drop"][i] else RISE_COLOR, ms=8, zorder=3)
+    _choice_band(ax, x, x[values.index(a.chosen)])
     ax.set_title(label(name, a.n[i]), fontsize=10)
     setup_x(ax, lay, a.key)
     ax.xaxis.label.set_fontsize(8)
@@ -661,11 +806,19 @@ def fig_small_multiples(a: Analysis, out: Path) -> Path:
   for r in range(rows):
     axes[r][0].set_ylabel("test accuracy (%)", fontsize=8)
   fig.suptitle(f"Per-class test accuracy vs {a.key} (mean, 95% interval)\n"
-               f"dashed: baseline {fmt(a.baseline)}; red triangle: significant drop "
-               f"({a.correction_name})"
+               f"dashed: baseline {fmt(a.baseline)}; red \u25bc / blue \u25b2: "
+               f"significant drop / rise ({_flag_words(a)}); gold band: chosen by "
+               "validation"
                + ("" if c == len(a.names) else f"\nthe {c} of {len(a.names)} classes "
                   "that move most (all: per_class_accuracy.csv)"), fontsize=9)
   return _save(fig, out)
+
+
+def _flag_words(a: Analysis) -> str:
+  """'Holm over 24 tests' or, with too few seeds, why nothing is flagged."""
+  if a.family == 0:
+    return f"none possible with {a.fewest_seeds} seed(s)"
+  return f"{a.correction_name} over {a.family} tests"
 
 
 def fig_change_heatmap(a: Analysis, out: Path) -> Path:
@@ -678,7 +831,7 @@ def fig_change_heatmap(a: Analysis, out: Path) -> Path:
   lim = max(1.0, float(np.nanmax(np.abs(d))))
   fig, ax = plt.subplots(figsize=(max(6.0, 3.2 + 1.2 * len(values)),
                                   1.6 + 0.42 * len(names)))
-  im = ax.imshow(d, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+  im = ax.imshow(d, cmap=CHANGE_CMAP, vmin=-lim, vmax=lim, aspect="auto")
   for (i, j), v in np.ndenumerate(d):
     if np.isfinite(v):
       ax.text(j, i, f"{v:+.1f}{'*' if sig[i, j] else ''}", ha="center", va="center",
@@ -687,8 +840,9 @@ def fig_change_heatmap(a: Analysis, out: Path) -> Path:
   ax.set_yticks(range(len(names)), [label(a.names[i], a.n[i]) for i in shown],
                 fontsize=8)
   ax.set_xlabel(a.key)
-  ax.set_title(f"Change in test accuracy (points)\nvs {a.key}={fmt(a.baseline)}; "
-               f"* significant after {a.correction_name}, alpha {a.alpha}"
+  ax.set_title(f"Change in test accuracy (points; red: drop, blue: rise)\nvs "
+               f"{a.key}={fmt(a.baseline)}; * significant ({_flag_words(a)}, alpha "
+               f"{a.alpha})"
                + ("" if len(names) == len(a.names) else
                   f"\nthe {len(names)} of {len(a.names)} classes that move most"),
                fontsize=9)
@@ -701,10 +855,10 @@ def fig_forest(a: Analysis, value, out: Path) -> Path:
   ch = a.change[value]
   shown = a.most_changed(MAX_ROWS)
   c = len(shown)
-  fig, ax = plt.subplots(figsize=(7, 1.2 + 0.38 * c))
+  fig, ax = plt.subplots(figsize=(7, 1.4 + 0.38 * c))
   y = np.arange(c)[::-1]
   d, lo, hi = (100 * ch[k][shown] for k in ("delta", "lo", "hi"))
-  colors = ["tab:red" if ch["drop"][i] else "tab:green" if ch["rise"][i] else "0.35"
+  colors = [DROP_COLOR if ch["drop"][i] else RISE_COLOR if ch["rise"][i] else "0.35"
             for i in shown]
   for i in range(c):
     ax.errorbar(d[i], y[i], xerr=[[d[i] - lo[i]], [hi[i] - d[i]]], fmt="o",
@@ -713,9 +867,9 @@ def fig_forest(a: Analysis, value, out: Path) -> Path:
   ax.set_yticks(y, [label(a.names[i], a.n[i]) for i in shown], fontsize=8)
   ax.set_xlabel(f"change in test accuracy (points), {a.key}={fmt(value)} minus "
                 f"{fmt(a.baseline)}")
-  ax.set_title(f"Per-class change at {a.key}={fmt(value)}: 95% paired bootstrap "
-               f"interval\nred: significant drop, green: significant rise "
-               f"({a.correction_name})", fontsize=10)
+  ax.set_title(f"Per-class change at {a.key}={fmt(value)}: 95% interval, unadjusted "
+               f"({ch['interval']})\nred: significant drop, blue: significant rise "
+               f"({_flag_words(a)})", fontsize=10)
   ax.grid(alpha=0.3, axis="x")
   return _save(fig, out)
 
@@ -730,10 +884,13 @@ def fig_confusion_diff(a: Analysis, out: Path) -> Path:
   d = d[np.ix_(keep, keep)]
   names = [label(a.names[i], a.n[i]) for i in keep]
   c = len(names)
+  # coloured by what the change does to accuracy: fewer correct (diagonal down) and
+  # more confusions (off-diagonal up) are both red, as drops are everywhere else
+  harm = np.where(np.eye(c, dtype=bool), d, -d)
   size = max(4.5, 0.55 * c + 2.5)
   fig, ax = plt.subplots(figsize=(size + 1.2, size))
   lim = max(1, int(np.abs(d).max()))
-  im = ax.imshow(d, cmap="RdBu_r", vmin=-lim, vmax=lim)
+  im = ax.imshow(harm, cmap=CHANGE_CMAP, vmin=-lim, vmax=lim)
   if c <= 25:
     for (i, j), v in np.ndenumerate(d):
       if v:
@@ -745,9 +902,11 @@ def fig_confusion_diff(a: Analysis, out: Path) -> Path:
   ax.set_ylabel("true")
   ax.set_title(f"Confusion change, {a.key}={fmt(a.target)} minus {fmt(a.baseline)}\n"
                f"test counts summed over {a.paired_for_diff} paired seed(s)\n"
-               "diagonal: correct; red off-diagonal: new errors", fontsize=9)
+               "red: worse (fewer correct on the diagonal,\nnew errors off it); "
+               "blue: better", fontsize=9)
   from matplotlib.ticker import MaxNLocator
-  bar = fig.colorbar(im, ax=ax, fraction=0.046, label="change in count")
+  bar = fig.colorbar(im, ax=ax, fraction=0.046,
+                     label="effect on correct predictions (red: worse)")
   bar.locator = MaxNLocator(integer=True)
   bar.update_ticks()
   return _save(fig, out)
@@ -873,12 +1032,33 @@ def section_accuracy(a: Analysis, rd: Path, lines: list[str]) -> None:
               "seed-to-seed variation is not measured).", ""]
 
 
+TOO_FEW = "too few examples or seeds to test"
+
+
+def seeds_banner(a: Analysis) -> list[str]:
+  """The K < MIN_SEEDS warning: why nothing is flagged, in bold, or nothing."""
+  k = a.fewest_seeds
+  if not a.change or k >= stats.MIN_SEEDS:
+    return []
+  few = [fmt(v) for v, ch in a.change.items() if ch["paired"] < stats.MIN_SEEDS]
+  where = _where(a, ", ".join(few)) if len(few) < len(a.change) else "every value"
+  return [f"**Nothing is flagged: {'only ' if k else ''}{k} paired seed(s) at {where}.** "
+          "A flag claims that the setting changes a class's expected accuracy over the "
+          "randomness of training, and seed-to-seed variation cannot be estimated from "
+          f"fewer than {stats.MIN_SEEDS} seeds (two runs that agree by chance would look "
+          "like certainty). The intervals below still hold for these runs, and the exact "
+          "McNemar column says whether these particular runs differ on this test set. "
+          "Run more seeds: `python -m jaxreg.report --plan --workdir=THIS_DIR "
+          "--effect=POINTS` says how many.", ""]
+
+
 def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
   values = [lv.value for lv in a.levels if lv.value in a.change]
   lines += [f"## 2. Per-class change relative to {_where(a, a.baseline)}", ""]
   if not values:
     lines += ["No other value has runs paired (by seed) with the baseline.", ""]
     return
+  lines += seeds_banner(a)
   fig_change_heatmap(a, rd / "change_vs_baseline.png")
   fig_forest(a, a.target, rd / "change_forest.png")
   csv_rows, rows = [], []
@@ -890,24 +1070,35 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
       cells.append(f"{signed(ch['delta'][c])} [{signed(ch['lo'][c])}, "
                    f"{signed(ch['hi'][c])}]{mark}")
       csv_rows.append([a.key, fmt(v), fmt(a.baseline), name, int(a.n[c]), ch["paired"],
-                       ch["delta"][c], ch["lo"][c], ch["hi"][c], ch["p"][c],
-                       ch["p_adj"][c], a.correction, bool(ch["drop"][c]),
-                       bool(ch["rise"][c]), ch["pairing"]])
+                       ch["delta"][c], ch["lo"][c], ch["hi"][c], ch["interval"],
+                       ch["p"][c], ch["p_adj"][c], a.correction, a.family,
+                       bool(ch["drop"][c]), bool(ch["rise"][c]), ch["p_mcnemar"][c],
+                       ch["lost"][c], ch["gained"][c], ch["pairing"], ch["sd"][c],
+                       ch["min_detectable"][c],
+                       "yes" if ch["testable"][c] else TOO_FEW])
     rows.append(cells)
   write_csv(rd / "per_class_change.csv",
             ["axis", "value", "baseline", "class", "n", "paired_seeds", "delta",
-             "lo95", "hi95", "p", "p_adjusted", "correction", "significant_drop",
-             "significant_rise", "pairing"], csv_rows)
+             "lo95", "hi95", "interval", "p", "p_adjusted", "correction", "family_size",
+             "significant_drop", "significant_rise", "p_mcnemar", "lost", "gained",
+             "pairing", "seed_sd", "min_detectable", "testable"], csv_rows)
+  methods = sorted({a.change[v]["interval"] for v in values})
   lines += [f"![change heatmap]({REPORT_DIR}/change_vs_baseline.png)", "",
             f"![change at {fmt(a.target)}]({REPORT_DIR}/change_forest.png)", "",
             f"Change in test accuracy (points) against {_where(a, a.baseline)}, with "
-            "the 95% paired bootstrap interval; ▼ marks a significant drop and ▲ a "
-            f"significant rise after {a.correction_name} correction over the "
-            f"{int((a.n > 0).sum())} classes (alpha {a.alpha}). Paired runs (same "
-            f"{', '.join(a.sweep.replicate_keys) or 'run'}) per value: " + ", ".join(f"{fmt(v)}: {a.change[v]['paired']}" for v in values)
+            f"its 95% interval, unadjusted for multiple comparisons "
+            f"({'; '.join(methods)}). ▼ marks a significant drop and ▲ a significant "
+            "rise: the seed-paired t-test (variance floored at the binomial variance) "
+            + (f"with {a.correction_name}-adjusted p < {a.alpha} over the family of "
+               f"{a.family} tests ({int((a.n > 0).sum())} classes x {len(values)} "
+               "compared value(s))" if a.family else
+               f"needs {stats.MIN_SEEDS} or more paired seeds") + ". Paired runs (same "
+            f"{', '.join(a.sweep.replicate_keys) or 'run'}) per value: "
+            + ", ".join(f"{fmt(v)}: {a.change[v]['paired']}" for v in values)
             + ". " + _pairing_sentence(a, values)
-            + " Adjusted p-values are in report/per_class_change.csv.", "",
+            + " Every p-value is in report/per_class_change.csv.", "",
             md_table(["class", *[fmt(v) for v in values]], rows), ""]
+  lines += evidence_table(a, a.target)
   sentences = []
   for v in values:
     ch = a.change[v]
@@ -917,33 +1108,71 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
         sentences.append(
             f"At {_where(a, v)}, class {label(a.names[c], a.n[c])} {word} "
             f"{abs(100 * ch['delta'][c]):.1f} points (95% CI {signed(ch['lo'][c])} "
-            f"to {signed(ch['hi'][c])}; {a.correction_name}-adjusted p "
-            f"{p_is(ch['p_adj'][c])}), significant after {a.correction_name}.")
+            f"to {signed(ch['hi'][c])}, unadjusted; {a.correction_name}-adjusted p "
+            f"{p_is(ch['p_adj'][c])} over {a.family} tests, {ch['paired']} seeds), "
+            f"significant after {a.correction_name}.")
   if sentences:
     lines += ["\n".join(f"- {s}" for s in sentences), ""]
   else:
-    ch = a.change[values[-1]]
+    v = values[-1]
+    ch = a.change[v]
     c = int(np.nanargmin(ch["delta"]))
-    lines += [f"No class changes significantly after {a.correction_name} at any value. "
-              f"The largest drop at {_where(a, values[-1])} is "
+    why = (f"No class changes significantly after {a.correction_name} at any value."
+           if a.family else "Nothing can be flagged (see the banner above).")
+    lines += [f"{why} The largest drop at {_where(a, v)} is "
               f"{label(a.names[c], a.n[c])}: {signed(ch['delta'][c])} points (95% CI "
-              f"{signed(ch['lo'][c])} to {signed(ch['hi'][c])}; adjusted p "
-              f"{p_is(ch['p_adj'][c])}).", ""]
+              f"{signed(ch['lo'][c])} to {signed(ch['hi'][c])}, unadjusted"
+              + (f"; adjusted p {p_is(ch['p_adj'][c])}" if a.family else "")
+              + (f"; exact McNemar on these runs p {p_is(ch['p_mcnemar'][c])}"
+                 if np.isfinite(ch["p_mcnemar"][c]) else "") + ").", ""]
+
+
+def evidence_table(a: Analysis, value) -> list[str]:
+  """Per class at one value: the flag beside the exact per-run evidence and the
+  smallest drop the sweep could have detected."""
+  ch = a.change[value]
+  rows = []
+  for c, name in enumerate(a.names):
+    lost, gained = ch["lost"][c], ch["gained"][c]
+    md = ch["min_detectable"][c]
+    rows.append([label(name, a.n[c]), signed(ch["delta"][c]), pval(ch["p_adj"][c]),
+                 pval(ch["p_mcnemar"][c]),
+                 "-" if not np.isfinite(lost) else f"{int(lost)} / {int(gained)}",
+                 pct(ch["sd"][c]), pct(md) if np.isfinite(md) else "-",
+                 "" if ch["testable"][c] else TOO_FEW])
+  k = ch["paired"]
+  level = a.alpha / max(a.family, 1)
+  return [f"At {_where(a, value)}: the flag's adjusted p beside the evidence on these "
+          "runs. `McNemar p` is the exact two-sided McNemar test on the "
+          f"(seed, example) pairs of the {k} paired run(s), pooled over seeds and "
+          "unadjusted: it says that these runs differ on this test set, not that the "
+          "setting changes the class (it treats the runs as fixed, so run-to-run "
+          "variation alone makes it small; never read it as the flag). `lost / "
+          "gained`: test examples the baseline got right and this value wrong / the "
+          "reverse, summed over seeds. `seed sd`: the standard deviation over seeds "
+          "of the per-seed change (points). `detectable`: the smallest drop (points) "
+          "the flag would detect with 80% power at this seed sd, "
+          + (f"{k} seeds and alpha {a.alpha}/{a.family} = {level:.2g} (Bonferroni, "
+             f"{a.correction_name}'s first step)" if a.family else
+             f"which needs {stats.MIN_SEEDS} or more seeds") + f"; \"{TOO_FEW}\": even "
+          "a fall to 0% in every seed could not be flagged.", "",
+          md_table(["class", "change", "adj. p", "McNemar p", "lost / gained",
+                    "seed sd", "detectable", ""], rows, "lrrrrrrl"), ""]
 
 
 def _pairing_sentence(a: Analysis, values) -> str:
   by = {v: a.change[v]["pairing"] for v in values}
   if all(p == "examples" for p in by.values()):
-    return ("Runs are paired by seed and by test example (each run's stored "
-            "per-example predictions).")
+    return ("Every paired run stored its per-example test predictions, which give the "
+            "exact McNemar evidence below.")
   if all(p == "counts" for p in by.values()):
-    return ("Runs are paired by seed only: without stored per-example predictions "
-            "(runs written before predictions_test.npz) each class's correct count is "
-            "resampled binomially, which is conservative.")
-  return ("Paired by seed and test example at " + ", ".join(
-      fmt(v) for v in values if by[v] == "examples") + "; by seed only (counts, "
-      "conservative: some runs stored no predictions) at " + ", ".join(
-          fmt(v) for v in values if by[v] == "counts") + ".")
+    return ("Without stored per-example predictions (runs written before "
+            "predictions_test.npz) there is no McNemar evidence (NaN); the flag needs "
+            "only the per-seed counts.")
+  return ("Per-example predictions (McNemar evidence) at " + ", ".join(
+      fmt(v) for v in values if by[v] == "examples") + "; none at " + ", ".join(
+          fmt(v) for v in values if by[v] == "counts") + " (some runs stored no "
+      "predictions).")
 
 
 def _fold_index(a: Analysis) -> int:
@@ -1025,7 +1254,7 @@ def section_choice(a: Analysis, rd: Path, lines: list[str]) -> None:
                                 "chosen_acc", "delta", "lo95", "hi95", "p_adjusted",
                                 "flag"], csv_rows)
   lines += [md_table(["class", "n", f"{fmt(base)} (%)", f"{fmt(show)} (%)",
-                      "change (points)", "95% CI", "adj. p", ""], rows), ""]
+                      "change (points)", "95% CI (unadjusted)", "adj. p", ""], rows), ""]
   acc_d = a.agg[show]["accuracy"][0] - a.agg[base]["accuracy"][0]
   worst_d = (a.agg[show]["worst_class_accuracy"][0]
              - a.agg[base]["worst_class_accuracy"][0])
@@ -1144,6 +1373,10 @@ def header_lines(sweep: Sweep, a: Analysis | None) -> list[str]:
   if failed:
     lines += ["Left out (no summary): " + "; ".join(
         f"{r.name} ({r.status})" for r in failed) + ".", ""]
+  if a is not None and a.null_split:
+    lines += [f"**Null comparison (`--null_split`): {a.null_split}.** The two "
+              "\"settings\" differ only in the randomness of training, so every class "
+              "flagged below is a false positive of the report's test.", ""]
   if a is not None:
     reps = sweep.replicate_keys
     lines += [f"Analysed axis: `{a.key}`, baseline {fmt(a.baseline)}. "
@@ -1151,11 +1384,15 @@ def header_lines(sweep: Sweep, a: Analysis | None) -> list[str]:
                  if reps else "No seed axis: one run per value. ")
               + (f"Other axes held at {', '.join(f'{k}={fmt(v)}' for k, v in a.fixed.items())}"
                  f" ({a.fixed_how})." if a.fixed else ""), ""]
+    lines += seeds_banner(a)
   lines += [small_class_note(sweep), ""]
   return lines
 
 
 def methods_lines(a: Analysis) -> list[str]:
+  family = (f"the family of {a.family} tests: every class with test examples x every "
+            "compared value" if a.family else "no family: no value has "
+            f"{stats.MIN_SEEDS} paired seeds")
   return [
       "## Methods", "",
       "- Numbers are each run's final test evaluation from its summary.json: the "
@@ -1163,28 +1400,37 @@ def methods_lines(a: Analysis) -> list[str]:
       "`train.checkpoint_metric`, or `latest`); evaluated here: "
       f"{a.evaluated}.",
       "- Intervals in section 1: with two or more seeds, the mean over seeds "
-      "+/- t(0.975, K-1) x sd / sqrt(K), clipped to [0, 100] (seed-to-seed variation "
-      "on this test set); "
-      "with one seed, the Wilson score interval of the class's correct count (test "
-      "examples); for a single seed's balanced and worst-class accuracy, a "
+      "+/- t(0.975, K-1) x sqrt(max(s^2, v) / K), clipped to [0, 100], where s^2 is "
+      "the variance over seeds and v the class's binomial variance p(1-p)/n with p "
+      "= (correct + 1/2) / (K n + 1) pooled over the seeds: the test examples are a "
+      "sample of the class too, so seeds that agree exactly still get an interval "
+      "of positive width. With one seed, the Wilson score interval of the class's "
+      "correct count; for a single seed's balanced and worst-class accuracy, a "
       "percentile bootstrap of binomially resampled per-class counts.",
-      f"- Section 2, paired bootstrap ({a.reps} replicates, seeded, reproducible): "
-      "runs are paired by seed (same initialization and data order) and, where every "
-      "paired run stored its per-example test predictions (predictions_test.npz, "
-      "or eval/test-*.npz of the evaluated step from `jaxreg.evaluate`), by test "
-      "example. Each replicate draws the paired seeds with replacement and each "
-      "class's test examples with replacement, the same draws for the baseline and "
-      "the other value, so errors the two models share cancel. Without stored "
-      "predictions it redraws each run's per-class correct count as Binomial(n, "
-      "observed accuracy), independently for the two values (the correlation of "
-      "their errors is lost: conservative); per_class_change.csv's `pairing` column "
-      "says which (`examples` or `counts`). The change "
-      "is the mean over drawn seeds; the interval is its 2.5/97.5 percentiles and "
-      "the two-sided p-value is 2 x min(share <= 0, share >= 0) with a +1 "
-      "correction, or, where fewer than 10 replicates fall past zero (too few to "
-      "count), the normal tail 2 Phi(-|change| / bootstrap sd). P-values are adjusted with {a.correction_name} over the classes, "
-      "separately at each value; a drop is flagged when the adjusted p < "
-      f"{a.alpha}.",
+      "- The flag (section 2): for each class and compared value, the per-seed "
+      "changes d_k = acc(value, seed k) - acc(baseline, seed k) over the K seeds both "
+      f"have (paired by {', '.join(a.sweep.replicate_keys) or 'run'}), tested with "
+      "t = mean(d) / sqrt(max(s_d^2, floor) / K) on K-1 degrees of freedom "
+      "(scipy.stats.t), floor = the binomial variance of one seed's difference, "
+      "pa(1-pa)/n + pb(1-pb)/n with each accuracy pooled over seeds and shrunk as "
+      "above, so identical seed differences never give p = 0. The unit of "
+      "replication is the seed: a flag says the setting changes the class's "
+      "expected accuracy over the randomness of training. With fewer than "
+      f"{stats.MIN_SEEDS} paired seeds nothing is flagged (p is empty). P-values are "
+      f"adjusted with {a.correction_name} over {family}; a drop or rise is flagged "
+      f"when the adjusted p < {a.alpha}. The interval is the same t interval (it "
+      "excludes 0 exactly when the unadjusted p < 0.05: it is unadjusted); with one "
+      "seed, Newcombe's square-and-add interval for paired proportions (method 10) "
+      "from the per-example predictions, or his interval for independent "
+      "proportions from the counts when no predictions were stored. `python -m "
+      "jaxreg.report calibrate` checks by simulation that the flag's false-positive "
+      "rate stays at or below alpha and its intervals cover (README, Statistics).",
+      "- Evidence on these runs: the exact McNemar test (binomial, p = 1/2) on the "
+      "discordant (seed, example) pairs, pooled over the paired seeds and "
+      "unadjusted, from each run's predictions_test.npz (or eval/test-*.npz of the "
+      "evaluated step from `jaxreg.evaluate`); empty where a run stored none. "
+      "`detectable`: the smallest drop with 80% power for the flag at the observed "
+      f"seed sd, K and alpha / family size (noncentral t).",
       "- Section 3: the value with the highest mean validation accuracy over all "
       "its runs (ties: the weaker value); the validation split is the held-out "
       "`data.val_fraction` of train fixed by `data.split_seed`, or with "
@@ -1270,14 +1516,14 @@ def _values_repeat(sweep: Sweep) -> bool:
 
 def write_report(workdir, key: str | None = None, baseline: str | None = None,
                  fix: dict | None = None, correction: str = "holm", alpha: float = 0.05,
-                 reps: int = 10000, seed: int = 0) -> Path:
+                 reps: int = 2000, seed: int = 0, null_split: bool = False) -> Path:
   """Writes DIR/report.md and DIR/report/; returns the report.md path."""
   sweep = load_sweep(workdir)
   rd = sweep.workdir / REPORT_DIR
   rd.mkdir(exist_ok=True)
   lines: list[str]
-  if _values_repeat(sweep):
-    a = analyse(sweep, key, baseline, fix, correction, alpha, reps, seed)
+  if null_split or _values_repeat(sweep):
+    a = analyse(sweep, key, baseline, fix, correction, alpha, reps, seed, null_split)
     lines = header_lines(sweep, a)
     section_accuracy(a, rd, lines)
     section_change(a, rd, lines)
@@ -1296,6 +1542,69 @@ def write_report(workdir, key: str | None = None, baseline: str | None = None,
   return out
 
 
+# ------------------------------------------------------------------------ plan
+
+
+@dataclasses.dataclass
+class PlanInput:
+  names: list[str]
+  n: np.ndarray          # test examples per class
+  accuracy: np.ndarray   # baseline accuracy per class (fraction)
+  seed_sd: np.ndarray    # sd over seeds of the per-seed change (fraction)
+  values: int            # compared values (the family is classes x values)
+  source: str            # where the numbers come from, for the printout
+
+
+def pilot_estimates(workdir, key=None, baseline=None, fix=None) -> PlanInput:
+  """Class sizes, baseline accuracies and the between-seed sd of the per-seed change,
+  read from a pilot sweep: the root mean square over compared values of each class's
+  observed sd; a sweep of seeds only gives sqrt(2) x the sd of accuracy over seeds
+  (two independent runs; an upper bound when seeds share effects)."""
+  sweep = load_sweep(workdir)
+  if sweep.setting_axes:
+    a = analyse(sweep, key, baseline, fix)
+    sds = [ch["sd"] for ch in a.change.values() if ch["paired"] >= 2]
+    if sds:
+      sd = np.sqrt(np.nanmean(np.stack(sds) ** 2, axis=0))
+      return PlanInput(a.names, a.n, a.acc[a.baseline][0], sd, len(a.change),
+                       f"pilot {sweep.workdir} ({_where(a, a.baseline)} against "
+                       f"{len(a.change)} value(s), {a.fewest_seeds}+ paired seeds)")
+    runs = [r for r in sweep.finished if all(r.values.get(k) == v for k, v in
+                                              a.fixed.items())
+            and r.values[a.key] == a.baseline]
+  else:
+    runs = sweep.finished
+  if len(runs) < 2:
+    raise ReportError(f"--plan: the pilot {sweep.workdir} needs 2 or more seeds of one "
+                      "setting to estimate the seed-to-seed sd (or give --seed_sd)")
+  acc = class_acc(np.stack([r.test_confusion for r in runs]))
+  return PlanInput(sweep.class_names, sweep.n, acc.mean(0),
+                   np.sqrt(2) * acc.std(0, ddof=1), 1,
+                   f"pilot {sweep.workdir} ({len(runs)} seeds of one setting; sd of "
+                   "a change taken as sqrt(2) x the sd of accuracy)")
+
+
+def plan_lines(p: PlanInput, effect: float, alpha: float = 0.05,
+               power: float = 0.8) -> list[str]:
+  """How many seeds the flag needs to detect a drop of `effect` (a fraction) in each
+  class with `power`, at alpha / (classes x values) (Bonferroni, Holm's first step)."""
+  family = int((p.n > 0).sum()) * p.values
+  level = alpha / max(family, 1)
+  need = stats.seeds_needed(effect, p.accuracy, p.n, p.seed_sd ** 2, level, power)
+  rows = []
+  for c, name in enumerate(p.names):
+    at = [stats.t_test_power(effect, max(p.seed_sd[c] ** 2, float(stats.floor_at(
+        p.accuracy[c], effect, p.n[c], k))), k, level) for k in (3, 5, 10)]
+    rows.append([label(name, p.n[c]), pct(p.accuracy[c]), pct(p.seed_sd[c]),
+                 "more than 200" if need[c] == 0 or effect > p.accuracy[c] + 1e-12
+                 else str(int(need[c])), *[f"{float(x):.2f}" for x in at]])
+  return [f"Seeds needed to flag a drop of {100 * effect:g} points with power {power} "
+          f"at alpha {alpha} / {family} tests ({int((p.n > 0).sum())} classes x "
+          f"{p.values} value(s)); {p.source}.", "",
+          md_table(["class", "accuracy (%)", "seed sd (points)", "seeds needed",
+                    "power at 3", "at 5", "at 10"], rows), ""]
+
+
 # ------------------------------------------------------------------------- CLI
 
 
@@ -1306,11 +1615,72 @@ def _define_flags():
                       "or dropout axis, else the first non-seed axis).")
   flags.DEFINE_string("baseline", None, "Baseline value of --axis (default: smallest).")
   flags.DEFINE_enum("correction", "holm", ["holm", "bh"],
-                    "Multiple-comparison correction over classes.")
+                    "Multiple-comparison correction over classes x compared values.")
   flags.DEFINE_float("alpha", 0.05, "Significance level after correction.")
-  flags.DEFINE_integer("reps", 10000, "Bootstrap replicates.")
-  flags.DEFINE_integer("bootstrap_seed", 0, "Seed of the bootstrap.")
+  flags.DEFINE_integer("reps", 2000, "Bootstrap replicates (one seed's balanced and "
+                       "worst-class accuracy intervals).")
+  flags.DEFINE_integer("bootstrap_seed", 0, "Seed of that bootstrap.")
   flags.DEFINE_multi_string("fix", [], "KEY=VALUE: hold another setting axis here.")
+  flags.DEFINE_bool("null_split", False, "Compare the first half of the seeds with the "
+                    "second half (paired in order) as if they were two settings.")
+  flags.DEFINE_bool("plan", False, "Print how many seeds the flag needs (with --effect; "
+                    "from a pilot --workdir or --class_sizes and --seed_sd).")
+  flags.DEFINE_float("effect", None, "--plan: the drop to detect, in points.")
+  flags.DEFINE_list("class_sizes", [], "--plan: test examples per class.")
+  flags.DEFINE_float("seed_sd", None, "--plan: sd over seeds of a class's per-seed "
+                     "change, in points (default: from the pilot --workdir).")
+  flags.DEFINE_float("accuracy", None, "--plan: baseline class accuracy in percent "
+                     "(default: from the pilot, else 90).")
+  flags.DEFINE_integer("compared_values", None, "--plan: values compared with the "
+                       "baseline (the family is classes x values; default: the "
+                       "pilot's, else 1).")
+  flags.DEFINE_float("power", 0.8, "--plan: the power to reach.")
+
+
+def _plan_input(FLAGS, fix) -> PlanInput:
+  if FLAGS.workdir:
+    p = pilot_estimates(FLAGS.workdir, FLAGS.axis, FLAGS.baseline, fix)
+  elif FLAGS.class_sizes:
+    try:
+      n = np.array([int(x) for x in FLAGS.class_sizes])
+    except ValueError:
+      raise ReportError(f"--class_sizes={','.join(FLAGS.class_sizes)}: give integers, "
+                        "e.g. --class_sizes=9,94,138") from None
+    if (n <= 0).any():
+      raise ReportError("--class_sizes: every class needs at least one test example")
+    if FLAGS.seed_sd is None:
+      raise ReportError("--plan with --class_sizes needs --seed_sd (points), or a "
+                        "pilot sweep as --workdir")
+    p = PlanInput([f"class {i}" for i in range(len(n))], n, np.full(len(n), 0.9),
+                  np.zeros(len(n)), 1, "given sizes")
+  else:
+    raise ReportError("--plan needs a pilot sweep (--workdir) or --class_sizes")
+  if FLAGS.accuracy is not None:
+    if not 0 < FLAGS.accuracy <= 100:
+      raise ReportError(f"--accuracy={FLAGS.accuracy}: a percentage in (0, 100]")
+    p.accuracy = np.full(len(p.n), FLAGS.accuracy / 100)
+  if FLAGS.seed_sd is not None:
+    if FLAGS.seed_sd < 0:
+      raise ReportError(f"--seed_sd={FLAGS.seed_sd}: must be >= 0 (points)")
+    p.seed_sd = np.full(len(p.n), FLAGS.seed_sd / 100)
+  if FLAGS.compared_values is not None:
+    if FLAGS.compared_values < 1:
+      raise ReportError(f"--compared_values={FLAGS.compared_values}: must be >= 1")
+    p.values = FLAGS.compared_values
+  return p
+
+
+def _fix_values(FLAGS) -> dict:
+  fix = {}
+  if FLAGS.fix:
+    sweep_axes = {a.key: a for a in load_sweep(FLAGS.workdir).axes}
+    for spec in FLAGS.fix:
+      k, sep, v = spec.partition("=")
+      if not sep or k not in sweep_axes:
+        raise ReportError(f"--fix={spec!r} must be KEY=VALUE with KEY one of: "
+                          f"{', '.join(sweep_axes)}")
+      fix[k] = cast_value(k, v, sweep_axes[k].type_name)
+  return fix
 
 
 def main(argv):
@@ -1319,20 +1689,19 @@ def main(argv):
   FLAGS = flags.FLAGS
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS.workdir:
-    cli.fail("--workdir is required")
   try:
-    fix = {}
-    if FLAGS.fix:
-      sweep_axes = {a.key: a for a in load_sweep(FLAGS.workdir).axes}
-      for spec in FLAGS.fix:
-        k, sep, v = spec.partition("=")
-        if not sep or k not in sweep_axes:
-          raise ReportError(f"--fix={spec!r} must be KEY=VALUE with KEY one of: "
-                            f"{', '.join(sweep_axes)}")
-        fix[k] = cast_value(k, v, sweep_axes[k].type_name)
-    out = write_report(FLAGS.workdir, FLAGS.axis, FLAGS.baseline, fix, FLAGS.correction,
-                       FLAGS.alpha, FLAGS.reps, FLAGS.bootstrap_seed)
+    if FLAGS.plan:
+      if FLAGS.effect is None or not 0 < FLAGS.effect <= 100:
+        raise ReportError("--plan needs --effect=POINTS, the drop to detect (0, 100]")
+      fix = _fix_values(FLAGS) if FLAGS.workdir else {}
+      print("\n".join(plan_lines(_plan_input(FLAGS, fix), FLAGS.effect / 100,
+                                 FLAGS.alpha, FLAGS.power)))
+      return
+    if not FLAGS.workdir:
+      cli.fail("--workdir is required")
+    out = write_report(FLAGS.workdir, FLAGS.axis, FLAGS.baseline, _fix_values(FLAGS),
+                       FLAGS.correction, FLAGS.alpha, FLAGS.reps, FLAGS.bootstrap_seed,
+                       FLAGS.null_split)
   except SweepError as e:
     cli.fail(str(e))
   print(f"wrote {out} and {out.parent / REPORT_DIR}/")

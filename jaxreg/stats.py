@@ -1,68 +1,55 @@
-"""Small, numpy-only statistics for the sweep report (no scipy).
+"""The report's statistics, on scipy.stats: the per-class flag, exact per-run evidence,
+intervals, multiple-comparison corrections and power.
 
-Intervals: `wilson_interval` (a binomial proportion: one seed), `t_interval` (a mean
-over seeds). Tests: `paired_example_bootstrap` (per-class change between two settings,
-paired by seed and by test example, from per-example predictions) and
-`paired_bootstrap` (the same from confusion-matrix counts only, for runs that did not
-store predictions). Multiple comparisons: `holm`,
-`benjamini_hochberg` (adjusted p-values, in the input order).
+The unit of replication is the seed. Two settings trained with the same seed are still
+two separately trained models, so each (setting, seed) run carries its own class-level
+random effect; a test that pools test examples over seeds treats them as replicates and
+rejects far too often when those run effects exist (`jaxreg.calibration` simulates it).
 
-What `paired_bootstrap` resamples, exactly. For each class c, setting A (the baseline)
-and setting B have per-seed correct counts a[k, c], b[k, c] out of n[c] test examples
-(k runs over the seeds both settings have; the same seed means the same
-initialization and data order, so the seeds pair the runs). One bootstrap replicate:
+The flag (`seed_paired_test`). For one class, setting A (the baseline) and setting B
+have per-seed correct counts a_k, b_k out of n test examples, k = 1..K over the seeds
+(runs) both settings have. The per-seed change is d_k = (b_k - a_k) / n and
 
-  1. draw K seeds with replacement (the same draw for A and B: the pairing is kept);
-  2. for each drawn seed, redraw its correct counts as Binomial(n[c], a[k, c] / n[c])
-     and Binomial(n[c], b[k, c] / n[c]), independently (resampling the class's test
-     examples; which examples a model got right is not stored, so the correlation
-     between the two models' errors on the same examples is lost: with positively
-     correlated errors this overstates the variance, i.e. the test is conservative);
-  3. the replicate's change is the mean over drawn seeds of b*/n - a*/n.
+    t = mean(d) / sqrt(max(s_d^2, floor) / K),   K - 1 degrees of freedom,
 
-The interval is the 2.5/97.5 percentiles of the replicates; the two-sided p-value is
-the smallest alpha whose percentile interval excludes zero,
-min(1, 2 * min(#(d* <= 0) + 1, #(d* >= 0) + 1) / (B + 1)). Counting cannot resolve a
-p-value below about 2 / B, which a correction over many classes multiplies (Holm
-over 100 classes: 0.02 at B = 10000), so where fewer than `TAIL_COUNT` replicates lie
-on the far side of zero the p-value is the normal tail 2 * Phi(-|d| / sd(d*)) instead
-(0 when every replicate equals a nonzero change).
+a paired t-test (`scipy.stats.t`) whose variance is floored at the within-seed binomial
+variance of one seed's difference, floor = (pa (1 - pa) + pb (1 - pb)) / n, with each
+setting's accuracy shrunk as pa = (sum_k a_k + 1/2) / (K n + 1) so that it is never 0 at
+0% or 100%: the test examples are a sample of the class too, so K seeds that agree
+exactly never give p = 0. Fewer than MIN_SEEDS seeds give no p-value (NaN): one or two
+seeds cannot estimate the seed-to-seed variation. The 95% interval is the same t
+interval, mean(d) +/- t(0.975, K - 1) sqrt(max(s_d^2, floor) / K), so it excludes 0
+exactly when p < 0.05. No Wilcoxon: its smallest exact two-sided p at K <= 5 is 0.0625.
+
+Per-run evidence (`mcnemar_exact`, `newcombe_paired`): with stored per-example
+predictions, the exact McNemar test on the discordant (seed, example) pairs says whether
+*these runs* differ on *this test set*; it treats the runs as fixed, so it is never the
+flag. Newcombe's square-and-add interval (his method 10, with its correlation term)
+gives a one-seed paired difference its interval.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
+from scipy import stats as st
 
-Z_975 = 1.959963984540054  # standard normal 97.5% quantile
-TAIL_COUNT = 10  # fewer bootstrap replicates past zero than this: normal tail p-value
-
-# Student t 97.5% quantiles for 1..30 degrees of freedom.
-_T_975 = (12.706204736, 4.302652730, 3.182446305, 2.776445105, 2.570581836,
-          2.446911851, 2.364624252, 2.306004135, 2.262157163, 2.228138852,
-          2.200985160, 2.178812830, 2.160368656, 2.144786688, 2.131449546,
-          2.119905299, 2.109815578, 2.100922040, 2.093024054, 2.085963447,
-          2.079613845, 2.073873068, 2.068657610, 2.063898562, 2.059538553,
-          2.055529439, 2.051830516, 2.048407142, 2.045229642, 2.042272456)
+MIN_SEEDS = 3      # fewer paired seeds: no flag (the report says why)
+CONFIDENCE = 0.95
 
 
-def t_quantile_975(df: int) -> float:
-  """The 97.5% quantile of Student's t (table to 30 df, Cornish-Fisher beyond)."""
-  if df < 1:
-    raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-  if df <= len(_T_975):
-    return _T_975[df - 1]
-  z = Z_975
-  return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-          + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+def _z(confidence: float) -> float:
+  return float(st.norm.ppf(0.5 + confidence / 2))
 
 
-def wilson_interval(k, n, z: float = Z_975):
+def wilson_interval(k, n, confidence: float = CONFIDENCE):
   """Wilson score interval of k successes in n trials (arrays broadcast).
 
-  Returns (lo, hi); NaN where n == 0.
+  Written out (vectorized) because scipy's `binomtest(...).proportion_ci('wilson')` is
+  one scalar at a time; tests check it against scipy. The bounds are clipped so that
+  lo <= k/n <= hi exactly (rounding gave 8.7e-19 > 0 for 0 of 400, a negative error
+  bar for matplotlib). Returns (lo, hi); NaN where n == 0.
   """
+  z = _z(confidence)
   k = np.asarray(k, dtype=float)
   n = np.asarray(n, dtype=float)
   with np.errstate(invalid="ignore", divide="ignore"):
@@ -70,29 +57,173 @@ def wilson_interval(k, n, z: float = Z_975):
     denom = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denom
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-  lo, hi = np.clip(center - half, 0, 1), np.clip(center + half, 0, 1)
+    lo = np.clip(np.minimum(center - half, p), 0, 1)
+    hi = np.clip(np.maximum(center + half, p), 0, 1)
   bad = n <= 0
   return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
 
 
-def t_interval(samples, axis: int = 0):
-  """Mean and 95% t-interval over `axis` (one value per seed).
+def shrunk_proportion(k, n):
+  """(k + 1/2) / (n + 1): a proportion pulled off 0 and 1 (for variance floors)."""
+  return (np.asarray(k, dtype=float) + 0.5) / (np.asarray(n, dtype=float) + 1)
 
-  Returns (mean, lo, hi); the interval is NaN with fewer than two samples.
+
+def binomial_variance(correct, n, seeds: int = 1):
+  """One run's binomial variance p (1 - p) / n of a class accuracy, with p shrunk
+  from the `correct` count pooled over `seeds` runs of n examples each:
+  p = (correct + 1/2) / (seeds n + 1), so that it is never 0 for finite n (a class at
+  0% or 100% is still a sample of its examples). NaN where n == 0."""
+  n = np.asarray(n, dtype=float)
+  p = shrunk_proportion(correct, seeds * n)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return np.where(n > 0, p * (1 - p) / np.where(n > 0, n, 1), np.nan)
+
+
+def t_interval(samples, axis: int = 0, floor=None, confidence: float = CONFIDENCE):
+  """Mean and t interval over `axis` (one value per seed), variance floored at `floor`.
+
+  half-width = t(0.5 + confidence/2, K - 1) * sqrt(max(s^2, floor) / K). Returns
+  (mean, lo, hi); the interval is NaN with fewer than two samples.
   """
   x = np.asarray(samples, dtype=float)
-  k = x.shape[axis]
-  mean = x.mean(axis=axis)
+  x = np.moveaxis(x, axis, 0)
+  k = x.shape[0]
+  mean = x.mean(axis=0)
   if k < 2:
     nan = np.full_like(mean, np.nan)
     return mean, nan, nan
-  half = t_quantile_975(k - 1) * x.std(axis=axis, ddof=1) / math.sqrt(k)
+  var = x.var(axis=0, ddof=1)
+  if floor is not None:
+    var = np.maximum(var, floor)
+  half = st.t.ppf(0.5 + confidence / 2, k - 1) * np.sqrt(var / k)
   return mean, mean - half, mean + half
 
 
+def seed_paired_test(correct_a, correct_b, n, confidence: float = CONFIDENCE) -> dict:
+  """The flag's test: per-class change from A to B, paired by seed (module doc).
+
+  Args:
+    correct_a, correct_b: correct counts [..., K, C] (seeds on axis -2, the same seed
+      order for both); n: test examples per class, broadcast against [..., C].
+
+  Returns a dict of float arrays [..., C]: `delta` (mean change, a fraction), `lo`,
+  `hi` (the t interval; NaN for one seed), `p` (two-sided; NaN with fewer than
+  MIN_SEEDS seeds or n == 0), `sd` (of the per-seed changes), `floor`, `var` (the
+  variance used), `t`, and the int `seeds` K.
+  """
+  a = np.asarray(correct_a, dtype=float)
+  b = np.asarray(correct_b, dtype=float)
+  if a.shape != b.shape or a.ndim < 2:
+    raise ValueError(f"need [..., K, C] counts of the same shape, got {a.shape}, "
+                     f"{b.shape}")
+  k = a.shape[-2]
+  if k == 0:
+    raise ValueError("no paired seeds to compare")
+  n = np.broadcast_to(np.asarray(n, dtype=float), a.shape[:-2] + a.shape[-1:])
+  safe = np.maximum(n, 1)[..., None, :]
+  d = (b - a) / safe                                          # [..., K, C]
+  delta = d.mean(axis=-2)
+  # one seed's difference, each accuracy pooled over the K seeds and shrunk
+  floor = binomial_variance(a.sum(-2), n, k) + binomial_variance(b.sum(-2), n, k)
+  sd = d.std(axis=-2, ddof=1) if k > 1 else np.full(delta.shape, np.nan)
+  var = np.maximum(np.nan_to_num(sd ** 2, nan=0.0), floor)
+  se = np.sqrt(var / k)
+  tval = delta / se
+  missing = n <= 0
+  nan = np.full(delta.shape, np.nan)
+  if k > 1:
+    half = st.t.ppf(0.5 + confidence / 2, k - 1) * se
+    lo, hi = np.clip(delta - half, -1, 1), np.clip(delta + half, -1, 1)
+  else:
+    lo, hi = nan, nan
+  p = 2 * st.t.sf(np.abs(tval), k - 1) if k >= MIN_SEEDS else nan
+  out = {"delta": delta, "lo": lo, "hi": hi, "p": p, "sd": sd, "floor": floor,
+         "var": var, "t": tval}
+  out = {key: np.where(missing, np.nan, v) for key, v in out.items()}
+  out["seeds"] = k
+  return out
+
+
+def mcnemar_exact(lost, gained):
+  """Exact two-sided McNemar p-value from the discordant pairs (arrays broadcast).
+
+  lost: pairs A got right and B wrong; gained: the reverse. Under "these two runs are
+  exchangeable on this test set" lost ~ Binomial(lost + gained, 1/2); the two-sided p
+  of `scipy.stats.binomtest(lost, lost + gained, 0.5)` is, for p = 1/2 (a symmetric
+  distribution), min(1, 2 P(X <= min(lost, gained))): written so for arrays (tests
+  check it against binomtest). 1 where there is no discordant pair; NaN where NaN.
+  """
+  lost = np.asarray(lost, dtype=float)
+  gained = np.asarray(gained, dtype=float)
+  total = lost + gained
+  with np.errstate(invalid="ignore"):
+    p = np.minimum(1.0, 2 * st.binom.cdf(np.minimum(lost, gained), total, 0.5))
+  return np.where(total == 0, 1.0, p)
+
+
+def newcombe_paired(both, only_b, only_a, neither, confidence: float = CONFIDENCE):
+  """Newcombe's square-and-add interval for pb - pa from paired binary outcomes.
+
+  Newcombe (1998, Stat Med 17:2635), method 10, as in Fagerland, Lydersen & Laake's
+  "Statistical analysis of contingency tables" (ch. 8): the Wilson intervals of pa and
+  pb combined with the correlation term phi = (AD - BC - N/2) / sqrt(margins) when
+  AD - BC > N/2, 0 when 0 <= AD - BC <= N/2, (AD - BC) / sqrt(margins) when negative,
+  and 0 when a margin is empty. With only_b = only_a = 0 (identical runs) the
+  interval still has positive width. Arrays broadcast; returns (lo, hi), NaN where
+  the total is 0. `only_b`: examples B got right and A wrong.
+  """
+  n11, n12, n21, n22 = (np.asarray(x, dtype=float)
+                        for x in (both, only_b, only_a, neither))
+  total = n11 + n12 + n21 + n22
+  kb, ka = n11 + n12, n11 + n21                 # B right, A right
+  with np.errstate(invalid="ignore", divide="ignore"):
+    pb, pa = kb / total, ka / total
+    lb, ub = wilson_interval(kb, total, confidence)
+    la, ua = wilson_interval(ka, total, confidence)
+    margins = kb * (total - kb) * ka * (total - ka)
+    cross = n11 * n22 - n12 * n21
+    phi = np.where(cross > total / 2, cross - total / 2, np.where(cross >= 0, 0.0, cross))
+    phi = np.where(margins > 0, phi / np.sqrt(np.where(margins > 0, margins, 1)), 0.0)
+    delta = pb - pa
+    lo = delta - np.sqrt(np.maximum(
+        (pb - lb) ** 2 + (ua - pa) ** 2 - 2 * phi * (pb - lb) * (ua - pa), 0))
+    hi = delta + np.sqrt(np.maximum(
+        (ub - pb) ** 2 + (pa - la) ** 2 - 2 * phi * (ub - pb) * (pa - la), 0))
+  return np.where(total > 0, np.clip(lo, -1, 1), np.nan), \
+      np.where(total > 0, np.clip(hi, -1, 1), np.nan)
+
+
+def newcombe_unpaired(kb, ka, n, confidence: float = CONFIDENCE):
+  """Newcombe's hybrid score interval for pb - pa from counts alone (independent
+  samples: his 1998 Stat Med 17:873 method 10, the phi = 0 case of the paired one).
+  Used for one seed without stored predictions; with positively correlated errors on
+  the shared test examples it is conservative. Returns (lo, hi)."""
+  kb, ka, n = (np.asarray(x, dtype=float) for x in (kb, ka, n))
+  with np.errstate(invalid="ignore", divide="ignore"):
+    pb, pa = kb / n, ka / n
+    lb, ub = wilson_interval(kb, n, confidence)
+    la, ua = wilson_interval(ka, n, confidence)
+    lo = pb - pa - np.sqrt((pb - lb) ** 2 + (ua - pa) ** 2)
+    hi = pb - pa + np.sqrt((ub - pb) ** 2 + (pa - la) ** 2)
+  return np.where(n > 0, np.clip(lo, -1, 1), np.nan), \
+      np.where(n > 0, np.clip(hi, -1, 1), np.nan)
+
+
 def _adjust(pvalues, step):
-  """Applies `step(sorted p, m) -> adjusted sorted p` to the non-NaN entries."""
+  """Applies `step(sorted p [..., m], m) -> adjusted` along the last axis; NaN entries
+  are left out of each row's family and stay NaN."""
   p = np.asarray(pvalues, dtype=float)
+  if p.ndim == 0:
+    return _adjust(p[None], step)[0]
+  if p.ndim > 1:
+    flat = p.reshape(-1, p.shape[-1])
+    if not np.isnan(flat).any():  # the simulations' case: every row at once
+      order = np.argsort(flat, axis=-1, kind="stable")
+      adjusted = step(np.take_along_axis(flat, order, -1), flat.shape[-1])
+      out = np.empty_like(flat)
+      np.put_along_axis(out, order, adjusted, -1)
+      return out.reshape(p.shape)
+    return np.stack([_adjust(row, step) for row in flat]).reshape(p.shape)
   out = np.full(p.shape, np.nan)
   ok = ~np.isnan(p)
   m = int(ok.sum())
@@ -110,121 +241,100 @@ def holm(pvalues):
   """Holm step-down adjusted p-values (family-wise error), in the input order.
 
   Sorted ascending p_(1) <= ... <= p_(m): adj_(i) = max_{j <= i} min(1, (m-j+1) p_(j)).
-  NaN entries are left out of the family and stay NaN.
+  NaN entries are left out of the family and stay NaN. A 2-D input is one family per
+  row.
   """
   return _adjust(pvalues, lambda v, m: np.maximum.accumulate(
-      np.minimum(1.0, (m - np.arange(m)) * v)))
+      np.minimum(1.0, (m - np.arange(m)) * v), axis=-1))
 
 
 def benjamini_hochberg(pvalues):
   """Benjamini-Hochberg adjusted p-values (false discovery rate), input order.
 
   Sorted ascending: adj_(i) = min_{j >= i} min(1, m / j * p_(j)). NaN stays NaN.
+  (scipy.stats.false_discovery_control computes the same for 1-D input without NaN.)
   """
-  return _adjust(pvalues, lambda v, m: np.minimum.accumulate(
-      np.minimum(1.0, v * m / np.arange(1, m + 1))[::-1])[::-1])
+  def step(v, m):
+    raw = np.minimum(1.0, v * m / np.arange(1, m + 1))
+    return np.flip(np.minimum.accumulate(np.flip(raw, -1), axis=-1), -1)
+  return _adjust(pvalues, step)
 
 
 CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}
 
 
-def paired_bootstrap(correct_a, correct_b, n, *, reps: int = 10000, seed: int = 0,
-                     chunk: int = 1000):
-  """Change in per-class accuracy from A to B, paired by seed (see module doc).
+# ------------------------------------------------------------------------ power
 
-  Args:
-    correct_a, correct_b: int [K, C], correct counts per seed (same seed order).
-    n: int [C], test examples per class (classes with n == 0 give NaN).
-    reps: bootstrap replicates B; seed: the generator's seed (results reproduce).
 
-  Returns a dict of float [C] arrays: `delta` (observed mean change, as a
-  fraction), `lo`, `hi` (95% percentile interval) and `p` (two-sided).
+def t_test_power(effect, var, seeds, alpha: float):
+  """Power of the two-sided seed-paired t-test at level `alpha` (arrays broadcast):
+  P(|T| > t_crit) with T noncentral t, K - 1 df, noncentrality effect / sqrt(var / K)."""
+  k = np.asarray(seeds, dtype=float)
+  df = k - 1
+  crit = st.t.ppf(1 - alpha / 2, df)
+  se = np.sqrt(np.asarray(var, dtype=float) / k)
+  ncp = np.abs(np.asarray(effect, dtype=float)) / se
+  # the far tail P(T < -crit) is below alpha/2 and shrinks as ncp grows; scipy's nct.cdf
+  # returns NaN there for large ncp (checked on scipy 1.17), where it is ~0
+  return st.nct.sf(crit, df, ncp) + np.nan_to_num(st.nct.cdf(-crit, df, ncp), nan=0.0)
+
+
+def floor_at(acc_a, drop, n, seeds):
+  """The flag's floor when A has accuracy acc_a and B acc_a - drop (shrunk as the
+  test shrinks them, over K n pooled examples)."""
+  kn = np.asarray(seeds) * np.asarray(n, dtype=float)
+  return (binomial_variance(acc_a * kn, n, seeds)
+          + binomial_variance(np.clip(acc_a - drop, 0, 1) * kn, n, seeds))
+
+
+def detectable_drop(acc_a, n, seeds: int, seed_var, alpha: float, power: float = 0.8,
+                    step: float = 0.001):
+  """Smallest drop (a fraction) the flag detects with `power` at level `alpha`.
+
+  Per class (arrays broadcast): A's accuracy acc_a, n test examples, K = `seeds`, the
+  between-seed variance of the per-seed change `seed_var` (from the sweep) floored as
+  the test floors it at each candidate drop. NaN where no drop down to 0% reaches that
+  power, or with fewer than MIN_SEEDS seeds. Found on a grid of `step`.
   """
-  a = np.asarray(correct_a, dtype=np.int64)
-  b = np.asarray(correct_b, dtype=np.int64)
-  n = np.asarray(n, dtype=np.int64)
-  if a.ndim != 2 or a.shape != b.shape or a.shape[1] != n.shape[0]:
-    raise ValueError(f"need [K, C] counts and [C] totals, got {a.shape}, {b.shape}, "
-                     f"{n.shape}")
-  k, c = a.shape
-  if k == 0:
-    raise ValueError("no paired seeds to compare")
-  safe_n = np.maximum(n, 1)
-  pa, pb = a / safe_n, b / safe_n
-  delta = (pb - pa).mean(axis=0)
-  rng = np.random.default_rng(seed)
-  draws = []
-  for start in range(0, reps, chunk):
-    size = min(chunk, reps - start)
-    idx = rng.integers(0, k, size=(size, k))
-    star_a = rng.binomial(n, pa[idx])  # [size, K, C]
-    star_b = rng.binomial(n, pb[idx])
-    draws.append(((star_b - star_a) / safe_n).mean(axis=1))  # [size, C]
-  return _bootstrap_result(delta, np.concatenate(draws), n)
+  acc_a, n, seed_var = np.broadcast_arrays(*(np.asarray(x, dtype=float)
+                                             for x in (acc_a, n, seed_var)))
+  out = np.full(acc_a.shape, np.nan)
+  if seeds < MIN_SEEDS:
+    return out
+  drops = np.arange(step, 1 + step / 2, step)                 # [D]
+  a, nn, v = acc_a[..., None], n[..., None], seed_var[..., None]
+  var = np.maximum(np.nan_to_num(v), floor_at(a, drops, nn, seeds))
+  ok = (drops <= a + 1e-12) & (t_test_power(drops, var, seeds, alpha) >= power)
+  first = np.argmax(ok, axis=-1)
+  found = ok.any(axis=-1) & (nn[..., 0] > 0)
+  return np.where(found, drops[first], np.nan)
 
 
-def _bootstrap_result(delta, d, n):
-  """delta [C] and replicates d [B, C] -> delta, 95% percentile interval, p-value."""
-  reps = d.shape[0]
-  lo, hi = np.quantile(d, [0.025, 0.975], axis=0)
-  far = np.minimum((d <= 0).sum(axis=0), (d >= 0).sum(axis=0))
-  p = np.minimum(1.0, 2 * (far + 1) / (reps + 1))
-  sd = d.std(axis=0)
-  with np.errstate(divide="ignore", invalid="ignore"):
-    z = np.where(sd > 0, np.abs(delta) / np.where(sd > 0, sd, 1), np.inf)
-  z = np.where(delta == 0, 0.0, z)
-  normal = np.array([math.erfc(v / math.sqrt(2)) for v in z])  # 2 * Phi(-z)
-  p = np.where(far < TAIL_COUNT, normal, p)
-  missing = n <= 0
-  nan = np.nan
-  return {"delta": np.where(missing, nan, delta), "lo": np.where(missing, nan, lo),
-          "hi": np.where(missing, nan, hi), "p": np.where(missing, nan, p)}
+def can_reach(acc_a, n, seeds: int, alpha: float):
+  """Whether the flag could reach p < alpha at all: the largest possible drop (A's
+  accuracy to 0% in every seed, no seed-to-seed spread) against the floor."""
+  acc_a, n = np.broadcast_arrays(np.asarray(acc_a, float), np.asarray(n, float))
+  if seeds < MIN_SEEDS:
+    return np.zeros(acc_a.shape, bool)
+  var = floor_at(acc_a, acc_a, n, seeds)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    p = 2 * st.t.sf(acc_a / np.sqrt(var / seeds), seeds - 1)
+  return (n > 0) & (acc_a > 0) & (p < alpha)
 
 
-def paired_example_bootstrap(correct_a, correct_b, labels, num_classes: int, *,
-                             reps: int = 10000, seed: int = 0):
-  """Change in per-class accuracy from A to B, pairing seeds AND test examples.
-
-  Args:
-    correct_a, correct_b: bool [K, N], whether each paired run (same seed order) got
-      each test example right; labels: int [N], the examples' true classes.
-
-  One replicate draws K seeds with replacement and, independently, each class's n[c]
-  test examples with replacement (the same draws for A and B, so both the seed pairing
-  and the example pairing are kept: errors the two models share cancel); its change
-  for class c is the mean over drawn seeds and drawn examples of b - a. Interval and
-  p-value as in `paired_bootstrap`. Returns the same dict.
-  """
-  a = np.asarray(correct_a, dtype=np.float64)
-  b = np.asarray(correct_b, dtype=np.float64)
-  labels = np.asarray(labels, dtype=np.int64)
-  if a.ndim != 2 or a.shape != b.shape or a.shape[1] != labels.shape[0]:
-    raise ValueError(f"need [K, N] correctness and [N] labels, got {a.shape}, "
-                     f"{b.shape}, {labels.shape}")
-  k, total = a.shape
-  if k == 0:
-    raise ValueError("no paired seeds to compare")
-  n = np.bincount(labels, minlength=num_classes)
-  safe_n = np.maximum(n, 1)
-  diff = b - a                                               # [K, N] in {-1, 0, 1}
-  onehot = np.zeros((total, num_classes))
-  onehot[np.arange(total), labels] = 1.0
-  delta = (diff @ onehot).mean(axis=0) / safe_n
-  members = [np.flatnonzero(labels == c) for c in range(num_classes)]
-  rng = np.random.default_rng(seed)
-  chunk = max(1, min(1000, 4_000_000 // max(total, 1)))     # [chunk, N] floats in memory
-  draws = []
-  for start in range(0, reps, chunk):
-    size = min(chunk, reps - start)
-    seeds = rng.multinomial(k, np.full(k, 1.0 / k), size=size)        # [size, K]
-    weights = np.zeros((size, total))                                   # [size, N]
-    for idx in members:
-      if len(idx):
-        weights[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1.0 / len(idx)),
-                                          size=size)
-    per_example = (seeds @ diff) * weights                 # summed over drawn seeds
-    draws.append((per_example @ onehot) / (k * safe_n))
-  return _bootstrap_result(delta, np.concatenate(draws), n)
+def seeds_needed(drop, acc_a, n, seed_var, alpha: float, power: float = 0.8,
+                 max_seeds: int = 200):
+  """Smallest K >= MIN_SEEDS at which the flag detects `drop` with `power` (arrays
+  broadcast); 0 where even max_seeds is not enough."""
+  drop, acc_a, n, seed_var = np.broadcast_arrays(
+      *(np.asarray(x, dtype=float) for x in (drop, acc_a, n, seed_var)))
+  ks = np.arange(MIN_SEEDS, max_seeds + 1)
+  shape = drop.shape + (1,)
+  var = np.maximum(seed_var.reshape(shape), floor_at(acc_a.reshape(shape),
+                                                      drop.reshape(shape),
+                                                      n.reshape(shape), ks))
+  ok = t_test_power(drop.reshape(shape), var, ks, alpha) >= power
+  return np.where(ok.any(-1), ks[np.argmax(ok, -1)], 0)
 
 
 def binomial_bootstrap(correct, n, statistic, *, reps: int = 2000, seed: int = 0):

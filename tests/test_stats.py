@@ -1,0 +1,225 @@
+"""jaxreg.stats against scipy and hand-computed values."""
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from jaxreg import stats
+
+# ------------------------------------------------------------------ intervals
+
+
+def test_wilson_interval_hand_values_and_scipy():
+  # z = 1.959964: z^2/n = 0.384146 for n = 10; center (k + z^2/2) / (n + z^2)
+  lo, hi = stats.wilson_interval([0, 5, 9, 10], 10)
+  np.testing.assert_allclose(lo, [0.0, 0.236593, 0.595846, 0.722467], atol=1e-5)
+  np.testing.assert_allclose(hi, [0.277533, 0.763407, 0.982124, 1.0], atol=1e-5)
+  lo, hi = stats.wilson_interval(0, 0)
+  assert np.isnan(lo) and np.isnan(hi)
+  for k, n in [(0, 400), (3, 7), (199, 200), (400, 400), (1, 2)]:
+    ci = st.binomtest(k, n).proportion_ci(0.95, method="wilson")
+    lo, hi = stats.wilson_interval(k, n)
+    assert (float(lo), float(hi)) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
+def test_wilson_bounds_hold_the_estimate_exactly():
+  # rounding gave 8.7e-19 > 0 for 0 of 400: a negative error bar for matplotlib
+  k = np.arange(401)
+  lo, hi = stats.wilson_interval(k, 400)
+  p = k / 400
+  assert (lo <= p).all() and (p <= hi).all() and (lo < hi).all()
+  assert lo[0] == 0.0 and hi[-1] == 1.0
+
+
+def test_t_interval_takes_scipy_quantiles_and_a_variance_floor():
+  # [1, 2, 3]: mean 2, sd 1, half-width t(0.975, 2) / sqrt(3) = 4.302653 / sqrt(3)
+  m, lo, hi = stats.t_interval([1.0, 2.0, 3.0])
+  assert (m, lo, hi) == pytest.approx((2.0, -0.484138, 4.484138), abs=1e-6)
+  m, lo, hi = stats.t_interval(np.array([[0.5, 0.2], [0.7, 0.2]]), axis=0)
+  np.testing.assert_allclose(hi - m, [12.706204736 * 0.1, 0.0], atol=1e-9)
+  # identical values: the floor keeps the width positive
+  m, lo, hi = stats.t_interval(np.full((5, 1), 1.0), floor=np.array([0.01]))
+  np.testing.assert_allclose(hi - m, st.t.ppf(0.975, 4) * np.sqrt(0.01 / 5))
+  m, lo, hi = stats.t_interval([0.3])
+  assert m == 0.3 and np.isnan(lo) and np.isnan(hi)
+
+
+# ------------------------------------------------------------------- the flag
+
+
+def test_seed_paired_test_is_scipys_paired_t_test_above_the_floor():
+  rng = np.random.default_rng(0)
+  n = np.array([200, 150, 90])
+  a = rng.integers(100, 140, (6, 3))
+  b = a + rng.integers(-30, 10, (6, 3))
+  r = stats.seed_paired_test(a, b, n)
+  d = (b - a) / n
+  assert (r["sd"] ** 2 > r["floor"]).all()  # wide seed spread: the floor is inactive
+  ref = st.ttest_1samp(d, 0.0)
+  np.testing.assert_allclose(r["p"], ref.pvalue, rtol=1e-10)
+  np.testing.assert_allclose(r["delta"], d.mean(0))
+  ci = ref.confidence_interval(0.95)
+  np.testing.assert_allclose(r["lo"], ci.low, rtol=1e-10)
+  np.testing.assert_allclose(r["hi"], ci.high, rtol=1e-10)
+  assert r["seeds"] == 6
+
+
+def test_seed_paired_test_floor_when_seeds_agree():
+  # every seed: 200 -> 140 of 200. s_d = 0; the floor is pa(1-pa)/n + pb(1-pb)/n with
+  # pa = (1000 + 1/2) / 1001, pb = (700 + 1/2) / 1001
+  r = stats.seed_paired_test(np.full((5, 1), 200), np.full((5, 1), 140), [200])
+  pa, pb = 1000.5 / 1001, 700.5 / 1001
+  floor = (pa * (1 - pa) + pb * (1 - pb)) / 200
+  assert float(r["floor"][0]) == pytest.approx(floor)
+  t = -0.3 / np.sqrt(floor / 5)
+  assert float(r["p"][0]) == pytest.approx(2 * st.t.sf(abs(t), 4))
+  assert 0 < float(r["p"][0]) < 1e-3
+  # no change at all in any seed: p = 1 and an interval of positive width around 0
+  r = stats.seed_paired_test(np.full((4, 1), 9), np.full((4, 1), 9), [9])
+  assert float(r["p"][0]) == 1.0 and float(r["lo"][0]) < 0 < float(r["hi"][0])
+
+
+def test_seed_paired_test_interval_excludes_0_exactly_when_p_below_005():
+  rng = np.random.default_rng(1)
+  a = rng.integers(0, 51, (4, 400))
+  b = np.clip(a + rng.integers(-12, 8, (4, 400)), 0, 50)
+  r = stats.seed_paired_test(a, b, 50)
+  excludes = (r["hi"] < 0) | (r["lo"] > 0)
+  assert ((r["p"] < 0.05) == excludes).all()
+  assert 0 < excludes.sum() < 400
+
+
+def test_seed_paired_test_needs_three_seeds_for_a_p_value():
+  for k in (1, 2):
+    r = stats.seed_paired_test(np.full((k, 2), 10), np.full((k, 2), 3), [10, 10])
+    assert np.isnan(r["p"]).all()
+    assert np.isnan(r["lo"]).all() == (k == 1)
+  r = stats.seed_paired_test([[1, 0]], [[0, 0]], [2, 0])  # a class with no examples
+  assert np.isnan(r["delta"][1]) and not np.isnan(r["delta"][0])
+  with pytest.raises(ValueError, match="same shape"):
+    stats.seed_paired_test(np.zeros((3, 2)), np.zeros((3, 3)), [1, 1])
+
+
+def test_mcnemar_exact_is_scipys_binomtest():
+  lost, gained = np.meshgrid(np.arange(0, 25), np.arange(0, 25), indexing="ij")
+  ours = stats.mcnemar_exact(lost, gained)
+  for (i, j), p in np.ndenumerate(ours):
+    expected = 1.0 if i + j == 0 else st.binomtest(i, i + j, 0.5).pvalue
+    assert p == pytest.approx(expected, rel=1e-12), (i, j)
+  assert stats.mcnemar_exact(2, 0) == 0.5 and stats.mcnemar_exact(3, 0) == 0.25
+
+
+# ------------------------------------------------------------ Newcombe intervals
+
+
+def _newcombe_by_hand(n11, n12, n21, n22):
+  """The Fagerland-Lydersen-Laake recipe for pb - pa with scipy's Wilson intervals."""
+  n = n11 + n12 + n21 + n22
+  kb, ka = n11 + n12, n11 + n21
+  cb = st.binomtest(kb, n).proportion_ci(method="wilson")
+  ca = st.binomtest(ka, n).proportion_ci(method="wilson")
+  pb, pa = kb / n, ka / n
+  a = n11 * n22 - n12 * n21
+  margins = kb * (n - kb) * ka * (n - ka)
+  phi = 0.0 if margins == 0 else (a - n / 2 if a > n / 2 else 0 if a >= 0 else a) / \
+      np.sqrt(margins)
+  lo = pb - pa - np.sqrt((pb - cb.low) ** 2 + (ca.high - pa) ** 2
+                         - 2 * phi * (pb - cb.low) * (ca.high - pa))
+  hi = pb - pa + np.sqrt((cb.high - pb) ** 2 + (pa - ca.low) ** 2
+                         - 2 * phi * (cb.high - pb) * (pa - ca.low))
+  return lo, hi
+
+
+@pytest.mark.parametrize("table", [(59, 6, 16, 80), (1, 1, 7, 12), (5, 0, 0, 5),
+                                   (9, 0, 0, 0), (0, 3, 0, 6), (20, 2, 9, 1)])
+def test_newcombe_paired_hand_values(table):
+  lo, hi = stats.newcombe_paired(*table)
+  assert (float(lo), float(hi)) == pytest.approx(_newcombe_by_hand(*table), abs=1e-12)
+  d = (table[1] - table[2]) / sum(table)
+  assert lo <= d <= hi and lo < hi  # never zero width, also for identical runs
+
+
+def test_newcombe_unpaired_is_the_paired_one_without_correlation():
+  # with empty margins phi = 0, and both reduce to Newcombe's hybrid score interval
+  lo, hi = stats.newcombe_unpaired(0, 9, 9)
+  plo, phi_ = stats.newcombe_paired(0, 0, 9, 0)
+  assert (float(lo), float(hi)) == pytest.approx((float(plo), float(phi_)))
+  lo, hi = stats.newcombe_unpaired([30, 7], [40, 7], [50, 9])
+  assert (lo < [-0.2, 0]).all() and (hi > [-0.2, 0]).all()
+
+
+def test_newcombe_paired_covers_the_truth():
+  # paired runs on n examples: B's errors follow A's through a shared latent draw
+  rng = np.random.default_rng(0)
+  for n, pa, pb in [(30, 0.8, 0.7), (9, 0.9, 0.9), (100, 0.5, 0.45), (50, 0.97, 0.9)]:
+    sims = 4000
+    u = rng.random((sims, n))
+    noise = rng.random((sims, n))
+    a = u < pa
+    b = np.where(noise < 0.7, u < pb, rng.random((sims, n)) < pb)  # correlated
+    n11, n12 = (a & b).sum(1), (b & ~a).sum(1)
+    n21, n22 = (a & ~b).sum(1), (~a & ~b).sum(1)
+    lo, hi = stats.newcombe_paired(n11, n12, n21, n22)
+    cover = ((lo <= pb - pa) & (pb - pa <= hi)).mean()
+    assert cover >= 0.93, (n, pa, pb, cover)
+
+
+# ------------------------------------------------------- corrections and power
+
+
+def test_holm_and_benjamini_hochberg_hand_values():
+  p = [0.01, 0.04, 0.03, 0.005]
+  # Holm: sorted 0.005 0.01 0.03 0.04 -> x4 x3 x2 x1 = .02 .03 .06 .04 -> cummax
+  np.testing.assert_allclose(stats.holm(p), [0.03, 0.06, 0.06, 0.02])
+  # BH: x4/1 x4/2 x4/3 x4/4 = .02 .02 .04 .04 -> reverse cummin
+  np.testing.assert_allclose(stats.benjamini_hochberg(p), [0.02, 0.04, 0.04, 0.02])
+  p = [0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205]
+  np.testing.assert_allclose(stats.holm(p), [0.008, 0.056] + [0.234] * 6)
+  np.testing.assert_allclose(
+      stats.benjamini_hochberg(p),
+      [0.008, 0.032, 0.0672, 0.0672, 0.0672, 0.08, 0.074 * 8 / 7, 0.205])
+  np.testing.assert_allclose(stats.benjamini_hochberg(p), st.false_discovery_control(p))
+  # NaN (a class absent from the test set) is not part of the family
+  np.testing.assert_allclose(stats.holm([0.01, np.nan, 0.04]), [0.02, np.nan, 0.04])
+  np.testing.assert_allclose(stats.holm([0.6, 0.9]), [1.0, 1.0])
+
+
+def test_corrections_of_rows_are_one_family_per_row():
+  rng = np.random.default_rng(0)
+  p = rng.random((50, 7)) ** 3
+  for fn in (stats.holm, stats.benjamini_hochberg):
+    np.testing.assert_allclose(fn(p), np.stack([fn(row) for row in p]))
+  p[3, 2] = np.nan  # rows with NaN take the row-by-row path
+  np.testing.assert_allclose(stats.holm(p)[3], stats.holm(p[3]))
+
+
+def test_detectable_drop_has_the_power_it_claims():
+  acc, n, var, k, level = np.array([1.0, 0.9, 0.6]), np.array([200, 50, 9]), \
+      np.array([0.0, 0.002, 0.01]), 5, 0.05 / 8
+  drop = stats.detectable_drop(acc, n, k, var, level)
+  for c in range(3):
+    if np.isnan(drop[c]):
+      continue
+    def power(d, c=c):
+      return stats.t_test_power(d, max(var[c], stats.floor_at(acc[c], d, n[c], k)), k,
+                                level)
+    assert power(drop[c]) >= 0.8 > power(drop[c] - 0.001)
+  assert np.isnan(stats.detectable_drop(1.0, 200, 2, 0.0, 0.05))   # two seeds: none
+  # reaching significance at all: 2 examples and 3 seeds cannot, 9 and 3 can
+  np.testing.assert_array_equal(
+      stats.can_reach([1.0, 1.0, 0.0], [2, 9, 200], 3, 0.05 / 8), [False, True, False])
+
+
+def test_seeds_needed_grows_as_the_effect_shrinks():
+  need = stats.seeds_needed([0.05, 0.1, 0.3], 0.9, 200, 0.03 ** 2, 0.05 / 8)
+  assert need[0] > need[1] > need[2] >= 3
+  k = int(need[1])
+  var = lambda kk: max(0.03 ** 2, stats.floor_at(0.9, 0.1, 200, kk))
+  assert stats.t_test_power(0.1, var(k), k, 0.05 / 8) >= 0.8
+  assert stats.t_test_power(0.1, var(k - 1), k - 1, 0.05 / 8) < 0.8
+  assert stats.seeds_needed(0.01, 0.9, 9, 0.2, 0.001, max_seeds=20) == 0
+
+
+def test_binomial_bootstrap_interval():
+  lo, hi = stats.binomial_bootstrap([50, 90], [100, 100], lambda x: x.mean(axis=1))
+  assert lo < 0.70 < hi and hi - lo < 0.15
