@@ -30,6 +30,7 @@ Other commands:
                     (paired in order) as if they were two settings: a null sweep, where
                     every flag is a false positive.
   --plan            how many seeds a sweep needs (see `plan_lines`).
+  calibrate         simulated null sweeps and real effects (jaxreg/calibration.py).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import io
 import itertools
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -1635,6 +1637,8 @@ def _define_flags():
                        "baseline (the family is classes x values; default: the "
                        "pilot's, else 1).")
   flags.DEFINE_float("power", 0.8, "--plan: the power to reach.")
+  flags.DEFINE_integer("sweeps", 1000, "calibrate: simulated sweeps per cell.")
+  flags.DEFINE_bool("quick", False, "calibrate: a small grid (seconds).")
 
 
 def _plan_input(FLAGS, fix) -> PlanInput:
@@ -1687,8 +1691,15 @@ def main(argv):
   from absl import flags
   from jaxreg import cli
   FLAGS = flags.FLAGS
+  if argv[1:] == ["calibrate"]:
+    from jaxreg import calibration
+    if FLAGS.sweeps < 10:
+      cli.fail(f"--sweeps={FLAGS.sweeps}: use at least 10 simulated sweeps per cell")
+    ok = calibration.main(FLAGS.sweeps, FLAGS.bootstrap_seed, FLAGS.quick)
+    sys.exit(0 if ok else 1)
   if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    cli.fail(f"unexpected arguments: {' '.join(argv[1:])} (the only command is "
+             "`calibrate`)")
   try:
     if FLAGS.plan:
       if FLAGS.effect is None or not 0 < FLAGS.effect <= 100:

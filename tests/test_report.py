@@ -585,3 +585,14 @@ def test_plan_says_how_many_seeds(tmp_path, made_up):
     proc = plan(*args)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert message in proc.stderr
+
+
+def test_calibrate_command_meets_the_targets_on_a_small_grid():
+  proc = subprocess.run([sys.executable, "-m", "jaxreg.report", "calibrate", "--quick",
+                         "--sweeps=300"], cwd=ROOT, env=python_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert "All targets met." in proc.stdout and "| seeds K | n |" in proc.stdout
+  proc = subprocess.run([sys.executable, "-m", "jaxreg.report", "calibrat"], cwd=ROOT,
+                        env=python_env(), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and "the only command is `calibrate`" in proc.stderr
