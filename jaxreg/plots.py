@@ -12,21 +12,28 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+MARKERS = "osD^vP*Xph<>"
+
+
 def per_class_curves(records: list[dict], out: Path) -> Path:
-  """Validation accuracy per class over training, beside the mean and the worst."""
+  """Validation accuracy per class over training (x in epochs), beside the mean and
+  the worst; a marker per class keeps overlapping lines (e.g. all at 100%) visible."""
   val = [r for r in records if r.get("split") == "val"]
-  steps = [r["step"] for r in val]
+  by_epoch = all("epoch" in r for r in val)
+  xs = [r["epoch"] if by_epoch else r["step"] for r in val]
   names = val[0]["class_names"]
   per_class = np.array([[np.nan if a is None else a for a in r["per_class_accuracy"]]
                         for r in val])
   fig, ax = plt.subplots(figsize=(8, 5))
   colors = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(names), 2)))
+  every = max(1, len(xs) // 12)
   for i, name in enumerate(names):
-    ax.plot(steps, per_class[:, i], color=colors[i], lw=1.2, alpha=0.85, label=name)
-  ax.plot(steps, [r["accuracy"] for r in val], "k-", lw=2.5, label="accuracy")
-  ax.plot(steps, [r["worst_class_accuracy"] for r in val], "k:", lw=2,
+    ax.plot(xs, per_class[:, i], color=colors[i], lw=1.2, alpha=0.85, label=name,
+            marker=MARKERS[i % len(MARKERS)], ms=4, markevery=(i % every, every))
+  ax.plot(xs, [r["accuracy"] for r in val], "k-", lw=2.5, label="accuracy")
+  ax.plot(xs, [r["worst_class_accuracy"] for r in val], "k:", lw=2,
           label="worst class")
-  ax.set_xlabel("step")
+  ax.set_xlabel("epoch" if by_epoch else "step")
   ax.set_ylabel("validation accuracy")
   ax.set_ylim(-0.02, 1.02)
   ax.grid(alpha=0.3)

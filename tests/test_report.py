@@ -596,3 +596,18 @@ def test_calibrate_command_meets_the_targets_on_a_small_grid():
   proc = subprocess.run([sys.executable, "-m", "jaxreg.report", "calibrat"], cwd=ROOT,
                         env=python_env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2 and "the only command is `calibrate`" in proc.stderr
+
+
+def test_training_curves_are_drawn_against_epochs_with_markers(tmp_path, monkeypatch):
+  from jaxreg import plots
+  figures = []
+  monkeypatch.setattr(plots.plt, "close", figures.append)
+  records = [{"split": "val", "step": 50 * e, "epoch": e, "accuracy": 0.9,
+              "worst_class_accuracy": 0.8, "class_names": ["a", "b"],
+              "per_class_accuracy": [1.0, 1.0]} for e in range(1, 4)]
+  plots.per_class_curves(records, tmp_path / "curves.png")
+  ax = figures[0].axes[0]
+  assert ax.get_xlabel() == "epoch"
+  lines = {l.get_label(): l for l in ax.get_lines()}
+  assert list(lines["a"].get_xdata()) == [1, 2, 3]
+  assert lines["a"].get_marker() != lines["b"].get_marker()  # both visible at 100%
