@@ -972,7 +972,7 @@ def _ci(m, lo, hi) -> str:
 
 
 def _where(a: Analysis, value) -> str:
-  return f"{a.key}={fmt(value)}"
+  return fmt(value) if a.null_split else f"{a.key}={fmt(value)}"
 
 
 def section_accuracy(a: Analysis, rd: Path, lines: list[str]) -> None:
@@ -1100,7 +1100,7 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
             + ". " + _pairing_sentence(a, values)
             + " Every p-value is in report/per_class_change.csv.", "",
             md_table(["class", *[fmt(v) for v in values]], rows), ""]
-  lines += evidence_table(a, a.target)
+  lines += evidence_tables(a, values)
   sentences = []
   for v in values:
     ch = a.change[v]
@@ -1129,37 +1129,42 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
                  if np.isfinite(ch["p_mcnemar"][c]) else "") + ").", ""]
 
 
-def evidence_table(a: Analysis, value) -> list[str]:
-  """Per class at one value: the flag beside the exact per-run evidence and the
-  smallest drop the sweep could have detected."""
-  ch = a.change[value]
-  rows = []
-  for c, name in enumerate(a.names):
-    lost, gained = ch["lost"][c], ch["gained"][c]
-    md = ch["min_detectable"][c]
-    rows.append([label(name, a.n[c]), signed(ch["delta"][c]), pval(ch["p_adj"][c]),
-                 pval(ch["p_mcnemar"][c]),
-                 "-" if not np.isfinite(lost) else f"{int(lost)} / {int(gained)}",
-                 pct(ch["sd"][c]), pct(md) if np.isfinite(md) else "-",
-                 "" if ch["testable"][c] else TOO_FEW])
-  k = ch["paired"]
-  level = a.alpha / max(a.family, 1)
-  return [f"At {_where(a, value)}: the flag's adjusted p beside the evidence on these "
-          "runs. `McNemar p` is the exact two-sided McNemar test on the "
-          f"(seed, example) pairs of the {k} paired run(s), pooled over seeds and "
-          "unadjusted: it says that these runs differ on this test set, not that the "
-          "setting changes the class (it treats the runs as fixed, so run-to-run "
-          "variation alone makes it small; never read it as the flag). `lost / "
-          "gained`: test examples the baseline got right and this value wrong / the "
-          "reverse, summed over seeds. `seed sd`: the standard deviation over seeds "
-          "of the per-seed change (points). `detectable`: the smallest drop (points) "
-          "the flag would detect with 80% power at this seed sd, "
-          + (f"{k} seeds and alpha {a.alpha}/{a.family} = {level:.2g} (Bonferroni, "
-             f"{a.correction_name}'s first step)" if a.family else
-             f"which needs {stats.MIN_SEEDS} or more seeds") + f"; \"{TOO_FEW}\": even "
-          "a fall to 0% in every seed could not be flagged.", "",
-          md_table(["class", "change", "adj. p", "McNemar p", "lost / gained",
-                    "seed sd", "detectable", ""], rows, "lrrrrrrl"), ""]
+def evidence_tables(a: Analysis, values) -> list[str]:
+  """Per class at each compared value: the flag beside the exact per-run evidence and
+  the smallest drop the sweep could have detected."""
+  shown = a.most_changed(MAX_ROWS)
+  out = ["The flag's adjusted p beside the evidence on these runs. `McNemar p` is the "
+         "exact two-sided McNemar test on the (seed, example) pairs of the paired runs, "
+         "pooled over seeds and unadjusted: it says that these runs differ on this test "
+         "set, not that the setting changes the class (it treats the runs as fixed, so "
+         "run-to-run variation alone makes it small; never read it as the flag). "
+         "`lost / gained`: test examples the baseline got right and this value wrong / "
+         "the reverse, summed over seeds. `seed sd`: the standard deviation over seeds of "
+         "the per-seed change (points). `detectable`: the smallest drop (points) the "
+         "flag would detect with 80% power at this seed sd and number of seeds, "
+         + (f"at alpha {a.alpha}/{a.family} = {a.alpha / a.family:.2g} (Bonferroni, "
+            f"{a.correction_name}'s first step)" if a.family else
+            f"which needs {stats.MIN_SEEDS} or more seeds")
+         + " (`-`: no drop, down to 0%, reaches that power)"
+         + f"; \"{TOO_FEW}\": even a fall to 0% in every seed could not be flagged"
+         + ("" if len(shown) == len(a.names) else
+            f". The {len(shown)} classes that move most (all: per_class_change.csv)")
+         + ".", ""]
+  for value in values:
+    ch = a.change[value]
+    rows = []
+    for c in shown:
+      lost, gained = ch["lost"][c], ch["gained"][c]
+      md = ch["min_detectable"][c]
+      rows.append([label(a.names[c], a.n[c]), signed(ch["delta"][c]), pval(ch["p_adj"][c]),
+                   pval(ch["p_mcnemar"][c]),
+                   "-" if not np.isfinite(lost) else f"{int(lost)} / {int(gained)}",
+                   pct(ch["sd"][c]), pct(md) if np.isfinite(md) else "-",
+                   "" if ch["testable"][c] else TOO_FEW])
+    out += [f"At {_where(a, value)} ({ch['paired']} paired seeds):", "",
+            md_table(["class", "change", "adj. p", "McNemar p", "lost / gained",
+                      "seed sd", "detectable", ""], rows, "lrrrrrrl"), ""]
+  return out
 
 
 def _pairing_sentence(a: Analysis, values) -> str:

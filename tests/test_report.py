@@ -506,6 +506,8 @@ def test_methods_and_captions_name_the_test_the_family_and_unadjusted_intervals(
   assert "adjusted with Holm over the family of 9 tests" in text
   assert "95% interval, unadjusted for multiple comparisons (t over 5 seeds)" in text
   assert "95% CI (unadjusted)" in text
+  for v in ("0.0001", "0.001", "0.01"):  # the per-run evidence at every compared value
+    assert f"At reg.weight_decay={v} (5 paired seeds):" in text
   assert "(95% CI -100.0 to -68.8, unadjusted; Holm-adjusted p = 0.0018 over 9 tests" \
       in text or "unadjusted; Holm-adjusted p" in text
   rows = list(csv.DictReader(open(made_up / "report" / "per_class_change.csv")))
@@ -553,6 +555,7 @@ def test_null_split_compares_two_halves_of_the_seeds(tmp_path):
   text = (root / "report.md").read_text()
   assert ("seeds 0-4 against seeds 5-9 of one setting, seed paired with seed in order "
           "(0 with 5, 1 with 6, 2 with 7, 3 with 8, 4 with 9)") in text
+  assert "At seeds 5-9 (5 paired seeds):" in text and "seeds=seeds" not in text
   rows = list(csv.DictReader(open(root / "report" / "per_class_change.csv")))
   assert {r["value"] for r in rows} == {"seeds 5-9"}
   assert {r["paired_seeds"] for r in rows} == {"5"}
