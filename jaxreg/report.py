@@ -1277,9 +1277,12 @@ def section_choice(a: Analysis, rd: Path, lines: list[str]) -> None:
         f", significant after {a.correction_name}."
   else:
     c = int(np.nanargmin(ch["delta"]))
-    text += (f" No class drops significantly; the largest cost is "
-             f"{label(a.names[c], a.n[c])} at {signed(ch['delta'][c])} points (95% CI "
-             f"{signed(ch['lo'][c])} to {signed(ch['hi'][c])}).")
+    if ch["delta"][c] < 0:
+      text += (f" No class drops significantly; the largest cost is "
+               f"{label(a.names[c], a.n[c])} at {signed(ch['delta'][c])} points (95% CI "
+               f"{signed(ch['lo'][c])} to {signed(ch['hi'][c])}, unadjusted).")
+    else:
+      text += " No class loses accuracy on average over the paired seeds."
   lines += [text, ""]
 
 

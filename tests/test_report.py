@@ -614,3 +614,13 @@ def test_training_curves_are_drawn_against_epochs_with_markers(tmp_path, monkeyp
   lines = {l.get_label(): l for l in ax.get_lines()}
   assert list(lines["a"].get_xdata()) == [1, 2, 3]
   assert lines["a"].get_marker() != lines["b"].get_marker()  # both visible at 100%
+
+
+def test_choice_that_costs_no_class_says_so(tmp_path):
+  # the old text called the smallest rise "the largest cost" ("freq_a at +0.3 points")
+  root = counts_sweep(tmp_path / "s", [100, 100, 100, 100],
+                      lambda v, s: [90, 80, 70, 60] if v else [88, 80, 69, 60])
+  change_rows(root)
+  text = (root / "report.md").read_text()
+  assert "No class loses accuracy on average over the paired seeds." in text
+  assert "the largest cost is" not in text
