@@ -1605,13 +1605,13 @@ def plan_lines(p: PlanInput, effect: float, alpha: float = 0.05,
   for c, name in enumerate(p.names):
     at = [stats.t_test_power(effect, max(p.seed_sd[c] ** 2, float(stats.floor_at(
         p.accuracy[c], effect, p.n[c], k))), k, level) for k in (3, 5, 10)]
-    rows.append([label(name, p.n[c]), pct(p.accuracy[c]), pct(p.seed_sd[c]),
+    rows.append([name, int(p.n[c]), pct(p.accuracy[c]), pct(p.seed_sd[c]),
                  "more than 200" if need[c] == 0 or effect > p.accuracy[c] + 1e-12
                  else str(int(need[c])), *[f"{float(x):.2f}" for x in at]])
   return [f"Seeds needed to flag a drop of {100 * effect:g} points with power {power} "
           f"at alpha {alpha} / {family} tests ({int((p.n > 0).sum())} classes x "
           f"{p.values} value(s)); {p.source}.", "",
-          md_table(["class", "accuracy (%)", "seed sd (points)", "seeds needed",
+          md_table(["class", "n", "accuracy (%)", "seed sd (points)", "seeds needed",
                     "power at 3", "at 5", "at 10"], rows), ""]
 
 

@@ -574,13 +574,13 @@ def test_plan_says_how_many_seeds(tmp_path, made_up):
   proc = plan("--class_sizes=9,200", "--effect=20", "--seed_sd=5", "--accuracy=90")
   assert proc.returncode == 0, proc.stderr
   rows = [l for l in proc.stdout.splitlines() if l.startswith("| class ")][1:]
-  need = {r.split("|")[1].strip(): r.split("|")[4].strip() for r in rows}
+  need = {r.split("|")[1].strip(): r.split("|")[5].strip() for r in rows}
   expected = stats.seeds_needed(0.2, 0.9, np.array([9, 200]), 0.05 ** 2, 0.05 / 2)
-  assert need == {"class 0 (n=9)": str(expected[0]), "class 1": str(expected[1])}
+  assert need == {"class 0": str(expected[0]), "class 1": str(expected[1])}
   assert 3 <= expected[1] < expected[0]  # the small class needs more seeds
   proc = plan(f"--workdir={made_up}", "--effect=10")
   assert proc.returncode == 0, proc.stderr
-  assert "pilot" in proc.stdout and "ABBR (n=9)" in proc.stdout
+  assert "pilot" in proc.stdout and "| ABBR | 9 |" in proc.stdout
   for args, message in [(("--effect=10",), "--plan needs a pilot sweep"),
                         (("--class_sizes=9,x", "--effect=10", "--seed_sd=1"),
                          "--class_sizes=9,x: give integers"),
