@@ -348,6 +348,11 @@ class Analysis:
   null_split: str = ""       # set for --null_split: which seeds face which
 
   @property
+  def unit(self) -> str:
+    """What the replicates are called: seeds, or runs when folds or splits pair too."""
+    return "seeds" if self.sweep.replicate_keys in (["seed"], []) else "runs"
+
+  @property
   def fewest_seeds(self) -> int:
     """The fewest paired seeds of any compared value (0: nothing compared)."""
     return min((ch["paired"] for ch in self.change.values()), default=0)
@@ -568,7 +573,7 @@ def compute(a: Analysis) -> None:
     correct = lv.correct
     if k >= 2:
       a.acc[lv.value] = _interval(acc, stats.binomial_variance(correct.sum(0), n, k))
-      a.acc_method[lv.value] = f"t over {k} seeds, binomial floor"
+      a.acc_method[lv.value] = f"t over {k} {a.unit}, binomial floor"
     else:
       lo, hi = stats.wilson_interval(correct[0], n)
       a.acc[lv.value] = (acc[0], lo, hi)
@@ -636,7 +641,7 @@ def compute(a: Analysis) -> None:
         res["lo"], res["hi"] = stats.newcombe_unpaired(cb[0], ca[0], n)
         res["interval"] = "Newcombe, counts (1 seed)"
     else:
-      res["interval"] = f"t over {k} seeds"
+      res["interval"] = f"t over {k} {a.unit}"
     a.change[lv.value] = res
 
   # The family: every class x every compared value with a p-value (K >= MIN_SEEDS).
@@ -1111,7 +1116,7 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
             f"At {_where(a, v)}, class {label(a.names[c], a.n[c])} {word} "
             f"{abs(100 * ch['delta'][c]):.1f} points (95% CI {signed(ch['lo'][c])} "
             f"to {signed(ch['hi'][c])}, unadjusted; {a.correction_name}-adjusted p "
-            f"{p_is(ch['p_adj'][c])} over {a.family} tests, {ch['paired']} seeds), "
+            f"{p_is(ch['p_adj'][c])} over {a.family} tests, {ch['paired']} {a.unit}), "
             f"significant after {a.correction_name}.")
   if sentences:
     lines += ["\n".join(f"- {s}" for s in sentences), ""]
@@ -1161,7 +1166,7 @@ def evidence_tables(a: Analysis, values) -> list[str]:
                    "-" if not np.isfinite(lost) else f"{int(lost)} / {int(gained)}",
                    pct(ch["sd"][c]), pct(md) if np.isfinite(md) else "-",
                    "" if ch["testable"][c] else TOO_FEW])
-    out += [f"At {_where(a, value)} ({ch['paired']} paired seeds):", "",
+    out += [f"At {_where(a, value)} ({ch['paired']} paired {a.unit}):", "",
             md_table(["class", "change", "adj. p", "McNemar p", "lost / gained",
                       "seed sd", "detectable", ""], rows, "lrrrrrrl"), ""]
   return out

@@ -151,6 +151,8 @@ def test_report_chooses_by_the_mean_over_folds_not_one_fold(tmp_path):
   assert float(choice["b"]["delta"]) == pytest.approx(-0.08)
   change = list(csv.DictReader(open(root / "report" / "per_class_change.csv")))
   assert {r["paired_seeds"] for r in change} == {"6"}
+  # the flag's t-test pairs the 6 (seed, fold) runs, and says runs, not seeds
+  assert {r["interval"] for r in change} == {"t over 6 runs"}
 
 
 @pytest.mark.slow
