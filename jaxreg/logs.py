@@ -28,31 +28,60 @@ def _is_main() -> bool:
 
 
 class MetricsLog:
-  """Append-only JSON lines; on resume, lines past the restored step are dropped."""
+  """Append-only JSON lines (one whole line per write); on resume, lines past the
+  restored step are dropped, and so is a last line torn by a kill mid-write."""
 
   def __init__(self, path: Path):
     self.path = Path(path)
 
+  def check(self) -> None:
+    """ConfigError unless the file parses (bar a torn last line); reads only."""
+    if self.path.exists() and _is_main():
+      self._parse()
+
   def truncate_after(self, step: int) -> None:
-    """Keep lines with step <= `step`, minus the end-of-run test lines."""
+    """Keep lines with step <= `step`, minus the end-of-run test lines; a torn last
+    line (no newline, or not JSON) is dropped with a one-line warning. Any other
+    line that is not JSON is an error naming the file and line: the file was
+    edited, and the replay cannot know what to keep."""
     if not self.path.exists() or not _is_main():
       return
-    kept = []
-    for line in self.path.read_text().splitlines():
+    records, torn = self._parse()
+    kept = [line for line, record in records
+            if record.get("step", 0) <= step and record.get("split") != "test"]
+    if torn:
+      print(f"warning: {self.path}: dropped a last line cut short by an interrupted "
+            f"write ({len(torn)} characters)", file=sys.stderr, flush=True)
+    if torn or len(kept) != len(records):
+      from jaxreg import io
+      io.atomic_write(self.path, "".join(k + "\n" for k in kept))
+
+  def _parse(self) -> tuple[list[tuple[str, dict]], str]:
+    """([(line, record)], torn last line or '')."""
+    text = self.path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    torn = lines.pop()  # '' when the file ends with a newline, as every write does
+    records = []
+    for number, line in enumerate(lines, 1):
       if not line.strip():
         continue
-      record = json.loads(line)
-      if record.get("step", 0) <= step and record.get("split") != "test":
-        kept.append(line)
-    tmp = self.path.with_suffix(".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept))
-    os.replace(tmp, self.path)
+      try:
+        records.append((line, json.loads(line)))
+      except ValueError:
+        if number == len(lines) and not torn:
+          torn = line  # a last line cut before its newline was flushed whole
+          continue
+        from jaxreg.config import ConfigError
+        raise ConfigError(f"{self.path} line {number} is not JSON: the file was "
+                          "changed by something other than jaxreg; repair or remove "
+                          "it, or use a new --workdir") from None
+    return records, torn
 
   def write(self, record: dict) -> None:
     if not _is_main():
       return
-    with self.path.open("a") as f:
-      f.write(json.dumps(record, allow_nan=True) + "\n")
+    from jaxreg import io
+    io.append_line(self.path, json.dumps(record, allow_nan=True))
 
   def read(self) -> list[dict]:
     if not self.path.exists():
