@@ -8,6 +8,7 @@ should instead see one line naming the key and what is allowed.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 from absl import flags
@@ -30,7 +31,17 @@ def quiet_libraries() -> None:
     if not any(isinstance(f, _JaxregOnly) for f in handler.filters):
       handler.addFilter(_JaxregOnly())
     std_logging.getLogger("py.warnings").addFilter(_JaxregOnly())
+    # Exceptions Python cannot raise (in callbacks, finalizers): orbax's asyncio
+    # callbacks after a failed save raise 'Event loop is closed' there.
+    sys.unraisablehook = _unraisable_to_log
   enable_compilation_cache()
+
+
+def _unraisable_to_log(unraisable) -> None:
+  from absl import logging
+  logging.info("ignored in %r: %s: %s", unraisable.object,
+               getattr(unraisable.exc_type, "__name__", unraisable.exc_type),
+               unraisable.exc_value)
 
 
 class _JaxregOnly:
@@ -173,11 +184,12 @@ def start_processes(flag_values) -> None:
 
 
 @contextlib.contextmanager
-def user_errors():
+def user_errors(workdir=None):
   """Bad values and missing files -> one line, code 2; divergence -> code 1; a write
   the filesystem refuses (full disk, permissions) -> one line, io.WRITE_REFUSED;
   preemption -> requeue under SLURM (exit 0), else exit PREEMPTED_EXIT; SIGINT ->
-  exit 130 (see README "Exit codes")."""
+  exit 130 (see README "Exit codes"). `workdir`: named for a refused write that
+  carries no file name (a library's flush)."""
   from jaxreg import checkpoint, config as config_lib, io, preemption, train
   try:
     yield
@@ -191,7 +203,12 @@ def user_errors():
   except KeyboardInterrupt:  # a command without the SIGINT handler (evaluate, report)
     fail("interrupted (SIGINT)", code=preemption.INTERRUPTED_EXIT)
   except Exception as e:  # noqa: BLE001 - refused writes surface as many types
-    message = io.refused_write(e)
+    message = io.refused_write(e, workdir)
     if message is None:
       raise
-    fail(message, code=io.WRITE_REFUSED)
+    # At once: libraries whose writes failed (orbax's async saver, tensorboardX's
+    # writer thread) would print tracebacks at interpreter exit. What is on disk
+    # stays valid (atomic files, whole lines, committed checkpoints).
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(io.WRITE_REFUSED)

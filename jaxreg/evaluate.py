@@ -95,7 +95,7 @@ def main(argv):
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.workdir:
     cli.fail("--workdir is required")
-  with cli.user_errors():
+  with cli.user_errors(FLAGS.workdir):
     evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.checkpoint)
 
 

@@ -59,7 +59,6 @@ is compute- and memory-bound there already: bench/vmap_sweep.py measured 0.5-0.8
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import json
@@ -371,9 +370,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
   # Each member is set up exactly as its run alone (init from its seed, embeddings);
   # one at a time, so that only its group-form copy stays alive.
   s0 = train.setup(configs[0], workdirs[0], devices, data=data, checkpoints="later")
-  with contextlib.ExitStack() as held:  # every member's workdir locked, as a run's
-    for c, w in zip(configs, workdirs):
-      held.enter_context(train.open_workdir(c, w))
+  with train.open_workdirs(configs, workdirs):  # every member's locked, as a run's
     train.open_checkpoints(s0)
     return _train_group(configs, workdirs, devices, data, s0)
 

@@ -17,6 +17,7 @@ and the free space; `cli.user_errors` exits with `WRITE_REFUSED` for it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -36,6 +37,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
   path = Path(path)
   if isinstance(data, str):
     data = data.encode("utf-8")
+  with naming(path):
+    return _atomic_write(path, data)
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
   # A unique name: two writers of one file (e.g. two `jaxreg.evaluate`) never share
   # a temporary. os.open with mode 0o666 keeps the umask's permissions (mkstemp: 0600).
   tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -64,8 +70,19 @@ def atomic_write_json(path: str | os.PathLike, obj, **dumps_kwargs) -> Path:
 
 def append_line(path: str | os.PathLike, line: str) -> None:
   """Appends one line in one write call (a kill leaves at most a torn last line)."""
-  with open(path, "a", encoding="utf-8") as f:
+  with naming(path), open(path, "a", encoding="utf-8") as f:
     f.write(line.rstrip("\n") + "\n")
+
+
+@contextlib.contextmanager
+def naming(path):
+  """An OSError from writing `path` names it (a failed flush or close does not)."""
+  try:
+    yield
+  except OSError as e:
+    if e.filename is None and e.errno is not None:
+      raise type(e)(e.errno, e.strerror, os.fspath(path)) from e
+    raise
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -99,8 +116,9 @@ def free_space(path: str | os.PathLike) -> str:
 
 
 # tensorstore (orbax's array writer) reports OS errors inside its own message:
-# 'Error writing local file "PATH": ... [os_error_code=\'28\']'.
-_TS_PATH = re.compile(r'(?:local file|writing|opening|reading) "([^"]+)"')
+# 'Error writing local file "PATH": ... [os_error_code=\'28\']'; some name a key
+# inside the checkpoint ("opt_state.../0.0") instead of a file: absolute paths only.
+_TS_PATH = re.compile(r'"(/[^"]+)"')
 _TS_CODE = re.compile(r"os_error_code='?(\d+)")
 
 
@@ -131,12 +149,14 @@ def refused_write(e: BaseException, where: str | os.PathLike | None = None) -> s
   if found is None:
     return None
   code, filename = found
-  path = filename or where or "the workdir"
+  path = filename or where
   what = _REFUSED[code]
   hint = ("free some space, then rerun the same command to resume"
           if code in (errno.ENOSPC, errno.EDQUOT) else
           "make it writable, then rerun the same command to resume")
-  return f"{what} writing {path} ({free_space(path)}); {hint}"
+  if path is None:
+    return f"{what} while writing; {hint}"
+  return f"{what} writing {os.fspath(path)} ({free_space(path)}); {hint}"
 
 
 def check_writable_dir(path: str | os.PathLike, what: str = "workdir") -> None:

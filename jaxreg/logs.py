@@ -98,6 +98,7 @@ class TensorBoard:
 
   def __init__(self, logdir: Path, purge_step: int | None):
     from tensorboardX import SummaryWriter
+    self.logdir = Path(logdir)
     # purge_step hides events past the restored step after a resume.
     self._writer = (SummaryWriter(str(logdir), purge_step=purge_step) if _is_main()
                     else _NullWriter())
@@ -116,7 +117,9 @@ class TensorBoard:
     self._writer.add_scalar(tag, value, step)
 
   def close(self) -> None:
-    self._writer.close()
+    from jaxreg import io
+    with io.naming(self.logdir):  # a refused flush names the directory
+      self._writer.close()
 
 
 class _NullWriter:

@@ -28,7 +28,7 @@ def main(argv):
   config, workdir = cli.config_and_workdir(argv, FLAGS)
   cli.start_processes(FLAGS)  # jax.distributed + preemption signal handlers
   from jaxreg import distributed, train  # after flag parsing: `--help` stays fast
-  with cli.user_errors():
+  with cli.user_errors(workdir):
     summary = train.train_and_evaluate(config, workdir)
   if not distributed.is_main():
     return

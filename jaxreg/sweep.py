@@ -784,7 +784,7 @@ def main(argv):
   from jaxreg import cli
   FLAGS = flags.FLAGS
   config, _ = cli.config_and_workdir(argv, FLAGS)
-  with cli.user_errors():
+  with cli.user_errors(FLAGS.workdir):
     try:
       axes = parse_axes(FLAGS.axis, config)
       if FLAGS.folds:

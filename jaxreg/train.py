@@ -565,10 +565,33 @@ def check_workdir(config, workdir: Path) -> None:
 def open_workdir(config, workdir: Path):
   """Locks `workdir` (created if needed) for the block and writes its config.json;
   LockHeld if another process trains in it. Call after everything is validated."""
-  with lock.acquire_main(workdir) or contextlib.nullcontext() as held:
-    _check_workdir_config(config, workdir)  # again: a run may have ended meanwhile
-    _write_config(config, workdir)
-    yield held
+  with open_workdirs([config], [workdir]):
+    yield
+
+
+@contextlib.contextmanager
+def open_workdirs(configs, workdirs):
+  """`open_workdir` for several runs (a vmapped group): all locked first, then their
+  config.json written; if one is held by another process, the directories this call
+  created for the others are removed again, so a refusal writes nothing."""
+  workdirs = [Path(w) for w in workdirs]
+  with contextlib.ExitStack() as held:
+    created = [w for w in workdirs if not w.exists()]
+    try:
+      for w in workdirs:
+        held.enter_context(lock.acquire_main(w) or contextlib.nullcontext())
+      for c, w in zip(configs, workdirs):
+        _check_workdir_config(c, w)  # again: a run may have ended meanwhile
+    except config_lib.ConfigError:
+      held.close()
+      for w in created:  # nothing but the lock file in them yet
+        if w.is_dir() and [p.name for p in w.iterdir()] == [lock.LOCK_FILE]:
+          (w / lock.LOCK_FILE).unlink()
+          w.rmdir()
+      raise
+    for c, w in zip(configs, workdirs):
+      _write_config(c, w)
+    yield
 
 
 def _train(s: Setup) -> dict:

@@ -98,6 +98,10 @@ def run_case(module, case) -> dict:
   preemption.clear()
   sys.argv = list(case["argv"])
   code = 0
+
+  def exit_now(status):  # cli exits at once after a refused write: not the driver
+    raise SystemExit(status)
+  real_exit, os._exit = os._exit, exit_now
   with captured_stderr() as err:
     with inject(case.get("inject")):
       try:
@@ -107,6 +111,7 @@ def run_case(module, case) -> dict:
       except BaseException:  # noqa: BLE001 - an uncaught error is a finding
         traceback.print_exc()
         code = "uncaught"
+  os._exit = real_exit
   return {"code": code, "stderr": err[0]}
 
 

@@ -356,7 +356,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, mon
   assert json.loads(path.read_text()) == {"old": 1}
   assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
   message = io.refused_write(info.value, tmp_path)
-  assert message.startswith(f"no space left on device writing {tmp_path} (")
+  assert message.startswith(f"no space left on device writing {path} (")
   assert " free)" in message
 
 
@@ -378,3 +378,51 @@ def test_a_half_written_summary_does_not_count_as_done(tmp_path):
   assert not run.finished
   (tmp_path / "summary.json").write_text(json.dumps({"best_step": 12, "test": {}}))
   assert run.finished
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 600 kB tmpfs (a full disk for real), where mounting is allowed (root, CI)."""
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs",
+                          str(disk)], capture_output=True, text=True)
+  if mount.returncode != 0:
+    pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.strip()}")
+  try:
+    yield disk
+  finally:
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_is_one_line_naming_the_path_and_the_rerun_resumes(small_disk,
+                                                                       uninterrupted):
+  workdir = small_disk / "w"
+  cmd = [sys.executable, "-m", "jaxreg.main", "--config=configs/lstm.py:tiny",
+         f"--workdir={workdir}", *ARGS]
+  full = subprocess.run(cmd, cwd=ROOT, env=python_env(), capture_output=True, text=True,
+                        timeout=300)
+  assert full.returncode == io.WRITE_REFUSED, full.stderr[-3000:]
+  ours = ("train ", "epoch ")
+  others = [l for l in full.stderr.splitlines() if l.strip() and not l.startswith(ours)]
+  assert len(others) == 1 and others[0].startswith(
+      f"error: no space left on device writing {workdir}/"), full.stderr[-3000:]
+  assert " free); free some space, then rerun" in others[0]
+  # more space, the same command: it resumes and ends like the uninterrupted run
+  subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+  rerun = subprocess.run(cmd, cwd=ROOT, env=python_env(), capture_output=True, text=True,
+                         timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  _same_run(workdir, uninterrupted)
+
+
+def test_a_group_with_a_member_in_use_is_refused_and_writes_nothing(tmp_path):
+  from jaxreg import group
+  configs = [_config(**{"seed": s}) for s in (0, 1)]
+  workdirs = [tmp_path / "m0", tmp_path / "m1"]
+  with lock.acquire(workdirs[1]):
+    with pytest.raises(lock.LockHeld, match="m1 is in use"):
+      group.train_group(configs, workdirs)
+  assert not workdirs[0].exists()
+  assert sorted(p.name for p in workdirs[1].iterdir()) == [lock.LOCK_FILE]
