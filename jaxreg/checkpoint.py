@@ -108,6 +108,8 @@ from orbax.checkpoint.checkpoint_managers import (
     LatestN,
 )
 
+from jaxreg import io
+
 __all__ = ["Checkpointer", "CheckpointVanished", "CorruptCheckpoint", "abstract_like"]
 
 _MODES = ("max", "min")
@@ -150,7 +152,6 @@ def write_checksums(step_dir: str | os.PathLike) -> None:
     rel = path.relative_to(step_dir).as_posix()
     if path.is_file() and rel not in _UNSUMMED:
       files[rel] = _digest(path)
-  from jaxreg import io
   io.atomic_write_json(step_dir / CHECKSUM_FILE, {"sha256": files})
 
 

@@ -27,6 +27,7 @@ def quiet_libraries() -> None:
   if not any(a.startswith(("-v", "--verbosity")) for a in sys.argv[1:]):
     logging.set_verbosity(logging.WARNING)
     std_logging.captureWarnings(True)  # warnings.warn -> the 'py.warnings' logger
+    logging.use_absl_handler()  # on the root logger (app.run does it; argparse CLIs not)
     handler = logging.get_absl_handler()
     if not any(isinstance(f, _JaxregOnly) for f in handler.filters):
       handler.addFilter(_JaxregOnly())

@@ -23,7 +23,10 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
+
+from jaxreg.config import ConfigError  # light: ml_collections only
 
 # EX_IOERR (BSD sysexits): the filesystem refused a write after the run had started.
 WRITE_REFUSED = 74
@@ -163,8 +166,6 @@ def check_writable_dir(path: str | os.PathLike, what: str = "workdir") -> None:
   """Raises ConfigError (one line) unless `path` is a directory this process can
   write, or can be created as one. Leaves the filesystem as it found it: the probe
   is an unnamed file (O_TMPFILE where the filesystem has it), never a directory."""
-  import tempfile
-  from jaxreg.config import ConfigError
   path = Path(path)
   probe = path
   while not probe.exists():

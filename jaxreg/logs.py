@@ -15,6 +15,9 @@ from pathlib import Path
 
 import tqdm
 
+from jaxreg import io
+from jaxreg.config import ConfigError
+
 
 def _finite_or_none(x):
   if isinstance(x, float) and not math.isfinite(x):
@@ -53,7 +56,6 @@ class MetricsLog:
       print(f"warning: {self.path}: dropped a last line cut short by an interrupted "
             f"write ({len(torn)} characters)", file=sys.stderr, flush=True)
     if torn or len(kept) != len(records):
-      from jaxreg import io
       io.atomic_write(self.path, "".join(k + "\n" for k in kept))
 
   def _parse(self) -> tuple[list[tuple[str, dict]], str]:
@@ -71,7 +73,6 @@ class MetricsLog:
         if number == len(lines) and not torn:
           torn = line  # a last line cut before its newline was flushed whole
           continue
-        from jaxreg.config import ConfigError
         raise ConfigError(f"{self.path} line {number} is not JSON: the file was "
                           "changed by something other than jaxreg; repair or remove "
                           "it, or use a new --workdir") from None
@@ -80,7 +81,6 @@ class MetricsLog:
   def write(self, record: dict) -> None:
     if not _is_main():
       return
-    from jaxreg import io
     io.append_line(self.path, json.dumps(record, allow_nan=True))
 
   def read(self) -> list[dict]:
@@ -117,7 +117,6 @@ class TensorBoard:
     self._writer.add_scalar(tag, value, step)
 
   def close(self) -> None:
-    from jaxreg import io
     with io.naming(self.logdir):  # a refused flush names the directory
       self._writer.close()
 

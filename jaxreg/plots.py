@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io as stdio
 import json
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from jaxreg import io  # noqa: E402
 
 
 def per_class_curves(records: list[dict], out: Path) -> Path:
@@ -83,8 +86,6 @@ def plot_run(workdir: str | Path, summary: dict | None = None) -> list[Path]:
 
 def _save(fig, out: Path) -> None:
   """PNG bytes, then one atomic write (io): a kill never leaves half an image."""
-  import io as stdio
-  from jaxreg import io
   buf = stdio.BytesIO()
   fig.savefig(buf, format="png", dpi=120)
   plt.close(fig)

@@ -781,9 +781,10 @@ def _launch_elsewhere(config, axes, FLAGS) -> bool:
 
 def main(argv):
   from absl import flags
-  from jaxreg import cli
+  from jaxreg import cli, preemption
   FLAGS = flags.FLAGS
   config, _ = cli.config_and_workdir(argv, FLAGS)
+  preemption.install()  # SIGTERM/SIGINT: the current run checkpoints, the sweep stops
   with cli.user_errors(FLAGS.workdir):
     try:
       axes = parse_axes(FLAGS.axis, config)

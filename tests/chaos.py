@@ -98,7 +98,7 @@ def _kill_at(workdir: Path, epochs: int, kind: str, rng: random.Random,
       delay = rng.uniform(0.0, duration / 2)
       where = f"{delay:.2f} s after it locked its workdir"
       while not lock.holder(workdir).startswith(f"pid {proc.pid} ") \
-          and proc.poll() is None and time.time() - start < 600:
+          and proc.poll() is None and time.time() - start < duration:
         time.sleep(0.005)
       t0 = time.time()
       while time.time() - t0 < delay and proc.poll() is None:

@@ -270,7 +270,7 @@ def _preempted_at_step_30(workdir, monkeypatch):
     train.train_and_evaluate(_config(), workdir)
   monkeypatch.undo()
   preemption.clear()
-  ckpt = checkpoint.Checkpointer(Path(workdir) / "checkpoints", read_only=True)
+  ckpt = checkpoint.Checkpointer(Path(workdir) / "checkpoints")
   steps, best = ckpt.all_steps(), ckpt.best_step()
   ckpt.close()
   assert steps[-1] == 30 and len(steps) == 2, steps
