@@ -73,6 +73,29 @@ def holder(directory: str | os.PathLike) -> str:
     return ""
 
 
+def check(directory: str | os.PathLike, what: str = "workdir") -> None:
+  """Raises LockHeld if a live process holds `directory`'s lock; creates nothing
+  (a quick refusal before a run loads its data; `acquire` decides)."""
+  path = Path(directory) / LOCK_FILE
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return  # no lock file (or unreadable): `acquire` will tell
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except OSError as e:
+    if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+      raise LockHeld(_held_message(Path(directory), what)) from None
+  finally:
+    os.close(fd)
+
+
+def _held_message(directory: Path, what: str) -> str:
+  who = holder(directory) or "holder unknown"
+  return (f"{what} {directory} is in use by another jaxreg process ({who}); wait for "
+          "it to end, or use another --workdir")
+
+
 def acquire(directory: str | os.PathLike, what: str = "workdir") -> DirectoryLock:
   """Creates `directory` if needed and locks it; raises LockHeld if another process
   holds it. `what` names the directory in the message (workdir, sweep directory)."""
@@ -85,9 +108,7 @@ def acquire(directory: str | os.PathLike, what: str = "workdir") -> DirectoryLoc
   except OSError as e:
     os.close(fd)
     if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-      who = holder(directory) or "holder unknown"
-      raise LockHeld(f"{what} {directory} is in use by another jaxreg process ({who}); "
-                     f"wait for it to end, or use another --workdir") from None
+      raise LockHeld(_held_message(directory, what)) from None
     if e.errno in _UNSUPPORTED:
       print(f"warning: cannot lock {path} ({os.strerror(e.errno)}): this filesystem "
             "has no working file locks, so nothing stops a second run on this "

@@ -434,6 +434,8 @@ def _check_resumable(config, workdir: Path) -> None:
     ckpt = make_checkpointer(config, workdir, read_only=True)
     try:
       _resume_plan(ckpt, warn=False)
+    except checkpoint.CheckpointVanished:
+      pass  # deleted by a run that just ended: checked again under the lock
     finally:
       ckpt.close()
 
@@ -557,6 +559,8 @@ def check_workdir(config, workdir: Path) -> None:
   """ConfigError unless `workdir` can hold this run: a writable directory (or one
   that can be created) that is new or holds a run of the same config. Reads only."""
   io.check_writable_dir(workdir)
+  if jax.process_count() == 1:  # several: process 0 decides, in open_workdir
+    lock.check(workdir)  # another run trains in it: say so first, read nothing live
   _check_workdir_config(config, workdir)
   _check_resumable(config, workdir)
 
