@@ -49,6 +49,32 @@ directly, implementation included (threefry and rbg checked; restored with a
 the checkpoint must be read by code that does not know the key
 implementation; wrap it back with ``jax.random.wrap_key_data``.
 
+Integrity (orbax's default OCDBT format checksums its manifest and tree nodes but
+not the array data: one flipped bit restores silently with other parameters):
+
+* Every step carries ``jaxreg_checksums.json``, the sha256 of each of its files. It
+  is written by orbax's ``post_finalization_callback``, in the step's temporary
+  directory, after every item is written and finalized and before orbax renames the
+  directory to ``<step>`` (its commit). So the rename publishes the data and their
+  checksums together: a step that orbax lists as committed always has them, and a
+  kill at any earlier instant leaves only ``<step>.orbax-checkpoint-tmp``, which
+  orbax does not list and the next writer removes. (Not covered: orbax's
+  ``_CHECKPOINT_METADATA`` and ``commit_success.txt``, rewritten after the callback;
+  a damaged one makes orbax's restore fail, which is reported the same way.)
+* "Committed but no checksums" therefore means a step written by jaxreg before
+  checksums existed (or by orbax alone): it is restored unverified, with a one-line
+  warning.
+* ``restore`` and ``verify`` raise ``CorruptCheckpoint`` (one line naming the step
+  directory and the first bad file) when a file is missing, changed or unreadable.
+  ``set_aside(step)`` moves a step to ``<directory>.set-aside/`` (orbax refuses to
+  save a step <= its latest, so a bad step left in place would make a replay skip
+  its saves). The trainer's policy is in ``train.resume_step``.
+* ``read_only=True`` (``jaxreg.evaluate``, the report) opens orbax with
+  ``CheckpointManagerOptions(read_only=True)``: no directory creation, no removal of
+  temporary directories (an in-flight save of a running trainer), no save or
+  delete. A step deleted by the trainer while it is read raises
+  ``CheckpointVanished``.
+
 Typical loop::
 
     ckpt = Checkpointer(workdir / "checkpoints", best_metric="accuracy")
@@ -62,9 +88,15 @@ Typical loop::
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import logging
 import math
 import numbers
 import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -76,9 +108,94 @@ from orbax.checkpoint.checkpoint_managers import (
     LatestN,
 )
 
-__all__ = ["Checkpointer", "abstract_like"]
+from jaxreg import io
+
+__all__ = ["Checkpointer", "CheckpointVanished", "CorruptCheckpoint", "abstract_like"]
 
 _MODES = ("max", "min")
+CHECKSUM_FILE = "jaxreg_checksums.json"
+SET_ASIDE_SUFFIX = ".set-aside"
+# orbax names a step being written <step> + this (atomicity_types.TMP_DIR_SUFFIX) and
+# renames it to <step> on commit; with commit-file atomicity (GCS) it writes in place.
+_ORBAX_TMP_SUFFIX = ".orbax-checkpoint-tmp"
+# Written by orbax after the post-finalization callback: not in the checksums.
+_UNSUMMED = ("_CHECKPOINT_METADATA", "commit_success.txt", CHECKSUM_FILE)
+
+
+class CorruptCheckpoint(Exception):
+  """A checkpoint step whose files do not match their checksums (or cannot be read)."""
+
+  def __init__(self, step: int, path: str, reason: str):
+    super().__init__(f"checkpoint step {step} ({path}) is corrupt: {reason}")
+    self.step, self.path, self.reason = step, path, reason
+
+
+class CheckpointVanished(FileNotFoundError):
+  """A step deleted (by the trainer that owns the directory) while it was read."""
+
+
+def _one_line(e: BaseException) -> str:
+  lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+  return f"{type(e).__name__}: {lines[-1] if lines else ''}"[:300]
+
+
+def _digest(path: Path) -> str:
+  with open(path, "rb") as f:
+    return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_checksums(step_dir: str | os.PathLike) -> None:
+  """step_dir/jaxreg_checksums.json: the sha256 of every file below it."""
+  step_dir = Path(step_dir)
+  files = {}
+  for path in sorted(step_dir.rglob("*")):
+    rel = path.relative_to(step_dir).as_posix()
+    if path.is_file() and rel not in _UNSUMMED:
+      files[rel] = _digest(path)
+  io.atomic_write_json(step_dir / CHECKSUM_FILE, {"sha256": files})
+
+
+def verify_checksums(step_dir: str | os.PathLike) -> str | None:
+  """None when every file matches; 'unverified' without a checksum file; else the
+  first problem, in words."""
+  step_dir = Path(step_dir)
+  try:
+    sums = json.loads((step_dir / CHECKSUM_FILE).read_text())["sha256"]
+  except FileNotFoundError:
+    return "unverified"
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    return f"{CHECKSUM_FILE} is unreadable ({_one_line(e)})"
+  for rel, expected in sums.items():
+    path = step_dir / rel
+    try:
+      actual = _digest(path)
+    except FileNotFoundError:
+      return f"{rel} is missing"
+    except OSError as e:
+      return f"{rel} cannot be read ({_one_line(e)})"
+    if actual != expected:
+      return f"{rel} does not match its checksum"
+  return None
+
+
+@contextlib.contextmanager
+def _read_only_notices_to_log():
+  """orbax warns 'Given directory is read only' at WARNING for an intended read-only
+  manager; pass it on at INFO (shown with -v 0 and above), not on the console."""
+
+  class Demote(logging.Filter):
+    def filter(self, record):
+      if record.levelno == logging.WARNING and "read only" in record.getMessage():
+        logging.getLogger("absl").info("%s", record.getMessage())
+        return False
+      return True
+
+  logger, demote = logging.getLogger("absl"), Demote()
+  logger.addFilter(demote)
+  try:
+    yield
+  finally:
+    logger.removeFilter(demote)
 
 
 def abstract_like(state: Any) -> Any:
@@ -135,15 +252,20 @@ class Checkpointer:
       *,
       best_metric: str = "accuracy",
       best_mode: str = "max",
+      read_only: bool = False,
   ):
     if best_mode not in _MODES:
       raise ValueError(
           f"best_mode={best_mode!r} is not one of {list(_MODES)}"
       )
     self._directory = os.path.abspath(os.fspath(directory))
-    os.makedirs(self._directory, exist_ok=True)
+    self.read_only = read_only
+    if not read_only:
+      os.makedirs(self._directory, exist_ok=True)
     self.best_metric = best_metric
     self.best_mode = best_mode
+    self._saving: int | None = None  # the step of the save in flight
+    self._unverified_warned: set[int] = set()
 
     worst = -math.inf if best_mode == "max" else math.inf
 
@@ -170,10 +292,17 @@ class Checkpointer:
         best_fn=metric_fn,
         best_mode=best_mode,
         keep_checkpoints_without_metrics=False,
-        cleanup_tmp_directories=True,
-        create=True,
+        # A writer removes what a killed writer left half-saved; a reader must not
+        # (it would delete a running trainer's save in flight).
+        cleanup_tmp_directories=not read_only,
+        create=not read_only,
+        read_only=read_only,
+        save_interval_steps=0 if read_only else 1,
+        async_options=None if read_only else ocp.AsyncOptions(
+            post_finalization_callback=self._write_checksums_before_commit),
     )
-    self._mngr = ocp.CheckpointManager(self._directory, options=options)
+    with _read_only_notices_to_log():
+      self._mngr = ocp.CheckpointManager(self._directory, options=options)
 
   # ---------------------------------------------------------------- queries
 
@@ -192,6 +321,9 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     """The kept steps, ascending."""
     return sorted(int(s) for s in self._mngr.all_steps())
+
+  def step_dir(self, step: int) -> str:
+    return os.path.join(self._directory, str(int(step)))
 
   def metrics(self, step: int) -> dict | None:
     """The metrics saved with ``step`` (None if it was saved without)."""
@@ -231,6 +363,8 @@ class Checkpointer:
             f"{sorted(metrics)}"
         )
       self._metric_fn(metrics)  # fail here, not in orbax, if not a number
+    self.wait()  # the previous save's checksums are written; one save in flight
+    self._saving = step
     saved = self._mngr.save(
         step,
         args=ocp.args.Composite(
@@ -257,17 +391,87 @@ class Checkpointer:
           f"no checkpoint for step {step} in {self._directory}; "
           f"kept steps: {self.all_steps()}"
       )
+    verified = self.verify(step)
     if abstract_state is None:
       state_args = ocp.args.StandardRestore()
     else:
       state_args = ocp.args.StandardRestore(abstract_like(abstract_state))
-    restored = self._mngr.restore(
-        step,
-        args=ocp.args.Composite(
-            state=state_args, meta=ocp.args.JsonRestore()
-        ),
-    )
+    restored = self._restore_items(step, verified, state=state_args,
+                                   meta=ocp.args.JsonRestore())
     return restored["state"], restored["meta"]
+
+  def meta(self, step: int) -> dict:
+    """The meta dict of ``step`` alone (no arrays are read)."""
+    step = int(step)
+    return self._restore_items(step, True, meta=ocp.args.JsonRestore())["meta"]
+
+  def _restore_items(self, step: int, verified: bool, **items):
+    try:
+      return self._mngr.restore(step, args=ocp.args.Composite(**items))
+    except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many types
+      if not os.path.isdir(self.step_dir(step)):
+        raise CheckpointVanished(self._vanished(step)) from None
+      if verified:  # the bytes are as written: not corruption but a mismatch
+        raise
+      raise CorruptCheckpoint(step, self.step_dir(step),
+                              f"orbax cannot read it ({_one_line(e)})") from e
+
+  def _vanished(self, step: int) -> str:
+    return (f"checkpoint step {step} ({self.step_dir(step)}) was deleted while it was "
+            "read (a trainer running in this workdir keeps only the latest and the "
+            "best step); run again")
+
+  def verify(self, step: int, warn: bool = True) -> bool:
+    """Checks ``step``'s files against its checksums: True when they match, False
+    for a step without checksums (written before they existed; warned once unless
+    ``warn`` is False); raises CorruptCheckpoint otherwise."""
+    step = int(step)
+    if not os.path.isdir(self.step_dir(step)):
+      raise CheckpointVanished(self._vanished(step))
+    problem = verify_checksums(self.step_dir(step))
+    if problem is None:
+      return True
+    if problem == "unverified":
+      if warn and step not in self._unverified_warned and _is_main():
+        self._unverified_warned.add(step)
+        import sys
+        print(f"warning: checkpoint step {step} ({self.step_dir(step)}) has no "
+              f"{CHECKSUM_FILE} (written before jaxreg checked checkpoints): read "
+              "unverified", file=sys.stderr, flush=True)
+      return False
+    if not os.path.isdir(self.step_dir(step)):
+      raise CheckpointVanished(self._vanished(step))
+    raise CorruptCheckpoint(step, self.step_dir(step), problem)
+
+  def set_aside(self, step: int, why: str) -> str:
+    """Moves ``step`` out of orbax's sight, to ``<directory>.set-aside/<step>-<why>``
+    (process 0 moves it; every process then re-lists the steps). Returns the path."""
+    step = int(step)
+    if self.read_only:
+      raise RuntimeError("a read-only Checkpointer does not move checkpoints")
+    self.wait()
+    aside = self._directory + SET_ASIDE_SUFFIX
+    target = os.path.join(aside, f"{step}-{why}")
+    n = 1
+    while os.path.exists(target):
+      n += 1
+      target = os.path.join(aside, f"{step}-{why}.{n}")
+    if _is_main():
+      os.makedirs(aside, exist_ok=True)
+      shutil.move(self.step_dir(step), target)
+    import jax
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"jaxreg set aside {step}")
+    self._mngr.reload()
+    return target
+
+  def _write_checksums_before_commit(self) -> None:
+    """orbax's post-finalization callback (process 0, background thread): every item
+    of the step is written and finalized, the directory not yet renamed."""
+    step = self._saving
+    tmp = os.path.join(self._directory, f"{step}{_ORBAX_TMP_SUFFIX}")
+    write_checksums(tmp if os.path.isdir(tmp) else self.step_dir(step))
 
   # ---------------------------------------------------------------- lifetime
 
@@ -291,3 +495,8 @@ class Checkpointer:
         f"Checkpointer({self._directory!r}, best_metric="
         f"{self.best_metric!r}, best_mode={self.best_mode!r})"
     )
+
+
+def _is_main() -> bool:
+  import jax
+  return jax.process_index() == 0

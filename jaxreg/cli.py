@@ -8,6 +8,7 @@ should instead see one line naming the key and what is allowed.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 from absl import flags
@@ -17,11 +18,39 @@ DIVERGED = 1
 
 
 def quiet_libraries() -> None:
-  """orbax logs every save at INFO through absl; keep warnings unless -v is given."""
+  """Library logs (orbax, jax, absl) and Python warnings stay off the console
+  unless -v is given (-v 0: warnings and info, -v 1: debugging); jaxreg's own
+  warnings (absl records from jaxreg/) still show. orbax alone logs every save at
+  INFO, and warnings such as 'Requested tracked_metric' on a preemption save."""
+  import logging as std_logging
   from absl import logging
   if not any(a.startswith(("-v", "--verbosity")) for a in sys.argv[1:]):
     logging.set_verbosity(logging.WARNING)
+    std_logging.captureWarnings(True)  # warnings.warn -> the 'py.warnings' logger
+    logging.use_absl_handler()  # on the root logger (app.run does it; argparse CLIs not)
+    handler = logging.get_absl_handler()
+    if not any(isinstance(f, _JaxregOnly) for f in handler.filters):
+      handler.addFilter(_JaxregOnly())
+    std_logging.getLogger("py.warnings").addFilter(_JaxregOnly())
+    # Exceptions Python cannot raise (in callbacks, finalizers): orbax's asyncio
+    # callbacks after a failed save raise 'Event loop is closed' there.
+    sys.unraisablehook = _unraisable_to_log
   enable_compilation_cache()
+
+
+def _unraisable_to_log(unraisable) -> None:
+  from absl import logging
+  logging.info("ignored in %r: %s: %s", unraisable.object,
+               getattr(unraisable.exc_type, "__name__", unraisable.exc_type),
+               unraisable.exc_value)
+
+
+class _JaxregOnly:
+  """A logging filter that passes records logged from jaxreg's own files."""
+  _root = __file__.rsplit("/", 1)[0] + "/"
+
+  def filter(self, record) -> bool:
+    return record.pathname.startswith(self._root)
 
 
 def enable_compilation_cache() -> None:
@@ -40,6 +69,7 @@ def enable_compilation_cache() -> None:
 
 
 def fail(message: str, code: int = USAGE_ERROR):
+  """Prints `error: MESSAGE` (one line) on stderr and exits with `code`."""
   print(f"error: {' '.join(str(message).split())}", file=sys.stderr)
   sys.exit(code)
 
@@ -81,6 +111,9 @@ def parse_flags(argv):
     if "Traceback" in message:  # an exception inside get_config: keep its last line
       message = message.strip().splitlines()[-1]
     fail(message)
+  except SyntaxError as e:  # a config file that does not compile
+    fail(f"--config: {e.filename} line {e.lineno} does not compile: "
+         f"{type(e).__name__}: {e.msg}")
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     config = _try_load_config(argv)
     fail(_unknown_key(argv, config) if config is not None else str(e))
@@ -152,16 +185,31 @@ def start_processes(flag_values) -> None:
 
 
 @contextlib.contextmanager
-def user_errors():
-  """Bad values and missing files -> one line, code 2; divergence -> code 1;
-  preemption -> requeue under SLURM (exit 0), else exit PREEMPTED_EXIT."""
-  from jaxreg import config as config_lib, preemption, train
+def user_errors(workdir=None):
+  """Bad values and missing files -> one line, code 2; divergence -> code 1; a write
+  the filesystem refuses (full disk, permissions) -> one line, io.WRITE_REFUSED;
+  preemption -> requeue under SLURM (exit 0), else exit PREEMPTED_EXIT; SIGINT ->
+  exit 130 (see README "Exit codes"). `workdir`: named for a refused write that
+  carries no file name (a library's flush)."""
+  from jaxreg import checkpoint, config as config_lib, io, preemption, train
   try:
     yield
-  except (config_lib.ConfigError, FileNotFoundError) as e:
+  except (config_lib.ConfigError, FileNotFoundError, checkpoint.CorruptCheckpoint) as e:
     fail(str(e))
   except train.TrainingDiverged as e:
     fail(str(e), code=DIVERGED)
   except preemption.Preempted as e:
     print(str(e), file=sys.stderr, flush=True)
-    sys.exit(0 if preemption.requeue() else preemption.PREEMPTED_EXIT)
+    sys.exit(preemption.exit_code(e))
+  except KeyboardInterrupt:  # a command without the SIGINT handler (evaluate, report)
+    fail("interrupted (SIGINT)", code=preemption.INTERRUPTED_EXIT)
+  except Exception as e:  # noqa: BLE001 - refused writes surface as many types
+    message = io.refused_write(e, workdir)
+    if message is None:
+      raise
+    # At once: libraries whose writes failed (orbax's async saver, tensorboardX's
+    # writer thread) would print tracebacks at interpreter exit. What is on disk
+    # stays valid (atomic files, whole lines, committed checkpoints).
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(io.WRITE_REFUSED)

@@ -8,6 +8,7 @@ the key and the allowed choices (main.py prints it and exits with code 2).
 from __future__ import annotations
 
 import contextlib
+import math
 
 import ml_collections
 
@@ -449,8 +450,16 @@ def _validate_transformer(config) -> None:
                         "model.pretrained)")
 
 
+def _finite(config) -> None:
+  """No key may be NaN or inf: `nan < 0` is False, so range checks let NaN through."""
+  for key, value in flatten(config.to_dict()).items():
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ConfigError(f"{key}={value!r} must be a finite number")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError (one line: key, value, allowed choices) on a bad value."""
+  _finite(config)
   _validate_source(config)
   _validate_text_data(config)
   _validate_tfds_and_embeddings(config)

@@ -4,11 +4,14 @@ Restores a checkpoint of a finished or running workdir, recomputes the evaluatio
 the same code the trainer used, prints a per-class table and writes
 DIR/eval/<split>-<checkpoint>.json (for `best` it equals summary.json's) and the
 per-example predictions DIR/eval/<split>-<checkpoint>.npz (labels, predictions, step).
+
+It takes no lock and touches no training file: orbax is opened read-only (no cleanup
+of a running trainer's save in flight), and its only writes are those two files
+(atomic). A checkpoint the trainer deletes while it is read is a one-line error.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from absl import app, flags
@@ -24,16 +27,31 @@ flags.DEFINE_string("checkpoint", "best", "best, latest, or a step number.")
 def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
                      devices=None) -> dict:
   """The evaluation object for `split` at `checkpoint`; also writes it under eval/."""
-  from jaxreg import config as config_lib, metrics, train
+  from jaxreg import checkpoint as checkpoint_lib, config as config_lib, train
   workdir = Path(workdir)
-  config_path = workdir / "config.json"
-  if not config_path.exists():
-    raise FileNotFoundError(f"{config_path} not found: --workdir must be a directory "
-                            "written by jaxreg.main")
+  if not workdir.is_dir():
+    raise FileNotFoundError(f"--workdir={workdir} is not a directory written by "
+                            "jaxreg.main")
+  saved, _ = train.saved_config(workdir)  # config.json, else the checkpoint's copy
+  if saved is None:
+    raise FileNotFoundError(f"{workdir / 'config.json'} not found: --workdir must be "
+                            "a directory written by jaxreg.main")
   # Keys added to jaxreg after the run was written take their defaults.
   config = config_lib.get_base_config()
-  _merge(config, json.loads(config_path.read_text()))
-  s = train.setup(config, workdir, devices)
+  _merge(config, saved)
+  s = train.setup(config, workdir, devices, checkpoints="read")
+  try:
+    return _evaluate(s, workdir, split, checkpoint)
+  except checkpoint_lib.CorruptCheckpoint as e:
+    raise config_lib.ConfigError(
+        f"{e}; rerun the training command on this workdir to set it aside and "
+        "replay it from an earlier checkpoint") from None
+  finally:
+    s.checkpointer.close()
+
+
+def _evaluate(s, workdir: Path, split: str, checkpoint: str) -> dict:
+  from jaxreg import config as config_lib, io, metrics, train
   steps = s.checkpointer.all_steps()
   if not steps:
     raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
@@ -52,12 +70,11 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
   evaluation = {"split": split, "step": step, "epoch": meta["epoch"], **result}
   out = workdir / "eval" / f"{split}-{checkpoint}.json"
   out.parent.mkdir(exist_ok=True)
-  out.write_text(json.dumps(evaluation, indent=2) + "\n")
+  io.atomic_write_json(out, evaluation)
   # Per-example predictions beside it: jaxreg.report pairs test examples with them in
   # runs written before finish_run saved predictions_test.npz.
   train.save_predictions(out.with_suffix(".npz"), s.data.split(split).labels, preds,
                          step)
-  s.checkpointer.close()
   print(f"{split} split, checkpoint {checkpoint} (step {step}, epoch {meta['epoch']})")
   print(metrics.format_table(evaluation))
   print(f"wrote {out}")
@@ -78,7 +95,7 @@ def main(argv):
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if not FLAGS.workdir:
     cli.fail("--workdir is required")
-  with cli.user_errors():
+  with cli.user_errors(FLAGS.workdir):
     evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.checkpoint)
 
 

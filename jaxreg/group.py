@@ -74,7 +74,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from jaxreg import checkpoint, config as config_lib, metrics, optim, parallel, train
+from jaxreg import checkpoint, config as config_lib, io, metrics, optim, parallel, train
 from jaxreg.data import dataset as dataset_lib, sources
 from jaxreg.logs import MetricsLog, Progress, TensorBoard
 
@@ -336,9 +336,8 @@ def _stopper(tc) -> optim.EarlyStopping:
 
 def _diverge(m: _Member, error: Exception, step: int, epoch: int, progress) -> None:
   m.status, m.error = "diverged", str(error)
-  (m.workdir / ERROR_FILE).write_text(json.dumps(
-      {"status": "diverged", "error": m.error, "step": step, "epoch": epoch + 1},
-      indent=2) + "\n")
+  io.atomic_write_json(m.workdir / ERROR_FILE, {"status": "diverged", "error": m.error,
+                                               "step": step, "epoch": epoch + 1})
   progress.write(f"member {m.index} ({m.workdir}) diverged: {m.error}")
 
 
@@ -364,14 +363,19 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     config_lib.validate(c)
   check_group(configs)
   for c, w in zip(configs, workdirs):
-    w.mkdir(parents=True, exist_ok=True)
-    train._check_workdir_config(c, w)  # noqa: SLF001 (the same rule as a run alone)
+    train.check_workdir(c, w)  # the same rules as a run alone; reads only
   with config_lib.as_config_error():
     data = sources.load(configs[0].data)
 
   # Each member is set up exactly as its run alone (init from its seed, embeddings);
   # one at a time, so that only its group-form copy stays alive.
-  s0 = train.setup(configs[0], workdirs[0], devices, data=data)
+  s0 = train.setup(configs[0], workdirs[0], devices, data=data, checkpoints="later")
+  with train.open_workdirs(configs, workdirs):  # every member's locked, as a run's
+    train.open_checkpoints(s0)
+    return _train_group(configs, workdirs, devices, data, s0)
+
+
+def _train_group(configs, workdirs, devices, data, s0) -> list[dict]:
   mesh, model, num_classes = s0.mesh, s0.model, data.num_classes
   with config_lib.as_config_error():
     group_tx = train.make_optimizer(group_config(configs), s0.state.params,
@@ -386,12 +390,12 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     (s.workdir / ERROR_FILE).unlink(missing_ok=True)  # retried now
     state, epoch, train_seconds, stopper = s.state, 0, 0.0, _stopper(c.train)
     log = MetricsLog(s.workdir / "metrics.jsonl")
-    latest = s.checkpointer.latest_step()
+    latest = train.resume_step(s)
     if latest is not None:
       state, meta = train.restore(s, latest)
       epoch, train_seconds = meta["epoch"], meta["train_seconds"]
       stopper = optim.EarlyStopping.from_dict(meta["early_stopping"])
-      log.truncate_after(latest)
+    log.truncate_after(latest or 0)
     solo_hp = {k: float(v) for k, v in
                jax.device_get(s.state.opt_state.hyperparams).items()}
     states.append(group_state(state, group_tx, model.apply, member_hyperparams(c)))
@@ -401,7 +405,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
     if epoch >= c.train.epochs or stopper.should_stop:
       m.status = "finished"
     m.tb = TensorBoard(s.workdir / "tensorboard",
-                       purge_step=int(state.step) + 1 if latest is not None else None)
+                       purge_step=int(state.step) + 1)
     members.append(m)
   state = parallel.put_replicated(stack(states), mesh)
   del states
@@ -499,7 +503,7 @@ def train_group(configs: Sequence[ml_collections.ConfigDict],
         m.setup.checkpointer.save(
             step, member,
             meta={"epoch": epoch, "train_seconds": m.train_seconds,
-                  "early_stopping": m.stopper.to_dict()},
+                  "early_stopping": m.stopper.to_dict(), **train.config_meta(m.config)},
             metrics={mtc.checkpoint_metric: val_eval[mtc.checkpoint_metric]})
         if m.stopper.should_stop and epoch < epochs:
           m.status = "finished"

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import tqdm
 
+from jaxreg import io
+from jaxreg.config import ConfigError
+
 
 def _finite_or_none(x):
   if isinstance(x, float) and not math.isfinite(x):
@@ -28,31 +31,57 @@ def _is_main() -> bool:
 
 
 class MetricsLog:
-  """Append-only JSON lines; on resume, lines past the restored step are dropped."""
+  """Append-only JSON lines (one whole line per write); on resume, lines past the
+  restored step are dropped, and so is a last line torn by a kill mid-write."""
 
   def __init__(self, path: Path):
     self.path = Path(path)
 
+  def check(self) -> None:
+    """ConfigError unless the file parses (bar a torn last line); reads only."""
+    if self.path.exists() and _is_main():
+      self._parse()
+
   def truncate_after(self, step: int) -> None:
-    """Keep lines with step <= `step`, minus the end-of-run test lines."""
+    """Keep lines with step <= `step`, minus the end-of-run test lines; a torn last
+    line (no newline, or not JSON) is dropped with a one-line warning. Any other
+    line that is not JSON is an error naming the file and line: the file was
+    edited, and the replay cannot know what to keep."""
     if not self.path.exists() or not _is_main():
       return
-    kept = []
-    for line in self.path.read_text().splitlines():
+    records, torn = self._parse()
+    kept = [line for line, record in records
+            if record.get("step", 0) <= step and record.get("split") != "test"]
+    if torn:
+      print(f"warning: {self.path}: dropped a last line cut short by an interrupted "
+            f"write ({len(torn)} characters)", file=sys.stderr, flush=True)
+    if torn or len(kept) != len(records):
+      io.atomic_write(self.path, "".join(k + "\n" for k in kept))
+
+  def _parse(self) -> tuple[list[tuple[str, dict]], str]:
+    """([(line, record)], torn last line or '')."""
+    text = self.path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")
+    torn = lines.pop()  # '' when the file ends with a newline, as every write does
+    records = []
+    for number, line in enumerate(lines, 1):
       if not line.strip():
         continue
-      record = json.loads(line)
-      if record.get("step", 0) <= step and record.get("split") != "test":
-        kept.append(line)
-    tmp = self.path.with_suffix(".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept))
-    os.replace(tmp, self.path)
+      try:
+        records.append((line, json.loads(line)))
+      except ValueError:
+        if number == len(lines) and not torn:
+          torn = line  # a last line cut before its newline was flushed whole
+          continue
+        raise ConfigError(f"{self.path} line {number} is not JSON: the file was "
+                          "changed by something other than jaxreg; repair or remove "
+                          "it, or use a new --workdir") from None
+    return records, torn
 
   def write(self, record: dict) -> None:
     if not _is_main():
       return
-    with self.path.open("a") as f:
-      f.write(json.dumps(record, allow_nan=True) + "\n")
+    io.append_line(self.path, json.dumps(record, allow_nan=True))
 
   def read(self) -> list[dict]:
     if not self.path.exists():
@@ -69,6 +98,7 @@ class TensorBoard:
 
   def __init__(self, logdir: Path, purge_step: int | None):
     from tensorboardX import SummaryWriter
+    self.logdir = Path(logdir)
     # purge_step hides events past the restored step after a resume.
     self._writer = (SummaryWriter(str(logdir), purge_step=purge_step) if _is_main()
                     else _NullWriter())
@@ -87,7 +117,8 @@ class TensorBoard:
     self._writer.add_scalar(tag, value, step)
 
   def close(self) -> None:
-    self._writer.close()
+    with io.naming(self.logdir):  # a refused flush names the directory
+      self._writer.close()
 
 
 class _NullWriter:

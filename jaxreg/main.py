@@ -1,10 +1,13 @@
 """python -m jaxreg.main --config=configs/lstm.py[:VARIANT] --workdir=DIR [--config.KEY=V]
 
 Flags only; the work is in train.train_and_evaluate. Bad input exits with code 2 and
-one line naming the key or value and the allowed choices; a diverged run exits 1; a
-preempted run (SIGTERM/SIGUSR1) saves a checkpoint, requeues itself under SLURM and
-exits 0, or exits 75 elsewhere (rerun to resume). Several processes (srun, mpirun, or
---coordinator_address/--num_processes/--process_id) join one jax.distributed mesh.
+one line naming the key or value and the allowed choices (nothing written); a diverged
+run exits 1; a write the filesystem refuses (full disk) exits 74; a preempted run
+(SIGTERM/SIGUSR1) saves a checkpoint, requeues itself under SLURM and exits 0, or exits
+75 elsewhere; SIGINT saves a checkpoint and exits 130 (rerun to resume); README "Exit
+codes". Another process training in the same workdir: exit 2. Several processes (srun,
+mpirun, or --coordinator_address/--num_processes/--process_id) join one
+jax.distributed mesh.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def main(argv):
   config, workdir = cli.config_and_workdir(argv, FLAGS)
   cli.start_processes(FLAGS)  # jax.distributed + preemption signal handlers
   from jaxreg import distributed, train  # after flag parsing: `--help` stays fast
-  with cli.user_errors():
+  with cli.user_errors(workdir):
     summary = train.train_and_evaluate(config, workdir)
   if not distributed.is_main():
     return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io as stdio
 import json
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from jaxreg import io  # noqa: E402
 
 
 MARKERS = "osD^vP*Xph<>"
@@ -40,8 +43,7 @@ def per_class_curves(records: list[dict], out: Path) -> Path:
   ax.legend(fontsize=7, ncol=2 if len(names) > 10 else 1, loc="lower right")
   ax.set_title("Per-class validation accuracy")
   fig.tight_layout()
-  fig.savefig(out, dpi=120)
-  plt.close(fig)
+  _save(fig, out)
   return out
 
 
@@ -68,20 +70,30 @@ def confusion(evaluation: dict, out: Path, title: str) -> Path:
   ax.set_title(title)
   fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
   fig.tight_layout()
-  fig.savefig(out, dpi=120)
-  plt.close(fig)
+  _save(fig, out)
   return out
 
 
-def plot_run(workdir: str | Path) -> list[Path]:
+def plot_run(workdir: str | Path, summary: dict | None = None) -> list[Path]:
+  """The run's plots; `summary`: its summary.json dict (read from the file if None;
+  the trainer passes it because it writes summary.json after the plots)."""
   workdir = Path(workdir)
   out = workdir / "plots"
   out.mkdir(exist_ok=True)
   records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()
              if l.strip()]
-  summary = json.loads((workdir / "summary.json").read_text())
+  if summary is None:
+    summary = json.loads((workdir / "summary.json").read_text())
   return [
       per_class_curves(records, out / "val_per_class_accuracy.png"),
       confusion(summary["test"], out / "test_confusion.png",
                 f"Test confusion matrix (best step {summary['best_step']})"),
   ]
+
+
+def _save(fig, out: Path) -> None:
+  """PNG bytes, then one atomic write (io): a kill never leaves half an image."""
+  buf = stdio.BytesIO()
+  fig.savefig(buf, format="png", dpi=120)
+  plt.close(fig)
+  io.atomic_write(out, buf.getvalue())

@@ -10,6 +10,11 @@ requeues only where an administrator configured it), else the exit code
 `PREEMPTED_EXIT` tells whoever launched the run to rerun it. The rerun resumes from
 that checkpoint and ends with the same metrics as an uninterrupted run.
 
+SIGINT (Ctrl-C) is the same request from a person: a checkpoint at the next step
+boundary, one line, exit code `INTERRUPTED_EXIT` (130, the shell's code for SIGINT),
+never a requeue; a second SIGINT stops the process at once (`os._exit`, no
+checkpoint: the rerun resumes from the last one; a kill leaves nothing torn).
+
 orbax's own preemption support (`CheckpointManager.reached_preemption`) rests on
 jax's preemption sync manager, which listens to SIGTERM only and needs
 jax.distributed; this flag covers SIGUSR1 and single-process runs as well, and in a
@@ -24,8 +29,9 @@ import subprocess
 import sys
 import threading
 
-SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: checkpoint saved, run again to resume
+INTERRUPTED_EXIT = 130  # 128 + SIGINT: stopped by a person
 
 _flag = threading.Event()
 _received: list[str] = []
@@ -36,11 +42,27 @@ class Preempted(Exception):
   that step is on disk."""
 
   def __init__(self, step: int, signal_name: str):
-    super().__init__(f"preempted by {signal_name} at step {step}; checkpoint saved")
+    if signal_name == "SIGINT":
+      message = (f"interrupted (SIGINT) at step {step}; checkpoint saved, rerun the "
+                 "same command to resume")
+    else:
+      message = f"preempted by {signal_name} at step {step}; checkpoint saved"
+    super().__init__(message)
     self.step, self.signal_name = step, signal_name
+
+  @property
+  def interrupted(self) -> bool:
+    """Stopped by a person (SIGINT): exit 130, no requeue."""
+    return self.signal_name == "SIGINT"
 
 
 def _handler(signum, frame):  # noqa: ARG001 - signal handler signature
+  if signum == signal.SIGINT and "SIGINT" in _received:
+    # os.write, not print: the main thread may be inside a print to stderr, and a
+    # buffered write from a signal handler would then raise a reentrancy error.
+    os.write(2, b"error: interrupted again (SIGINT): stopped at once, without a "
+             b"checkpoint; rerun the same command to resume from the last one\n")
+    os._exit(INTERRUPTED_EXIT)
   _received.append(signal.Signals(signum).name)
   _flag.set()
 
@@ -61,6 +83,14 @@ def requested() -> bool:
 
 def signal_name() -> str:
   return _received[0] if _received else "request"
+
+
+def exit_code(e: Preempted) -> int:
+  """What the entry point exits with after `e`: 130 for SIGINT; 0 when SLURM took
+  a requeue; else PREEMPTED_EXIT."""
+  if e.interrupted:
+    return INTERRUPTED_EXIT
+  return 0 if requeue() else PREEMPTED_EXIT
 
 
 def request() -> None:

@@ -102,7 +102,20 @@ def run_config(meta: dict, index: int):
 
 
 def collect(workdir, out=None) -> dict[str, int]:
-  """Status of every run from its directory -> sweep.json and runs.csv; the counts."""
+  """Status of every run from its directory -> sweep.json and runs.csv; the counts.
+  Holds the sweep directory's lock while it writes them."""
+  from jaxreg import lock
+  with lock.acquire(_sweep_dir(workdir), "sweep directory"):
+    return _collect(workdir, out)
+
+
+def _sweep_dir(workdir) -> Path:
+  workdir = Path(workdir)
+  _meta(workdir)  # SweepError unless it holds a sweep.json; creates nothing
+  return workdir
+
+
+def _collect(workdir, out=None) -> dict[str, int]:
   out = out or sys.stdout
   workdir = Path(workdir)
   meta = _meta(workdir)
@@ -111,7 +124,7 @@ def collect(workdir, out=None) -> dict[str, int]:
           for i, r in enumerate(meta["runs"])]
   status, summaries = {}, {}
   for run, entry in zip(runs, meta["runs"]):
-    summary = sweep._read_summary(run.workdir / "summary.json")
+    summary = sweep.read_summary(run.workdir / "summary.json")
     outcome = _read_outcome(run.workdir)
     if summary is not None:
       summaries[run.name] = summary
@@ -188,6 +201,22 @@ def submit(base_config, workdir, axes, *, budget: int = 0, sampler_seed: int = 0
     raise sweep.SweepError("--launcher=slurm: sbatch is not on PATH (run this on a "
                            "SLURM login node)")
   workdir = Path(workdir).resolve()
+  # The sweep directory is locked while sweep.json is written and the array submitted
+  # (not while `--slurm_wait` waits: the collect job locks it to write runs.csv).
+  with sweep.locked(base_config, workdir, axes, budget=budget,
+                    sampler_seed=sampler_seed):
+    submitted = _submit_array(base_config, workdir, axes, budget, sampler_seed,
+                              retry_diverged, opts, out)
+  if submitted is None:
+    collect(workdir, out)
+    return {"array": None, "collect": None, "indices": []}
+  return _after_submit(workdir, *submitted, opts, out)
+
+
+def _submit_array(base_config, workdir: Path, axes, budget: int, sampler_seed: int,
+                  retry_diverged: bool, opts: Options, out):
+  """sweep.json, the array script and the array job; (array id, indices, slurm dir),
+  or None when every run finished or diverged."""
   runs, _ = sweep.prepare(base_config, workdir, axes, budget=budget,
                           sampler_seed=sampler_seed)
   pending = []
@@ -201,19 +230,30 @@ def submit(base_config, workdir, axes, *, budget: int = 0, sampler_seed: int = 0
   if not pending:
     print(f"sweep {workdir}: nothing to submit (every run finished or diverged)",
           file=out, flush=True)
-    collect(workdir, out)
-    return {"array": None, "collect": None, "indices": []}
+    return None
   for run in pending:  # a retried run must not keep its old failure
     (run.workdir / OUTCOME_FILE).unlink(missing_ok=True)
   slurm_dir = workdir / SLURM_DIR
   (slurm_dir / "logs").mkdir(parents=True, exist_ok=True)
   script = slurm_dir / "array.sbatch"
-  script.write_text(array_script(workdir, opts))
+  from jaxreg import io
+  io.atomic_write(script, array_script(workdir, opts))
   indices = [r.index for r in pending]
   spec = ",".join(map(str, indices))
   if opts.max_parallel:
     spec += f"%{opts.max_parallel}"
   array_id = _sbatch([f"--array={spec}", str(script)])
+  print(f"submitted {len(pending)} of {len(runs)} runs as SLURM array job {array_id} "
+        f"(logs: {slurm_dir / 'logs'}); runs.csv is written by a collect job when it "
+        "ends", file=out, flush=True)
+  with (slurm_dir / "jobs.jsonl").open("a") as f:
+    f.write(json.dumps({"array": array_id, "indices": indices,
+                        "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+  return array_id, indices, slurm_dir
+
+
+def _submit_collect(workdir: Path, array_id: str, slurm_dir: Path, opts: Options
+                    ) -> str:
   collect_cmd = (f"exec {shlex.quote(opts.python)} -m jaxreg.slurm collect "
                  f"--workdir={shlex.quote(str(workdir))}")
   collect_args = [f"--dependency=afterany:{array_id}", "--job-name=jaxreg-collect",
@@ -224,13 +264,11 @@ def submit(base_config, workdir, axes, *, budget: int = 0, sampler_seed: int = 0
   collect_args += list(opts.extra)
   if opts.wait:
     collect_args.append("--wait")
-  print(f"submitted {len(pending)} of {len(runs)} runs as SLURM array job {array_id} "
-        f"(logs: {slurm_dir / 'logs'}); runs.csv is written by a collect job when it "
-        "ends", file=out, flush=True)
-  with (slurm_dir / "jobs.jsonl").open("a") as f:
-    f.write(json.dumps({"array": array_id, "indices": indices,
-                        "submitted": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
-  collect_id = _sbatch([*collect_args, "--wrap", collect_cmd])
+  return _sbatch([*collect_args, "--wrap", collect_cmd])
+
+
+def _after_submit(workdir, array_id, indices, slurm_dir, opts, out) -> dict:
+  collect_id = _submit_collect(workdir, array_id, slurm_dir, opts)
   if opts.wait:
     collect(workdir, out)  # the collect job has run; report here too
   return {"array": array_id, "collect": collect_id, "indices": indices}
@@ -241,25 +279,28 @@ def submit(base_config, workdir, axes, *, budget: int = 0, sampler_seed: int = 0
 
 def run_task(workdir, index: int, out=None) -> int:
   """Trains run `index` of the sweep in `workdir`; the process's exit code."""
-  from jaxreg import preemption, train
+  from jaxreg import lock, preemption, train
   out = out or sys.stderr
   workdir = Path(workdir)
   meta = _meta(workdir)
   entry = meta["runs"][index]
   run_dir = workdir / entry["name"]
-  if (run_dir / "summary.json").exists():
+  if sweep.read_summary(run_dir / "summary.json") is not None:
     print(f"run {entry['name']}: finished already", file=out, flush=True)
     return 0
   restarts = os.environ.get("SLURM_RESTART_COUNT")
   print(f"run {index} {entry['name']} (job {os.environ.get('SLURM_JOB_ID', '-')}"
         + (f", restart {restarts}" if restarts else "") + ")", file=out, flush=True)
-  run_dir.mkdir(parents=True, exist_ok=True)
-  (run_dir / OUTCOME_FILE).unlink(missing_ok=True)
+  (run_dir / OUTCOME_FILE).unlink(missing_ok=True)  # a retry forgets the old failure
   try:
     summary = train.train_and_evaluate(run_config(meta, index), run_dir)
   except preemption.Preempted as e:
     print(str(e), file=out, flush=True)
+    if e.interrupted:
+      return preemption.INTERRUPTED_EXIT
     return 0 if preemption.requeue(out) else preemption.PREEMPTED_EXIT
+  except lock.LockHeld:
+    raise  # another task trains this run: its directory is left alone
   except train.TrainingDiverged as e:  # a result, not a failure of the task
     _write_outcome(run_dir, "diverged", e)
     print(f"run {entry['name']}: diverged: {e}", file=out, flush=True)

@@ -41,6 +41,7 @@ traced values.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -48,7 +49,6 @@ import io
 import itertools
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -320,7 +320,8 @@ class Run:
 
   @property
   def finished(self) -> bool:
-    return (self.workdir / "summary.json").exists()
+    """Its summary.json exists and reads (written last and atomically by a run)."""
+    return read_summary(self.workdir / "summary.json") is not None
 
 
 def config_for(base, values: dict):
@@ -388,7 +389,7 @@ class SequentialExecutor:
     self.devices = devices
 
   def execute(self, runs, on_done):
-    from jaxreg import train
+    from jaxreg import preemption, train
     for run in runs:
       t0 = time.perf_counter()
       try:
@@ -396,6 +397,8 @@ class SequentialExecutor:
         outcome = Outcome("done", summary=summary)
       except train.TrainingDiverged as e:
         outcome = Outcome("diverged", error=_one_line(e))
+      except preemption.Preempted:
+        raise  # the whole sweep stops (its checkpoint is saved); rerun to resume
       except Exception as e:  # noqa: BLE001 - recorded; the sweep goes on
         outcome = Outcome("error", error=_one_line(e))
       outcome.seconds = time.perf_counter() - t0
@@ -456,10 +459,8 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {
 
 
 def atomic_write(path: Path, text: str) -> None:
-  path = Path(path)
-  tmp = path.with_name(f".{path.name}.tmp")
-  tmp.write_text(text)
-  os.replace(tmp, path)
+  from jaxreg import io  # the one atomic writer
+  io.atomic_write(path, text)
 
 
 def _plan_record(axes, budget, sampler_seed, base_config) -> dict:
@@ -498,11 +499,15 @@ def load_axes(meta: dict) -> list[Axis]:
   return [Axis(**_axis_args(a)) for a in meta["axes"]]
 
 
-def _read_summary(path: Path) -> dict | None:
+def read_summary(path: Path) -> dict | None:
+  """A run's summary.json, or None when it is missing or unreadable (a summary
+  half-written by an older jaxreg counts as not done)."""
   try:
-    return json.loads(path.read_text())
-  except (OSError, json.JSONDecodeError):
+    summary = json.loads(Path(path).read_text())
+  except (OSError, ValueError):
     return None
+  return summary if isinstance(summary, dict) and "test" in summary else None
+
 
 
 def rows_for(runs: Sequence[Run], axes: Sequence[Axis], status: dict,
@@ -579,15 +584,10 @@ def _pretty(values: dict) -> str:
 def prepare(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
             sampler_seed: int = 0, command: Sequence[str] | None = None
             ) -> tuple[list[Run], dict]:
-  """Plans the runs and writes (or checks) DIR/sweep.json. Returns (runs, meta)."""
+  """Plans the runs and writes (or checks) DIR/sweep.json. Returns (runs, meta).
+  The caller holds the directory's lock (`locked`)."""
   workdir = Path(workdir)
-  points = expand(axes, budget, sampler_seed)
-  runs = plan_runs(base_config, workdir, points)
-  for run in runs:  # every point is checked before anything trains
-    try:
-      config_lib.validate(run.config)
-    except config_lib.ConfigError as e:
-      raise SweepError(f"run {run.name}: {e}") from None
+  runs = plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed)
   record = _plan_record(axes, budget, sampler_seed, base_config)
   path = workdir / SWEEP_FILE
   if path.exists():
@@ -616,11 +616,47 @@ def prepare(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
   return runs, meta
 
 
+def plan(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
+         sampler_seed: int = 0) -> list[Run]:
+  """The runs of the sweep, every point's config validated (SweepError naming the
+  run); writes nothing."""
+  runs = plan_runs(base_config, Path(workdir), expand(axes, budget, sampler_seed))
+  for run in runs:  # every point is checked before anything trains
+    try:
+      config_lib.validate(run.config)
+    except config_lib.ConfigError as e:
+      raise SweepError(f"run {run.name}: {e}") from None
+  return runs
+
+
+@contextlib.contextmanager
+def locked(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
+           sampler_seed: int = 0):
+  """Validates the sweep (every point, the directory), then holds the sweep
+  directory's lock for the block: one process at a time writes sweep.json and
+  runs.csv (each run also locks its own directory while it trains)."""
+  from jaxreg import io, lock
+  plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed)
+  io.check_writable_dir(workdir, "sweep directory")
+  with lock.acquire(workdir, "sweep directory"):
+    yield
+
+
 def run_sweep(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
               sampler_seed: int = 0, executor: Executor | None = None,
               retry_diverged: bool = False, out=None,
               command: Sequence[str] | None = None) -> dict[str, Outcome]:
-  """Plans, resumes and trains a sweep; returns {run name: Outcome} of this call."""
+  """Plans, resumes and trains a sweep; returns {run name: Outcome} of this call.
+  Nothing is written unless every point's config is valid; the sweep directory is
+  locked while it runs."""
+  with locked(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed):
+    return _run_sweep(base_config, workdir, axes, budget=budget,
+                      sampler_seed=sampler_seed, executor=executor,
+                      retry_diverged=retry_diverged, out=out, command=command)
+
+
+def _run_sweep(base_config, workdir, axes, *, budget, sampler_seed, executor,
+               retry_diverged, out, command) -> dict[str, Outcome]:
   out = out or sys.stdout
   workdir = Path(workdir)
   runs, meta = prepare(base_config, workdir, axes, budget=budget,
@@ -629,7 +665,7 @@ def run_sweep(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
   summaries = {}
   for run in runs:
     entry = status[run.name]
-    summary = _read_summary(run.workdir / "summary.json") if run.finished else None
+    summary = read_summary(run.workdir / "summary.json")
     if summary is not None:
       summaries[run.name] = summary
       entry["status"] = "done"
@@ -745,10 +781,11 @@ def _launch_elsewhere(config, axes, FLAGS) -> bool:
 
 def main(argv):
   from absl import flags
-  from jaxreg import cli
+  from jaxreg import cli, preemption
   FLAGS = flags.FLAGS
   config, _ = cli.config_and_workdir(argv, FLAGS)
-  with cli.user_errors():
+  preemption.install()  # SIGTERM/SIGINT: the current run checkpoints, the sweep stops
+  with cli.user_errors(FLAGS.workdir):
     try:
       axes = parse_axes(FLAGS.axis, config)
       if FLAGS.folds:

@@ -8,10 +8,13 @@ evaluated on val and test -> summary.json. `jaxreg.evaluate` reuses `setup` and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import io as stdio
 import itertools
 import json
+import sys
 import math
 import time
 from pathlib import Path
@@ -25,8 +28,8 @@ import flax
 import optax
 from flax.training import train_state
 
-from jaxreg import (checkpoint, config as config_lib, distributed, metrics, optim,
-                    parallel, plots, preemption, provenance)
+from jaxreg import (checkpoint, config as config_lib, distributed, io, lock, metrics,
+                    optim, parallel, plots, preemption, provenance)
 from jaxreg.data import dataset as dataset_lib, sources
 from jaxreg.logs import MetricsLog, Progress, TensorBoard
 from jaxreg import models
@@ -52,12 +55,14 @@ class Setup:
   mesh: jax.sharding.Mesh
   model: Any
   state: TrainState
-  checkpointer: checkpoint.Checkpointer
+  checkpointer: checkpoint.Checkpointer | None  # None until open_checkpoints
   steps_per_epoch: int
   train_step: Any
   eval_step: Any
   # Image data: the device-resident splits and their jitted steps (jaxreg/feed.py).
   feed: Any = None
+  # Pretrained word vectors: what was found (written by open_checkpoints).
+  embeddings_report: Any = None
 
 
 def loss_and_logits(params, apply_fn, batch, *, train: bool, dropout_key=None,
@@ -126,8 +131,19 @@ def make_optimizer(config, params, steps_per_epoch: int):
       frozen=embeddings.FROZEN_REGEX if config.model.get("freeze_embeddings") else None)
 
 
-def setup(config, workdir, devices=None, data=None) -> Setup:
-  """`data`: the loaded dataset of config.data, to share one load between runs."""
+CHECKPOINTS = ("write", "read", "later")
+
+
+def setup(config, workdir, devices=None, data=None, checkpoints: str = "write") -> Setup:
+  """`data`: the loaded dataset of config.data, to share one load between runs.
+
+  Writes nothing in `workdir` except with `checkpoints='write'` (the default), which
+  opens its checkpoint directory for writing (`open_checkpoints`); 'read' opens it
+  read-only (jaxreg.evaluate); 'later' leaves `checkpointer` None, for a caller that
+  validates everything first and opens the workdir once it holds its lock.
+  """
+  if checkpoints not in CHECKPOINTS:
+    raise ValueError(f"checkpoints={checkpoints!r} is not one of {CHECKPOINTS}")
   config_lib.validate(config)
   workdir = Path(workdir)
   mesh = parallel.make_mesh(devices)
@@ -138,6 +154,12 @@ def setup(config, workdir, devices=None, data=None) -> Setup:
     if len(data.val) == 0 or len(data.train) == 0:
       raise ValueError(f"data.val_fraction={config.data.val_fraction} leaves an "
                        "empty train or val split")
+    if config.train.batch_size > len(data.train):
+      # A deliberate choice (README "Exit codes"): every step would be the same one
+      # padded batch of the whole split, which is almost never what was meant.
+      raise ValueError(f"train.batch_size={config.train.batch_size} is larger than "
+                       f"the training split ({len(data.train)} examples); use at most "
+                       f"{len(data.train)}")
     model = models.from_config(config, data)
     steps_per_epoch = dataset_lib.num_batches(len(data.train), config.train.batch_size)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
@@ -154,9 +176,11 @@ def setup(config, workdir, devices=None, data=None) -> Setup:
     params = variables.pop("params")
     # Pretrained word vectors (model.embeddings_file) replace the rows of the words they
     # cover; skipped when workdir holds a checkpoint (its params are restored instead).
+    report = None
     if not is_image:
       from jaxreg.data import embeddings
-      params, _ = embeddings.load_into_params(params, data.vocab, config.model, workdir)
+      params, report = embeddings.load_into_params(params, data.vocab, config.model,
+                                                   workdir, write_report=False)
     tx = make_optimizer(config, params, steps_per_epoch)
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                             rng=jax.random.key_data(dropout_key), model_state=variables)
@@ -171,12 +195,31 @@ def setup(config, workdir, devices=None, data=None) -> Setup:
         functools.partial(train_step, num_classes=data.num_classes),
         functools.partial(eval_step, apply_fn=model.apply, num_classes=data.num_classes))
     jit_train = feed.train_step
+  s = Setup(config, workdir, data, mesh, model, state, None, steps_per_epoch,
+            jit_train, jit_eval, feed, report)
+  if checkpoints == "write":
+    open_checkpoints(s)
+  elif checkpoints == "read":
+    s.checkpointer = make_checkpointer(config, workdir, read_only=True)
+  return s
+
+
+def make_checkpointer(config, workdir: Path, read_only: bool = False):
   metric = config.train.checkpoint_metric
-  checkpointer = checkpoint.Checkpointer(
-      workdir / "checkpoints", best_metric=metric,
-      best_mode="min" if metric == "loss" else "max")
-  return Setup(config, workdir, data, mesh, model, state, checkpointer,
-               steps_per_epoch, jit_train, jit_eval, feed)
+  return checkpoint.Checkpointer(
+      Path(workdir) / "checkpoints", best_metric=metric,
+      best_mode="min" if metric == "loss" else "max", read_only=read_only)
+
+
+def open_checkpoints(s: Setup) -> None:
+  """The first writes of a run: its checkpoint directory (created) and the list of
+  words its pretrained vectors lacked."""
+  s.checkpointer = make_checkpointer(s.config, s.workdir)
+  if s.embeddings_report is not None and distributed.is_main():
+    from jaxreg.data import embeddings
+    from absl import logging
+    logging.warning("words left random: %s",
+                    embeddings.write_missing(s.embeddings_report, s.workdir))
 
 
 def epoch_batches(s: Setup, epoch: int):
@@ -259,16 +302,15 @@ def _predicting_eval_step(model, num_classes: int, mesh):
 
 
 PREDICTIONS_FILE = "predictions_test.npz"
+SUMMARY_FILE = "summary.json"
 
 
 def save_predictions(path: Path, labels, predictions, step: int) -> None:
-  """labels and predicted ids (int32 [N], test order), written to a temporary name and
-  renamed so a reader never sees half a file."""
-  tmp = path.with_name(f".{path.name}.tmp")
-  with open(tmp, "wb") as f:
-    np.savez(f, labels=np.asarray(labels, np.int32),
-             predictions=np.asarray(predictions, np.int32), step=np.int64(step))
-  tmp.replace(path)
+  """labels and predicted ids (int32 [N], test order), written atomically (io)."""
+  buf = stdio.BytesIO()
+  np.savez(buf, labels=np.asarray(labels, np.int32),
+           predictions=np.asarray(predictions, np.int32), step=np.int64(step))
+  io.atomic_write(path, buf.getvalue())
 
 
 def restore(s: Setup, step: int) -> tuple[TrainState, dict]:
@@ -285,21 +327,117 @@ def _check_finite(loss: float, step: int, epoch: int, s: Setup) -> None:
         f"{kept}. Try a lower optim.learning_rate or set reg.clip_norm.")
 
 
-def _check_workdir_config(config, workdir: Path) -> None:
-  """A workdir holds one experiment: resuming with other settings is an error."""
+def _differing_keys(old: dict, new: dict) -> list[str]:
+  flat_old, flat_new = config_lib.flatten(old), config_lib.flatten(new)
+  return sorted(k for k in flat_old.keys() | flat_new.keys()
+                if flat_old.get(k) != flat_new.get(k))
+
+
+def saved_config(workdir: Path) -> tuple[dict | None, str]:
+  """The config a workdir's run was written with, and where it came from: its
+  config.json, else the copy in its newest readable checkpoint (the config travels
+  in every checkpoint's meta); (None, '') for a new workdir. Reads only."""
+  workdir = Path(workdir)
   path = workdir / "config.json"
-  resolved = json.loads(config.to_json())
   if path.exists():
-    previous = json.loads(path.read_text())
-    if previous != resolved:
-      flat_old, flat_new = config_lib.flatten(previous), config_lib.flatten(resolved)
-      diff = sorted(k for k in flat_old.keys() | flat_new.keys()
-                    if flat_old.get(k) != flat_new.get(k))
+    try:
+      return json.loads(path.read_text()), str(path)
+    except (ValueError, OSError) as e:
       raise config_lib.ConfigError(
-          f"workdir {workdir} holds a run with other settings ({', '.join(diff)}); "
-          "use a new --workdir")
-  elif distributed.is_main():
-    path.write_text(json.dumps(resolved, indent=2) + "\n")
+          f"{path} is damaged ({type(e).__name__}: {' '.join(str(e).split())[:80]}): "
+          "remove it to have the run checked against its checkpoint's copy, or use "
+          "a new --workdir") from None
+  if not (workdir / "checkpoints").is_dir():
+    return None, ""
+  ckpt = checkpoint.Checkpointer(workdir / "checkpoints", read_only=True)
+  try:
+    for step in reversed(ckpt.all_steps()):
+      try:
+        saved = ckpt.meta(step).get("config")
+      except Exception:  # noqa: BLE001 - an unreadable step: try an older one
+        continue
+      if saved is not None:
+        return saved, f"checkpoint step {step} ({ckpt.step_dir(step)})"
+  finally:
+    ckpt.close()
+  return None, ""
+
+
+def _check_workdir_config(config, workdir: Path) -> None:
+  """A workdir holds one experiment: resuming with other settings is an error.
+  Reads only (config.json or, without it, the checkpoint's copy)."""
+  previous, where = saved_config(workdir)
+  if previous is None:
+    return
+  diff = _differing_keys(previous, json.loads(config.to_json()))
+  if diff:
+    raise config_lib.ConfigError(
+        f"workdir {workdir} holds a run with other settings ({', '.join(diff)}; "
+        f"from {where}); use a new --workdir")
+
+
+def _write_config(config, workdir: Path) -> None:
+  """config.json, when missing (a new run, or one whose file was deleted and whose
+  checkpoint's copy matched)."""
+  path = workdir / "config.json"
+  if distributed.is_main() and not path.exists():
+    io.atomic_write_json(path, json.loads(config.to_json()))
+
+
+def resume_step(s: Setup) -> int | None:
+  """The checkpoint step to resume from, after checking every kept step.
+
+  A corrupt step, and every kept step after it, is set aside (one warning line
+  each) and training resumes from the newest intact step before it: the replay
+  recreates the later steps exactly (data order and dropout keys depend on seed,
+  epoch and step only), so the run ends as if nothing had happened. With no intact
+  step before the first corrupt one, ConfigError names it and what to do.
+  """
+  step, bad, later = _resume_plan(s.checkpointer)
+  for aside in later:
+    moved = s.checkpointer.set_aside(aside, "corrupt" if aside in bad else "superseded")
+    if distributed.is_main():
+      why = (f"{bad[aside]}" if aside in bad else
+             f"checkpoint step {aside} comes after corrupt step {min(bad)}")
+      print(f"warning: {why}; moved to {moved}, resuming from step {step}",
+            file=sys.stderr, flush=True)
+  return step
+
+
+def _resume_plan(ckpt: checkpoint.Checkpointer, warn: bool = True
+                 ) -> tuple[int | None, dict, list[int]]:
+  """(step to resume from, {corrupt step: error}, steps to set aside); reads only."""
+  steps = ckpt.all_steps()
+  bad = {}
+  for step in steps:
+    try:
+      ckpt.verify(step, warn=warn)
+    except checkpoint.CorruptCheckpoint as e:
+      bad[step] = e
+  if not bad:
+    return (steps[-1] if steps else None), bad, []
+  first = min(bad)
+  earlier = [step for step in steps if step < first]
+  if not earlier:
+    raise config_lib.ConfigError(
+        f"{bad[first]}; no intact checkpoint is kept before it: move "
+        f"{ckpt.directory} aside and rerun to train from the start, or use a new "
+        "--workdir")
+  return earlier[-1], bad, [step for step in steps if step >= first]
+
+
+def _check_resumable(config, workdir: Path) -> None:
+  """What resuming will read, checked without writing: metrics.jsonl parses and an
+  intact checkpoint exists to resume from (when there are any)."""
+  MetricsLog(workdir / "metrics.jsonl").check()
+  if (workdir / "checkpoints").is_dir():
+    ckpt = make_checkpointer(config, workdir, read_only=True)
+    try:
+      _resume_plan(ckpt, warn=False)
+    except checkpoint.CheckpointVanished:
+      pass  # deleted by a run that just ended: checked again under the lock
+    finally:
+      ckpt.close()
 
 
 def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: int,
@@ -314,7 +452,12 @@ def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: i
   # early stopping; 'latest' gives an unregularized baseline its last epoch.
   final_step = best_step if tc.final_checkpoint == "best" else \
       s.checkpointer.latest_step()
-  final_state, final_meta = restore(s, final_step)
+  try:
+    final_state, final_meta = restore(s, final_step)
+  except checkpoint.CorruptCheckpoint as e:
+    raise config_lib.ConfigError(
+        f"{e}; rerun the same command: the trainer sets it aside and replays it from "
+        "an earlier checkpoint") from None
   test_eval, test_preds = evaluate_params(s, final_state, "test", predictions=True)
   summary = {
       "best_step": best_step,
@@ -337,8 +480,10 @@ def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: i
     # Per-example predictions let jaxreg.report pair test examples across runs.
     save_predictions(workdir / PREDICTIONS_FILE, s.data.test.labels, test_preds,
                      final_step)
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plots.plot_run(workdir)
+    plots.plot_run(workdir, summary)
+    # Last: an existing summary.json means the run and all its files are complete
+    # (the sweep counts a run as done by it).
+    io.atomic_write_json(workdir / SUMMARY_FILE, summary)
   return summary
 
 
@@ -351,9 +496,16 @@ def _save_preempted(s: Setup, state, step: int, epoch: int, batches_done: int, c
       step, state,
       meta={"epoch": epoch, "train_seconds": train_seconds,
             "early_stopping": stopper.to_dict(), "batches_done": batches_done, **timing,
-            "train_counts": {k: np.asarray(v).tolist() for k, v in counts.items()}})
+            "train_counts": {k: np.asarray(v).tolist() for k, v in counts.items()},
+            **config_meta(s.config)})
   s.checkpointer.wait()  # on disk before the process may be killed
   raise preemption.Preempted(step, preemption.signal_name())
+
+
+def config_meta(config) -> dict:
+  """What every checkpoint's meta carries of the config: all of it, so that a
+  workdir whose config.json was lost is still checked (saved_config)."""
+  return {"config": json.loads(config.to_json())}
 
 
 @dataclasses.dataclass
@@ -385,13 +537,69 @@ class EpochTimes:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                        devices=None) -> dict:
-  """Trains (resuming from workdir's latest checkpoint), returns summary.json's dict."""
+  """Trains (resuming from workdir's latest checkpoint), returns summary.json's dict.
+
+  Everything is checked before anything is written (the config, the workdir, its
+  saved config, the data, the devices): a run refused with ConfigError leaves the
+  workdir as it found it. Then the workdir is locked (LockHeld if another process
+  trains in it) for the rest of the run."""
   config_lib.validate(config)
   workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  check_workdir(config, workdir)
+  s = setup(config, workdir, devices, checkpoints="later")
+  with open_workdir(config, workdir):
+    open_checkpoints(s)
+    try:
+      return _train(s)
+    finally:
+      s.checkpointer.close()
+
+
+def check_workdir(config, workdir: Path) -> None:
+  """ConfigError unless `workdir` can hold this run: a writable directory (or one
+  that can be created) that is new or holds a run of the same config. Reads only."""
+  io.check_writable_dir(workdir)
+  if jax.process_count() == 1:  # several: process 0 decides, in open_workdir
+    lock.check(workdir)  # another run trains in it: say so first, read nothing live
   _check_workdir_config(config, workdir)
-  s = setup(config, workdir, devices)
-  tc = config.train
+  _check_resumable(config, workdir)
+
+
+@contextlib.contextmanager
+def open_workdir(config, workdir: Path):
+  """Locks `workdir` (created if needed) for the block and writes its config.json;
+  LockHeld if another process trains in it. Call after everything is validated."""
+  with open_workdirs([config], [workdir]):
+    yield
+
+
+@contextlib.contextmanager
+def open_workdirs(configs, workdirs):
+  """`open_workdir` for several runs (a vmapped group): all locked first, then their
+  config.json written; if one is held by another process, the directories this call
+  created for the others are removed again, so a refusal writes nothing."""
+  workdirs = [Path(w) for w in workdirs]
+  with contextlib.ExitStack() as held:
+    created = [w for w in workdirs if not w.exists()]
+    try:
+      for w in workdirs:
+        held.enter_context(lock.acquire_main(w) or contextlib.nullcontext())
+      for c, w in zip(configs, workdirs):
+        _check_workdir_config(c, w)  # again: a run may have ended meanwhile
+    except config_lib.ConfigError:
+      held.close()
+      for w in created:  # nothing but the lock file in them yet
+        if w.is_dir() and [p.name for p in w.iterdir()] == [lock.LOCK_FILE]:
+          (w / lock.LOCK_FILE).unlink()
+          w.rmdir()
+      raise
+    for c, w in zip(configs, workdirs):
+      _write_config(c, w)
+    yield
+
+
+def _train(s: Setup) -> dict:
+  config, workdir, tc = s.config, s.workdir, s.config.train
   log = MetricsLog(workdir / "metrics.jsonl")
 
   state, epoch, train_seconds = s.state, 0, 0.0
@@ -400,7 +608,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
                                 mode=tc.early_stopping.mode,
                                 patience=tc.early_stopping.patience,
                                 min_delta=tc.early_stopping.min_delta)
-  latest = s.checkpointer.latest_step()
+  latest = resume_step(s)
   resume_batches, resume_counts = 0, None  # a preemption checkpoint is mid-epoch
   if latest is not None:
     state, meta = restore(s, latest)
@@ -409,9 +617,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     resume_batches = meta.get("batches_done", 0)
     resume_counts = meta.get("train_counts")
     timing = EpochTimes.from_dict(tc.target_accuracy, meta)
-    log.truncate_after(latest)
+  # Lines after the restored step (all of them without a checkpoint) were written by
+  # an attempt that did not finish: the replay writes them again.
+  log.truncate_after(latest or 0)
   start_step = step = int(state.step)
-  tb = TensorBoard(workdir / "tensorboard", purge_step=start_step + 1 if latest else None)
+  tb = TensorBoard(workdir / "tensorboard", purge_step=start_step + 1)
 
   total_steps = s.steps_per_epoch * tc.epochs
   progress = Progress(total_steps, initial=start_step)
@@ -464,7 +674,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
       s.checkpointer.save(
           step, state,
           meta={"epoch": epoch, "train_seconds": train_seconds,
-                "early_stopping": stopper.to_dict(), **timing.to_dict()},
+                "early_stopping": stopper.to_dict(), **timing.to_dict(),
+                **config_meta(config)},
           metrics={tc.checkpoint_metric: val_eval[tc.checkpoint_metric]})
       if epoch < tc.epochs and not stopper.should_stop and preemption.stop_now():
         s.checkpointer.wait()  # the epoch's checkpoint is the preemption checkpoint
@@ -477,5 +688,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
     progress.close()
     s.checkpointer.wait()
     tb.close()
-
+  if preemption.stop_now():  # asked to stop before the final evaluation: the rerun does it
+    raise preemption.Preempted(step, preemption.signal_name())
   return finish_run(s, log, stopper, epoch, train_seconds, timing.to_dict())

@@ -386,3 +386,118 @@ def test_errors(tmp_path):
     ckpt.restore(1, _state(0))
   ckpt.close()
   assert _on_disk_steps(tmp_path) == [3]
+
+
+# ------------------------------------------------------------------ integrity
+
+from jaxreg.checkpoint import (CHECKSUM_FILE, CheckpointVanished,  # noqa: E402
+                               CorruptCheckpoint)
+
+_MARKER = np.arange(1000, dtype=np.float32) * 0.001 + 0.5
+
+
+def _marked_state():
+  return {"w": jnp.asarray(_MARKER), "b": jnp.ones(3)}
+
+
+def _array_file(step_dir: pathlib.Path) -> pathlib.Path:
+  """The largest data file of the state (OCDBT, zstd-compressed array chunks)."""
+  files = [p for p in (step_dir / "state").rglob("*") if p.is_file()]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+def test_every_committed_step_carries_the_checksums_of_its_files(tmp_path):
+  ckpt = Checkpointer(tmp_path)
+  ckpt.save(0, _state(0), {"epoch": 0}, {"accuracy": 0.5})
+  ckpt.save(1, _state(1), {"epoch": 1}, {"accuracy": 0.6})
+  ckpt.close()
+  import json
+  for step in ckpt.all_steps():
+    step_dir = tmp_path / str(step)
+    sums = json.loads((step_dir / CHECKSUM_FILE).read_text())["sha256"]
+    files = {p.relative_to(step_dir).as_posix() for p in step_dir.rglob("*")
+             if p.is_file()}
+    # everything but orbax's own bookkeeping, rewritten after the data are final
+    assert set(sums) == files - {CHECKSUM_FILE, "_CHECKPOINT_METADATA",
+                                 "commit_success.txt"}
+    assert any(name.startswith("state/") for name in sums)
+    assert ckpt.verify(step) is True
+
+
+def test_a_flipped_low_bit_in_array_data_is_caught(tmp_path):
+  ckpt = Checkpointer(tmp_path)
+  ckpt.save(0, _marked_state(), {"epoch": 0}, {"accuracy": 0.5})
+  ckpt.close()
+  path = _array_file(tmp_path / "0")
+  data = bytearray(path.read_bytes())
+  data[len(data) // 2] ^= 1
+  path.write_bytes(bytes(data))
+  # orbax alone restores it without a word, with other values (what was checked)
+  raw = ocp.CheckpointManager(tmp_path, options=ocp.CheckpointManagerOptions(
+      read_only=True, save_interval_steps=0, create=False))
+  restored = raw.restore(0, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(_marked_state())))["state"]
+  assert not np.array_equal(np.asarray(restored["w"]), _MARKER)
+  with pytest.raises(CorruptCheckpoint) as info:
+    Checkpointer(tmp_path, read_only=True).restore(0, _marked_state())
+  assert str(info.value) == (f"checkpoint step 0 ({tmp_path / '0'}) is corrupt: "
+                             f"{path.relative_to(tmp_path / '0').as_posix()} does not "
+                             "match its checksum")
+
+
+def test_truncated_array_data_is_one_line(tmp_path):
+  ckpt = Checkpointer(tmp_path)
+  ckpt.save(0, _marked_state(), {"epoch": 0}, {"accuracy": 0.5})
+  ckpt.close()
+  path = _array_file(tmp_path / "0")
+  path.write_bytes(path.read_bytes()[:100])
+  with pytest.raises(CorruptCheckpoint, match="does not match its checksum") as info:
+    Checkpointer(tmp_path).restore(0, _marked_state())
+  assert "\n" not in str(info.value)
+
+
+def test_a_step_without_checksums_is_read_unverified_with_one_warning(tmp_path, capsys):
+  ckpt = Checkpointer(tmp_path)
+  ckpt.save(0, _state(0), {"epoch": 0}, {"accuracy": 0.5})
+  ckpt.close()
+  (tmp_path / "0" / CHECKSUM_FILE).unlink()  # as written before checksums existed
+  reader = Checkpointer(tmp_path, read_only=True)
+  capsys.readouterr()
+  for _ in range(2):
+    _assert_tree_equal(reader.restore(0, _state(0))[0], _state(0))
+  err = capsys.readouterr().err.splitlines()
+  assert len(err) == 1 and err[0].startswith("warning: checkpoint step 0 (")
+  assert "read unverified" in err[0]
+
+
+def test_set_aside_hides_a_step_from_orbax_so_it_can_be_saved_again(tmp_path):
+  ckpt = Checkpointer(tmp_path / "c")
+  ckpt.save(1, _state(1), {"epoch": 1}, {"accuracy": 0.9})
+  ckpt.save(2, _state(2), {"epoch": 2}, {"accuracy": 0.5})
+  moved = ckpt.set_aside(2, "corrupt")
+  assert moved == str(tmp_path / "c.set-aside" / "2-corrupt")
+  assert ckpt.all_steps() == [1] and ckpt.latest_step() == 1
+  ckpt.save(2, _state(2), {"epoch": 2}, {"accuracy": 0.5})  # the replay's save
+  ckpt.close()
+  assert _on_disk_steps(tmp_path / "c") == [1, 2]
+
+
+def test_a_reader_leaves_a_save_in_flight_and_cannot_write(tmp_path, caplog):
+  ckpt = Checkpointer(tmp_path)
+  ckpt.save(0, _state(0), {"epoch": 0}, {"accuracy": 0.5})
+  ckpt.close()
+  in_flight = tmp_path / f"1{TMP_SUFFIX}" / "state"
+  in_flight.mkdir(parents=True)  # a running trainer's save
+  import logging
+  with caplog.at_level(logging.INFO, logger="absl"):
+    reader = Checkpointer(tmp_path, read_only=True)
+  assert reader.all_steps() == [0]
+  reader.close()
+  assert in_flight.is_dir()
+  # orbax's notice that the directory is read only is logged at INFO, not WARNING
+  notices = [r for r in caplog.records if "read only" in r.getMessage()]
+  assert notices and all(r.levelno == logging.INFO for r in notices)
+  with pytest.raises(RuntimeError, match="read-only"):
+    reader.set_aside(0, "corrupt")
+  with pytest.raises(CheckpointVanished):
+    Checkpointer(tmp_path, read_only=True).verify(7)

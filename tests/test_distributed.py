@@ -148,3 +148,22 @@ def _assert_like_one(two, one):
   s2, s1 = (json.loads((w / "summary.json").read_text()) for w in (two, one))
   assert len(s2["provenance"]["devices"]) == 2  # one mesh over both processes
   assert abs(s2["test"]["accuracy"] - s1["test"]["accuracy"]) <= 2 / 80
+
+
+@pytest.mark.slow
+def test_a_held_workdir_stops_both_processes_with_one_line_each(tmp_path):
+  """Process 0 alone takes the lock (after jax.distributed.initialize) and tells
+  process 1, so both exit 2 instead of one waiting forever at a collective."""
+  from jaxreg import lock
+  workdir = tmp_path / "w"
+  with lock.acquire(workdir):  # another run holds it (this test process)
+    procs = _start_two(workdir, _env())
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+  assert [p.returncode for p in procs] == [2, 2], "\n".join(o[-1500:] for o in outs)
+  for i, out in enumerate(outs):
+    # gloo's C++ prints its connection line itself, in every multi-process CPU run
+    lines = [l for l in out.splitlines() if l.strip() and not l.startswith("[Gloo]")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), out[-1500:]
+    assert f"workdir {workdir} is in use by another jaxreg process" in lines[0]
+  assert f"(pid {os.getpid()} on " in outs[0]
+  assert sorted(p.name for p in workdir.iterdir()) == [lock.LOCK_FILE]

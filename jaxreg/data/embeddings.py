@@ -301,12 +301,10 @@ def init_table(table: Any, vocab: Sequence[str], path: str | os.PathLike,
 
 
 def write_missing(report: EmbeddingsReport, workdir: str | os.PathLike) -> Path:
+  from jaxreg import io
   path = Path(workdir) / MISSING_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text("".join(w + "\n" for w in report.missing), encoding="utf-8")
-  os.replace(tmp, path)
-  return path
+  return io.atomic_write(path, "".join(w + "\n" for w in report.missing))
 
 
 def has_checkpoint(workdir: str | os.PathLike) -> bool:
@@ -315,8 +313,8 @@ def has_checkpoint(workdir: str | os.PathLike) -> bool:
   return ckpt.is_dir() and any(p.is_dir() and p.name.isdigit() for p in ckpt.iterdir())
 
 
-def load_into_params(params: Any, vocab: Sequence[str], model_cfg, workdir=None
-                     ) -> tuple[Any, EmbeddingsReport | None]:
+def load_into_params(params: Any, vocab: Sequence[str], model_cfg, workdir=None,
+                     write_report: bool = True) -> tuple[Any, EmbeddingsReport | None]:
   """params with params['embed']['embedding'] initialized from model.embeddings_file.
 
   Logs the report (absl, WARNING) and writes workdir/embeddings_missing.txt. Returns
@@ -338,7 +336,7 @@ def load_into_params(params: Any, vocab: Sequence[str], model_cfg, workdir=None
   table, report = init_table(node, vocab, path, model_cfg.get("embeddings_format", "auto"))
   from absl import logging
   logging.warning("%s", report.summary())
-  if workdir is not None:
+  if workdir is not None and write_report:  # else the caller writes it (write_missing)
     logging.warning("words left random: %s", write_missing(report, workdir))
   new = dict(params)
   new[EMBED_PATH[0]] = dict(params[EMBED_PATH[0]])
