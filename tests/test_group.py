@@ -337,6 +337,7 @@ def _step_losses(workdir):
       if r["split"] == "train_step"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sort_window", [0, 3])
 def test_member_equals_its_run_alone_on_batches_of_many_widths(tmp_path, sort_window):
   """A member sees its solo run's batches (data.sort_window included) and drops the

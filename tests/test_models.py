@@ -110,7 +110,7 @@ def test_extra_padding_does_not_change_training_logits_with_every_dropout():
   """Dropout masks must not depend on the padded width (a batch cut to another bucket,
   a vmapped group member padded to the widest member): same key, same logits."""
   model = TextClassifier(vocab_size=40, num_classes=3, embed_size=6, hidden_size=5,
-                         num_layers=2, bidirectional=True, pooling="max",
+                         num_layers=2, pooling="max",
                          embed_dropout=0.5, between_dropout=0.5, output_dropout=0.5)
   tokens, lengths = _batch()
   params = jax.jit(model.init)(jax.random.key(0), tokens, lengths)

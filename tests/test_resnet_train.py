@@ -118,6 +118,7 @@ def test_checkpoint_restores_batch_stats_and_identical_logits(tmp_path):
   fresh.checkpointer.close()
 
 
+@pytest.mark.slow
 def test_padding_rows_of_the_last_batch_stay_out_of_batchnorm_statistics(tmp_path):
   """88 training images at batch 32: the last batch holds 24 real rows and 8 copies of
   one image. The statistics after it must be those of the 24 real rows alone."""
