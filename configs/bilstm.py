@@ -6,7 +6,8 @@
 
 Variants (configs/text.py): synthetic (default), trec, trec_reg, imdb, imdb_reg, tiny.
 Measured (2-core CPU, README "Results"): synthetic 100.0% test, 20 s of training;
-:trec_reg 88.5 ± 1.2% (seeds 0-2; best 89.8%).
+:trec_reg 88.5 ± 1.2% (seeds 0-2; best 89.8%; measured before issue 14's
+per-position dropout fix; to be re-measured).
 """
 
 from configs import text

@@ -8,7 +8,8 @@ Variants (configs/text.py): synthetic (default), trec, trec_reg, imdb, imdb_reg,
 Measured (2-core CPU, README "Results"): synthetic (the default) 100.0% test on every
 class, 7 s of training, 15-18 s for the whole command (99.75% on a later AMD EPYC:
 XLA's CPU code differs by CPU model); :trec_reg 87.1 ± 0.9% (seeds 0-2);
-:imdb_reg 87.1% test (seed 0), 44 min wall time on a busy machine.
+:imdb_reg 87.1% test (seed 0), 44 min wall time on a busy machine (both measured
+before issue 14's per-position dropout fix; to be re-measured).
 """
 
 from configs import text

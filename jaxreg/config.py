@@ -343,6 +343,20 @@ def _validate_folds(config) -> None:
     raise ConfigError(f"data.fold={fold!r} is not one of: {allowed}")
 
 
+def _validate_early_stopping(config) -> None:
+  """train.early_stopping.mode must agree with its metric: loss is better lower, every
+  other metric (CHECKPOINT_METRICS) higher. An error, not a silent fix: with the default
+  mode 'max', metric=loss would count a rising validation loss as improvement.
+  (train.checkpoint_metric has no mode: its direction comes from the metric.)"""
+  es = config.train.early_stopping
+  better = "min" if es.metric == "loss" else "max"
+  if es.mode != better:
+    raise ConfigError(
+        f"train.early_stopping.mode={es.mode!r} contradicts train.early_stopping.metric="
+        f"{es.metric!r} ({'lower' if better == 'min' else 'higher'} is better): set "
+        f"train.early_stopping.mode={better}")
+
+
 RESNET_DEPTHS = (10, 18, 34, 50)
 RESNET_STEMS = ("cifar", "imagenet")
 RESNET_NORMS = ("batch", "none", "nf")
@@ -472,6 +486,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, "reg.weight_decay_mode", DECAY_MODES)
   _choice(config, "train.early_stopping.mode", ES_MODES)
   _choice(config, "train.early_stopping.metric", CHECKPOINT_METRICS)
+  _validate_early_stopping(config)
   _choice(config, "train.checkpoint_metric", CHECKPOINT_METRICS)
   _choice(config, "train.final_checkpoint", ("best", "latest"))
   for key in ("model.dropout.embed", "model.dropout.between", "model.dropout.output"):

@@ -18,10 +18,13 @@ leading K axis:
   member's rates (`models.layers.Dropout` takes a traced rate; rate 0 is the identity and
   draws the same keys, so the dropout masks of the other layers do not move);
 - the step is `train.train_step` itself, vmapped; each member draws its dropout keys
-  from its own rng and step, and its batches in its own order (seed, epoch), so a member
-  sees exactly the data and keys of its run alone. Members with different seeds get a
-  [K, B, T] batch (each padded to the widest member's length: padding never changes the
-  logits); when all seeds are equal one [B, T] batch is shared.
+  from its own rng and step, and its batches from `train.text_epoch_batches`, the
+  function its run alone uses (order by (seed, epoch), data.sort_window, buckets), so a
+  member sees exactly the data and keys of its run alone. Members with different seeds
+  get a [K, B, T] batch (each padded to the widest member's length: padding changes
+  neither the logits nor the dropout masks, which the RNN draws per position,
+  models/layers.Dropout's position_axis); when all seeds are equal one [B, T] batch is
+  shared.
 - a member that stops (early stopping, NaN) is frozen where it matters: no more log
   lines, checkpoints or NaN checks, and its results come from its own checkpoints. Its
   slot of the stacked state goes on being stepped (the program is the same for all K)
@@ -413,7 +416,6 @@ def _train_group(configs, workdirs, devices, data, s0) -> list[dict]:
   k = len(members)
   tc = configs[0].train
   spe, epochs = s0.steps_per_epoch, tc.epochs
-  buckets = dataset_lib.parse_buckets(configs[0].data.buckets, configs[0].data.max_length)
   shared = len({c.seed for c in configs}) == 1
   jit_train, jit_eval = compile_group_steps(model, mesh, num_classes, shared)
   rates = parallel.put_replicated(np.stack([dropout_rates(c) for c in configs]), mesh)
@@ -445,10 +447,9 @@ def _train_group(configs, workdirs, devices, data, s0) -> list[dict]:
         if m.index in waiting:
           state = _set_member(state, m.index, waiting.pop(m.index))
       t0 = time.perf_counter()
-      orders = [np.random.default_rng([c.seed, epoch]).permutation(len(data.train))
-                for c in (configs[:1] if shared else configs)]
-      streams = [dataset_lib.batches(data.train, tc.batch_size, o, buckets=buckets)
-                 for o in orders]
+      # Each member's batches exactly as its run alone draws them (one function).
+      streams = [train.text_epoch_batches(c, data.train, epoch)
+                 for c in (configs[:1] if shared else configs)]
       counts = parallel.put_replicated(_zero_counts(k, num_classes), mesh)
       step = epoch * spe
       for parts in zip(*streams):
@@ -581,11 +582,8 @@ def probe_timings(configs: Sequence[ml_collections.ConfigDict], steps: int = 3,
   group_tx = train.make_optimizer(group_config(configs), s.state.params,
                                   s.steps_per_epoch)
   shared = len({c.seed for c in configs}) == 1
-  buckets = dataset_lib.parse_buckets(configs[0].data.buckets, configs[0].data.max_length)
-  first = [next(dataset_lib.batches(
-      data.train, configs[0].train.batch_size,
-      np.random.default_rng([c.seed, 0]).permutation(len(data.train)), buckets=buckets))
-      for c in (configs[:1] if shared else configs)]
+  first = [next(iter(train.text_epoch_batches(c, data.train, 0)))
+           for c in (configs[:1] if shared else configs)]
   group_batch = _put_batch(first[0] if shared else stack_batches(first), s.mesh, shared)
   solo_batch = parallel.put_batch(first[0], s.mesh)
   state = parallel.put_replicated(stack([

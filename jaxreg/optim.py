@@ -16,9 +16,12 @@ out of the chain entirely):
      The regularization terms of step 2 are added after clipping: they are never clipped.
   2. Coupled penalty gradients, added to the (clipped) gradient, only on parameters
      selected by reg.decay_mask:
-       a. reg.l1  g += l1 * sign(w)   (a subgradient of l1 * ||w||_1; sign(0) = 0, so a
-                  weight that is exactly zero stays zero; plain subgradient, not proximal,
-                  so with a large lr * l1 a small weight can overshoot zero and oscillate);
+       a. reg.l1  g += l1 * sign(w)   (a subgradient of l1 * ||w||_1; sign(0) = 0, so
+                  the L1 term adds nothing at a weight that is exactly zero, but its
+                  loss gradient still moves it: L1 neither makes weights exactly zero nor
+                  keeps them there. Plain subgradient, not proximal (no soft
+                  thresholding), so a small weight overshoots zero and oscillates around
+                  it by about lr * l1 per step instead of settling at 0);
        b. reg.l2  g += l2 * w         (the gradient of (l2 / 2) * ||w||^2; optax
                   add_decayed_weights). This is "coupled L2": it goes through the
                   preconditioner of step 3, so under Adam it is rescaled per coordinate.
@@ -237,7 +240,8 @@ def _agc_mask(params: Any, exclude: str) -> Any:
 
 
 def add_l1_subgradient(l1: Any) -> optax.GradientTransformation:
-  """Adds l1 * sign(w) to the updates: a subgradient of l1 * ||w||_1 (sign(0) = 0).
+  """Adds l1 * sign(w) to the updates: a subgradient of l1 * ||w||_1 (sign(0) = 0: no
+  L1 term at an exact zero; the loss gradient still moves such a weight).
 
   optax has no L1 transform. Needs params; keeps each update's dtype.
   """

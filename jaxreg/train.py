@@ -222,22 +222,32 @@ def open_checkpoints(s: Setup) -> None:
                     embeddings.write_missing(s.embeddings_report, s.workdir))
 
 
-def epoch_batches(s: Setup, epoch: int):
-  """The device batches of one training epoch, for `s.train_step(state, batch, counts)`.
-
-  The order depends on (seed, epoch) only: a resumed run sees the same order."""
-  config = s.config
+def epoch_order(config, train_split, epoch: int) -> np.ndarray:
+  """The order of the training examples in one epoch. It depends on (seed, epoch) and
+  the data only, so a resumed run, and a member of a vmapped group (jaxreg.group), see
+  exactly this run's order. Text: regrouped by length when data.sort_window > 0."""
   rng = np.random.default_rng([config.seed, epoch])
-  order = rng.permutation(len(s.data.train))
+  order = rng.permutation(len(train_split))
+  lengths = getattr(train_split, "lengths", None)  # images have none
+  if config.data.sort_window and lengths is not None:
+    order = dataset_lib.length_sorted(order, lengths, config.train.batch_size,
+                                      config.data.sort_window, rng)
+  return order
+
+
+def text_epoch_batches(config, train_split, epoch: int):
+  """The host (numpy) batches of one text training epoch, in `epoch_order`."""
+  return dataset_lib.batches(
+      train_split, config.train.batch_size, epoch_order(config, train_split, epoch),
+      buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length))
+
+
+def epoch_batches(s: Setup, epoch: int):
+  """The device batches of one training epoch, for `s.train_step(state, batch, counts)`."""
   if s.feed is not None:
-    yield from s.feed.epoch_batches(order)
+    yield from s.feed.epoch_batches(epoch_order(s.config, s.data.train, epoch))
     return
-  if config.data.sort_window:
-    order = dataset_lib.length_sorted(order, s.data.train.lengths,
-                                      config.train.batch_size, config.data.sort_window, rng)
-  for batch in dataset_lib.batches(
-      s.data.train, config.train.batch_size, order,
-      buckets=dataset_lib.parse_buckets(config.data.buckets, config.data.max_length)):
+  for batch in text_epoch_batches(s.config, s.data.train, epoch):
     yield parallel.put_batch(batch, s.mesh)
 
 

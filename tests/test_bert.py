@@ -289,6 +289,24 @@ def test_pretrained_tokenizer_pipeline_and_cache_key(tmp_path):
   assert "tokenizer" not in text.settings(word.data)  # word-level keys unchanged
 
 
+def test_pretrained_tokenizer_path_strips_html_like_the_word_level_one(tmp_path):
+  """data.strip_html: `<br />` must not reach BERT as '<', 'br', '/', '>' subwords."""
+  from jaxreg.data import sources
+  spaced = _texts(12, 1)  # a tag is a space: the whitespace pre-tokenizer drops it
+  tagged = [{"text": r["text"].replace(" ", " <br /><i>", 1) + "</i>", "label": r["label"]}
+            for r in spaced]
+  loaded = {}
+  for name, test_rows in (("tagged", tagged), ("spaced", spaced)):
+    config = tiny_bert_config(tmp_path, "bert", **{"data.strip_html": True,
+                                                   "data.cache_dir": ""})
+    config.data.test_file = _write_jsonl(tmp_path / f"{name}.jsonl", test_rows)
+    loaded[name] = sources.load(config.data).test
+  np.testing.assert_array_equal(loaded["tagged"].lengths, loaded["spaced"].lengths)
+  np.testing.assert_array_equal(loaded["tagged"].tokens, loaded["spaced"].tokens)
+  # and the cache key of the subword path changed with it (entries before ignored it)
+  assert text.settings(config.data)["subword_pipeline"] == 2
+
+
 @pytest.mark.parametrize("override, match", [
     ({"data.tokenizer": "word"}, "data.tokenizer='word' cannot feed"),
     ({"model.pretrained": "", "data.tokenizer": "x"}, "model.pretrained is empty"),

@@ -2,6 +2,7 @@
 report's choice by the mean over folds."""
 
 import csv
+import hashlib
 import json
 import subprocess
 import sys
@@ -60,6 +61,32 @@ def test_synthetic_source_folds_partition_the_training_set():
   for d in loaded:
     assert len(d.train) + len(d.val) == len(every)
     np.testing.assert_array_equal(d.test.labels, loaded[0].test.labels)
+
+
+def _image_rows(split):
+  return sorted(hashlib.sha256(x.tobytes()).hexdigest() + f":{y}"
+                for x, y in zip(split.images, split.labels))
+
+
+def test_image_source_folds_partition_the_training_set_and_differ():
+  """--folds=K on an image config: K different validation folds, not one split K times."""
+  from configs import resnet
+
+  def load(**overrides):
+    return sources.load(sweep.config_for(resnet.get_config("tiny"), overrides).data)
+
+  loaded = [load(**{"data.folds": 3, "data.fold": f}) for f in range(3)]
+  every = _image_rows(loaded[0].train) + _image_rows(loaded[0].val)
+  vals = [_image_rows(d.val) for d in loaded]
+  assert sorted(sum(vals, [])) == sorted(every)  # the folds partition train + val
+  for d, val in zip(loaded, vals):
+    assert sorted(_image_rows(d.train) + val) == sorted(every)
+    assert abs(len(val) - len(every) / 3) < 1  # a third of train + val
+    np.testing.assert_array_equal(d.test.labels, loaded[0].test.labels)
+  assert all(set(a).isdisjoint(b) for a, b in ((vals[0], vals[1]), (vals[1], vals[2]),
+                                                (vals[0], vals[2])))
+  hold_out = load()  # data.folds=0: data.val_fraction (10%) as before
+  assert len(hold_out.val) == round(0.1 * len(every))
 
 
 def test_text_cache_key_changes_with_the_fold_only_under_k_fold():

@@ -104,3 +104,33 @@ def test_each_dropout_is_active_only_in_training(rate_key):
   train = model.apply(params, tokens, lengths, train=True,
                       rngs={"dropout": jax.random.key(1)})
   assert not np.allclose(train, eval_a)
+
+
+def test_extra_padding_does_not_change_training_logits_with_every_dropout():
+  """Dropout masks must not depend on the padded width (a batch cut to another bucket,
+  a vmapped group member padded to the widest member): same key, same logits."""
+  model = TextClassifier(vocab_size=40, num_classes=3, embed_size=6, hidden_size=5,
+                         num_layers=2, pooling="max",
+                         embed_dropout=0.5, between_dropout=0.5, output_dropout=0.5)
+  tokens, lengths = _batch()
+  params = jax.jit(model.init)(jax.random.key(0), tokens, lengths)
+  apply = jax.jit(lambda p, t, k: model.apply(p, t, lengths, train=True,
+                                              rngs={"dropout": k}))
+  key = jax.random.key(3)
+  logits = apply(params, tokens, key)
+  padded = np.pad(tokens, ((0, 0), (0, 23)))
+  np.testing.assert_allclose(apply(params, padded, key), logits, atol=1e-5)
+  assert not np.allclose(apply(params, tokens, jax.random.key(4)), logits)
+
+
+def test_per_position_dropout_drops_at_rate_independently_per_position():
+  layer = Dropout(0.3, position_axis=1)
+  apply = jax.jit(lambda x: layer.apply({}, x, False, rngs={"dropout": jax.random.key(0)}))
+  y = apply(jnp.ones((50, 40, 30)))
+  dropped = np.asarray(y == 0)
+  assert abs(dropped.mean() - 0.3) < 0.01
+  np.testing.assert_allclose(dropped.mean(axis=(0, 2)), 0.3, atol=0.05)  # every position
+  # positions draw different masks (not one mask broadcast along the axis)
+  assert (dropped[:, 0] != dropped[:, 1]).mean() > 0.3
+  np.testing.assert_array_equal(np.asarray(apply(jnp.ones((50, 64, 30))))[:, :40],
+                                np.asarray(y))

@@ -305,8 +305,23 @@ def test_l1_moves_toward_zero_by_lr_times_l1():
   for t, p in enumerate(history, start=1):
     expected = np.asarray(w) - t * lr * l1 * np.sign(np.asarray(w))
     np.testing.assert_allclose(p["layer"]["kernel"], expected, rtol=1e-6, atol=1e-7)
-    assert float(p["layer"]["kernel"][1, 0]) == 0.0  # sign(0) = 0: stays exactly zero
+    # sign(0) = 0: with no loss gradient (only here) a zero weight stays zero
+    assert float(p["layer"]["kernel"][1, 0]) == 0.0
     np.testing.assert_array_equal(p["layer"]["bias"], params["layer"]["bias"])
+
+
+def test_l1_adds_nothing_at_an_exact_zero_but_the_loss_gradient_still_moves_it():
+  """The documented behaviour: L1 does not pin a zero weight at zero."""
+  w = jnp.asarray([[0.0, 0.5]], jnp.float32)
+  params = {"layer": {"kernel": w}}
+  grads = {"layer": {"kernel": jnp.asarray([[0.2, 0.2]], jnp.float32)}}
+  lr, l1 = 0.1, 0.01
+  (with_l1,), _ = run(build(params, name="sgd", learning_rate=lr, l1=l1), params, grads, 1)
+  (plain,), _ = run(build(params, name="sgd", learning_rate=lr), params, grads, 1)
+  moved = float(with_l1["layer"]["kernel"][0, 0])
+  assert moved == pytest.approx(-lr * 0.2) and moved != 0.0
+  assert moved == float(plain["layer"]["kernel"][0, 0])  # no L1 term at exactly 0
+  assert float(with_l1["layer"]["kernel"][0, 1]) == pytest.approx(0.5 - lr * (0.2 + l1))
 
 
 def test_default_mask_leaves_biases_alone_with_real_gradients():

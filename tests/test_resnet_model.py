@@ -361,3 +361,19 @@ def test_nf_net_with_agc_fits_a_batch_and_its_branches_train():
   assert losses[-1] < 0.2 * losses[0], losses
   gains = [abs(float(v)) for k, v in flat(state.params).items() if k.endswith("skip_gain")]
   assert max(gains) > 0.05, gains
+
+
+@pytest.mark.slow
+def test_batchnorm_statistics_count_only_the_rows_of_the_mask():
+  """The padding rows of a last batch (here: huge values) change neither the
+  BatchNorm statistics nor the real rows' outputs: the same as the real rows alone."""
+  model = resnet.from_config(model_config(width=4), 5)  # BN in the stem, blocks, proj
+  real = images(batch=5, size=16)
+  padded = {"images": jnp.concatenate([real, 100.0 + images(batch=3, size=16, seed=1)]),
+            "mask": np.arange(8) < 5}
+  variables = init(model, {"images": real})
+  logits, updates = apply(model, variables, padded, train=True)
+  alone_logits, alone = apply(model, variables, {"images": real}, train=True)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+               updates, alone)
+  np.testing.assert_allclose(logits[:5], alone_logits, rtol=1e-4, atol=1e-5)

@@ -118,6 +118,32 @@ def test_checkpoint_restores_batch_stats_and_identical_logits(tmp_path):
   fresh.checkpointer.close()
 
 
+@pytest.mark.slow
+def test_padding_rows_of_the_last_batch_stay_out_of_batchnorm_statistics(tmp_path):
+  """88 training images at batch 32: the last batch holds 24 real rows and 8 copies of
+  one image. The statistics after it must be those of the 24 real rows alone."""
+  config = _config(**{"data.shapes.train_size": 96, "train.batch_size": 32,
+                      "data.augment.crop_padding": 0, "data.augment.flip": 0.0})
+  s = train.setup(config, tmp_path / "w")
+  assert len(s.data.train) == 88
+  state, counts = s.state, train.parallel.put_replicated(
+      train.metrics.zero_counts(s.data.num_classes), s.mesh)
+  handles = list(train.epoch_batches(s, 0))
+  for batch in handles[:-1]:
+    state, counts, _ = s.train_step(state, batch, counts)
+  before = jax.device_get(train.eval_variables(state))  # the step donates its state
+  state, counts, _ = s.train_step(state, handles[-1], counts)
+  index, mask = (np.asarray(handles[-1][k])[-1] for k in ("index", "mask"))
+  assert mask.sum() == 24
+  real = feed.augment_lib.eval_images(jnp.asarray(s.data.train.images[index[mask]]),
+                                      s.feed.mean, s.feed.std)
+  _, alone = jax.jit(lambda v, x: s.model.apply(v, {"images": x}, train=True))(before,
+                                                                             real)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+               jax.device_get(state.model_state["batch_stats"]), alone["batch_stats"])
+  s.checkpointer.close()
+
+
 def test_epoch_batches_put_the_order_once_and_gather_in_jit(tmp_path):
   config = _config(**{"data.shapes.train_size": 96, "train.batch_size": 32})
   s = train.setup(config, tmp_path / "w")

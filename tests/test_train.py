@@ -241,6 +241,23 @@ def test_validate_names_the_key_and_the_choices():
       config_lib.validate(tiny_config(**{key: value}))
 
 
+def test_early_stopping_mode_must_agree_with_its_metric(tmp_path):
+  """metric=loss with the default mode=max would count a rising loss as improvement."""
+  proc = subprocess.run(_main(tmp_path / "w", "--config.train.early_stopping.metric=loss",
+                              "--config.train.early_stopping.patience=2"),
+                        cwd=ROOT, env=python_env(), capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+  assert proc.stderr.startswith("error: train.early_stopping.mode='max' contradicts "
+                                "train.early_stopping.metric='loss' (lower is better): "
+                                "set train.early_stopping.mode=min")
+  with pytest.raises(config_lib.ConfigError, match="set train.early_stopping.mode=max"):
+    config_lib.validate(tiny_config(**{"train.early_stopping.mode": "min"}))
+  for metric, mode in (("loss", "min"), ("macro_f1", "max"), ("accuracy", "max")):
+    config_lib.validate(tiny_config(**{"train.early_stopping.metric": metric,
+                                       "train.early_stopping.mode": mode}))
+
+
 def test_unknown_config_variant_is_one_line(tmp_path):
   proc = _main_with_config("configs/lstm.py:bogus", tmp_path)
   assert proc.returncode == 2

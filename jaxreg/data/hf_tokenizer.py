@@ -5,6 +5,8 @@ model.pretrained) turns each text into subword ids with its special tokens ([CLS
 [SEP], <s> ... </s>), truncated to data.max_length. The ids go into the same TextSplit
 arrays as word ids; positions past each length hold dataset.PAD_ID (0), which the model
 replaces by the tokenizer's own pad id (RoBERTa: 1), see jaxreg/models/bert.py.
+With data.strip_html, jaxreg/data/text.py removes HTML tags before `encode`, as it does
+for the word-level tokenizer (`text.remove_html`).
 """
 
 from __future__ import annotations

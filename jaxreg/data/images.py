@@ -17,8 +17,9 @@
 
 Then, for every source: `data.image_size` > 0 resizes (bilinear, PIL) to a square,
 `data.train_per_class` > 0 keeps that many training images per class (drawn from
-data.split_seed), and `data.val_fraction` of each class is held out of train as val by
-`dataset.stratified_split(labels, fraction, data.split_seed)`, the text sources' rule.
+data.split_seed), and val is held out of train by `dataset.validation_split`, the text
+sources' rule: `data.val_fraction` of each class, or with `data.folds` >= 2 the
+`data.fold`-th of that many stratified folds (by data.split_seed alone).
 Images must all have one shape and 1 or 3 channels (greyscale stays 1 channel).
 """
 
@@ -34,7 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxreg.data import shapes
-from jaxreg.data.dataset import fingerprint, split_of, stratified_split
+from jaxreg.data.dataset import (fingerprint, split_of, stratified_split,
+                                 validation_split)
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 # Streams of data.split_seed other than the validation hold-out's (seed itself).
@@ -79,7 +81,8 @@ class ImageData:
 
 
 def load(data_cfg) -> ImageData:
-  """config.data -> ImageData (val held out of train by data.split_seed)."""
+  """config.data -> ImageData (val held out of train by data.split_seed: a fraction
+  or a fold, `dataset.validation_split`)."""
   source = data_cfg.source
   if source == "shapes":
     s = data_cfg.shapes
@@ -101,7 +104,7 @@ def load(data_cfg) -> ImageData:
   per_class = int(data_cfg.get("train_per_class", 0) or 0)
   if per_class:
     train = train.take(subset_per_class(train.labels, per_class, data_cfg.split_seed))
-  keep, held = stratified_split(train.labels, data_cfg.val_fraction, data_cfg.split_seed)
+  keep, held = validation_split(train.labels, data_cfg)  # the text sources' rule
   return ImageData(train=train.take(keep), val=train.take(held),
                    test=ImageSplit(test_x, np.asarray(test_y, np.int32)),
                    class_names=list(names), description=description)

@@ -10,7 +10,7 @@ from jaxreg.data.dataset import TextData, validation_split
 def load(data_cfg) -> TextData:
   from jaxreg import config as config_lib
   if config_lib.is_image_source(data_cfg):
-    from jaxreg.data import images  # same val rule: stratified_split by split_seed
+    from jaxreg.data import images  # same val rule: validation_split by split_seed
     return images.load(data_cfg)
   if data_cfg.source == "synthetic":
     s = data_cfg.synthetic

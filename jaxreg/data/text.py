@@ -72,11 +72,17 @@ _PATTERNS = {
 log = logging.getLogger(__name__)
 
 
+def remove_html(text: str) -> str:
+  """data.strip_html: every HTML tag becomes a space, not the tokens '<', 'br', '/',
+  '>' (both tokenizers: the word level and Hugging Face's)."""
+  return _HTML_TAG.sub(" ", text)
+
+
 def tokenize(text: str, lowercase: bool = True, punctuation: str = "split",
              strip_html: bool = False) -> list[str]:
   """Word-level tokens of `text` (see the module docstring for the rules)."""
-  if strip_html:  # a tag becomes a space, not the tokens '<', 'br', '/', '>'
-    text = _HTML_TAG.sub(" ", text)
+  if strip_html:
+    text = remove_html(text)
   if lowercase:
     text = text.lower()
   if punctuation == "keep":
@@ -111,9 +117,11 @@ def encode(tokens: Sequence[str], word_ids: dict[str, int], max_length: int) -> 
 def settings(data_cfg) -> dict:
   """Every setting the prepared arrays depend on, besides the source content."""
   tokenizer = str(data_cfg.get("tokenizer", "word"))
-  # A Hugging Face tokenizer: its name and content hash (word-level keys unchanged).
+  # A Hugging Face tokenizer: its name and content hash (word-level keys unchanged);
+  # subword_pipeline 2: data.strip_html applies (entries from before ignored it).
   extra = {} if tokenizer == "word" else {
-      "tokenizer": tokenizer, "tokenizer_sha256": _hf().identity(tokenizer)}
+      "tokenizer": tokenizer, "tokenizer_sha256": _hf().identity(tokenizer),
+      "subword_pipeline": 2}
   return {**extra,
       "lowercase": bool(data_cfg.lowercase),
       "punctuation": str(data_cfg.punctuation),
@@ -163,8 +171,12 @@ def _build(raw: RawTextData, data_cfg) -> TextData:
   if "tokenizer" in s:  # the model's own subword tokenizer and vocabulary
     hf = _hf()
     vocab = hf.vocab(s["tokenizer"])
-    train_seqs = hf.encode(s["tokenizer"], raw.train_texts, s["max_length"])
-    test_seqs = hf.encode(s["tokenizer"], raw.test_texts, s["max_length"])
+
+    def clean(texts):  # lowercase/punctuation are the tokenizer's own business
+      return [remove_html(t) for t in texts] if s["strip_html"] else texts
+
+    train_seqs = hf.encode(s["tokenizer"], clean(raw.train_texts), s["max_length"])
+    test_seqs = hf.encode(s["tokenizer"], clean(raw.test_texts), s["max_length"])
   else:
     train_tokens = toks(raw.train_texts)
     test_tokens = toks(raw.test_texts)

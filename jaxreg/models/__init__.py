@@ -31,17 +31,25 @@ class Model:
   inputs: tuple[str, ...] = ("tokens", "lengths")
   # Collections updated in training (BatchNorm: ('batch_stats',)).
   mutable: tuple[str, ...] = ()
+  # Batch keys passed as keyword arguments when the batch has them (ResNet: 'mask',
+  # so BatchNorm's statistics leave out the padding rows of a last batch).
+  keyword_inputs: tuple[str, ...] = ()
+
+  def _kwargs(self, batch) -> dict:
+    return {k: batch[k] for k in self.keyword_inputs if k in batch}
 
   def init(self, key, batch) -> dict:
-    return dict(self.module.init(key, *(batch[k] for k in self.inputs), train=False))
+    return dict(self.module.init(key, *(batch[k] for k in self.inputs), train=False,
+                                 **self._kwargs(batch)))
 
   def apply(self, variables, batch, *, train: bool, rngs=None) -> tuple[Any, dict]:
     args = [batch[k] for k in self.inputs]
+    kwargs = self._kwargs(batch)
     if train and self.mutable:
       logits, updates = self.module.apply(variables, *args, train=True, rngs=rngs,
-                                          mutable=list(self.mutable))
+                                          mutable=list(self.mutable), **kwargs)
       return logits, dict(updates)
-    return self.module.apply(variables, *args, train=train, rngs=rngs), {}
+    return self.module.apply(variables, *args, train=train, rngs=rngs, **kwargs), {}
 
 
 def from_config(config, data) -> Model:

@@ -21,7 +21,9 @@ plus what the regularization study varies:
 * ``dtype``: compute dtype (params stay float32; logits come back float32).
 
 The head Dense is named 'head' (reg.agc_exclude='^head/' finds it). BatchNorm statistics
-live in the 'batch_stats' collection (Model.mutable), i.e. TrainState.model_state.
+live in the 'batch_stats' collection (Model.mutable), i.e. TrainState.model_state; the
+batch's 'mask' (Model.keyword_inputs) keeps the padding rows of an epoch's last batch
+(copies of one image) out of them.
 """
 
 from __future__ import annotations
@@ -135,28 +137,29 @@ class Block(nn.Module):
   norm: Callable | None
   strides: tuple[int, int] = (1, 1)
 
-  def _conv_norm(self, x, features, kernel, strides=(1, 1), *, name, last=False):
+  def _conv_norm(self, x, features, kernel, strides=(1, 1), *, name, mask, last=False):
     if self.norm is None:
       return self.conv(features, kernel, strides, use_bias=True, name=f"conv{name}")(x)
     x = self.conv(features, kernel, strides, use_bias=False, name=f"conv{name}")(x)
     # Zero scale on the branch's last BatchNorm: each block starts as the identity.
     init = nn.initializers.zeros_init() if last else nn.initializers.ones_init()
-    return self.norm(scale_init=init, name=f"bn{name}")(x)
+    return self.norm(scale_init=init, name=f"bn{name}")(x, mask=mask)
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, mask=None):
+    """`mask`: None or bool [B, 1, 1, 1], the rows BatchNorm's statistics count."""
     expansion = 4 if self.bottleneck else 1
+    cn = functools.partial(self._conv_norm, mask=mask)
     if self.bottleneck:
-      y = nn.relu(self._conv_norm(x, self.filters, (1, 1), name="0"))
-      y = nn.relu(self._conv_norm(y, self.filters, (3, 3), self.strides, name="1"))
-      y = self._conv_norm(y, self.filters * 4, (1, 1), name="2", last=True)
+      y = nn.relu(cn(x, self.filters, (1, 1), name="0"))
+      y = nn.relu(cn(y, self.filters, (3, 3), self.strides, name="1"))
+      y = cn(y, self.filters * 4, (1, 1), name="2", last=True)
     else:
-      y = nn.relu(self._conv_norm(x, self.filters, (3, 3), self.strides, name="0"))
-      y = self._conv_norm(y, self.filters, (3, 3), name="1", last=True)
+      y = nn.relu(cn(x, self.filters, (3, 3), self.strides, name="0"))
+      y = cn(y, self.filters, (3, 3), name="1", last=True)
     residual = x
     if residual.shape != y.shape:
-      residual = self._conv_norm(x, self.filters * expansion, (1, 1), self.strides,
-                                 name="_proj")
+      residual = cn(x, self.filters * expansion, (1, 1), self.strides, name="_proj")
     return nn.relu(residual + y)
 
 
@@ -176,8 +179,13 @@ class ResNet(nn.Module):
   nf_alpha: float = 0.2
 
   @nn.compact
-  def __call__(self, images, *, train: bool = False):
+  def __call__(self, images, *, train: bool = False, mask=None):
+    """`mask`: bool [B], the real rows of a padded batch (None: all). In training,
+    BatchNorm's batch statistics (used to normalize and added to the running averages)
+    count only these rows (flax's BatchNorm(mask=)); padding rows are normalized with
+    them but never shift them."""
     nf = self.norm == "nf"
+    bn_mask = None if mask is None else jnp.asarray(mask, bool).reshape(-1, 1, 1, 1)
     if nf:
       conv = functools.partial(WSConv, dtype=self.dtype)
     else:
@@ -197,7 +205,7 @@ class ResNet(nn.Module):
       x = conv(self.width, kernel, strides, padding=padding, use_bias=not has_bn(0),
                name="stem_conv")(x)
       if has_bn(0):
-        x = bn(name="stem_bn")(x)
+        x = bn(name="stem_bn")(x, mask=bn_mask)
       x = nn.relu(x)  # NF blocks are pre-activation: they apply their own relu
     if self.stem == "imagenet":
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
@@ -214,7 +222,8 @@ class ResNet(nn.Module):
           expected_var = (1.0 if j == 0 else expected_var) + self.nf_alpha ** 2
         else:
           x = Block(self.width * 2 ** stage, bottleneck, conv=conv,
-                    norm=bn if has_bn(stage) else None, strides=strides, name=name)(x)
+                    norm=bn if has_bn(stage) else None, strides=strides,
+                    name=name)(x, bn_mask)
       self.sow("intermediates", f"stage{stage}", x)
       for k, after in _DROPOUT_AFTER_STAGE.items():
         if self.dropout_layers >= k and stage == after:
@@ -276,4 +285,5 @@ def from_config(model_cfg, num_classes: int) -> models.Model:
   module = module_from_config(model_cfg, num_classes)
   uses_bn = module.norm == "batch" and bool(module.bn_stages)
   return models.Model(module, inputs=("images",),
-                      mutable=("batch_stats",) if uses_bn else ())
+                      mutable=("batch_stats",) if uses_bn else (),
+                      keyword_inputs=("mask",) if uses_bn else ())

@@ -46,11 +46,13 @@ class TextClassifier(nn.Module):
     deterministic = not train
     mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]  # [B, T]
     x = nn.Embed(self.vocab_size, self.embed_size, name="embed")(tokens)
-    x = Dropout(self.embed_dropout)(x, deterministic)
+    # Masks per position (position_axis=1): the same at any padded width, so bucketing
+    # and a vmapped group's padding to its widest member never change them.
+    x = Dropout(self.embed_dropout, position_axis=1)(x, deterministic)
     carry = None
     for layer in range(self.num_layers):
       if layer > 0:
-        x = Dropout(self.between_dropout)(x, deterministic)
+        x = Dropout(self.between_dropout, position_axis=1)(x, deterministic)
       carry, x = self._layer(layer)(x, seq_lengths=lengths)
     sentence = self._pool(x, carry, mask)
     sentence = Dropout(self.output_dropout)(sentence, deterministic)
