@@ -139,3 +139,45 @@ def test_adamw_is_explained_and_misspelt_choices_get_the_near_miss():
   assert "AdamW is optim.name=adam with reg.weight_decay > 0" in str(e.value)
   with pytest.raises(config_lib.ConfigError, match=r"\(did you mean lstm\?\)"):
     config_lib.validate(tiny_config(**{"model.cell": "lstn"}))
+
+
+# ------------------------------------------------------------------ the reference
+
+
+def test_docs_config_md_is_the_reference_generated_from_the_schema():
+  from jaxreg.config import reference
+  assert (ROOT / reference.DOC_PATH).read_text() == reference.markdown(), (
+      "docs/config.md is stale: python -m jaxreg.config --markdown > docs/config.md")
+
+
+def test_every_key_and_section_is_documented_in_the_reference():
+  text = (ROOT / "docs" / "config.md").read_text()
+  for entry in config_lib.KEYS:
+    assert len(entry.doc.split()) >= 2, f"{entry.name} has no doc"
+    if isinstance(entry, config_lib.Key):
+      row = next(l for l in text.splitlines() if l.startswith(f"| `{entry.name}` |"))
+      assert entry.doc.replace("|", "\\|") in row and entry.rule.allowed() in \
+          row.replace("\\|", "|"), entry.name
+
+
+def test_the_command_prints_every_key_with_its_value_default_and_doc():
+  out = subprocess.run(
+      [sys.executable, "-m", "jaxreg.config", "--config=configs/lstm.py:tiny",
+       "--config.reg.l2=0.001"], cwd=ROOT, env=python_env(), capture_output=True,
+      text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  heads = [l for l in out.stdout.splitlines() if not l.startswith(" ")]
+  assert [h.split(" = ")[0] for h in heads] == list(config_lib.KEY_BY_NAME)
+  assert "reg.l2 = 0.001    # default: 0.0" in heads
+  assert "train.epochs = 2    # default: 10" in heads   # the :tiny variant's
+  assert "seed = 0" in heads
+  assert config_lib.KEY_BY_NAME["reg.l2"].doc.split(":")[0] in out.stdout
+  assert out.stdout.count("\n    allowed: ") == len(config_lib.KEY_BY_NAME)
+  changed = subprocess.run(
+      [sys.executable, "-m", "jaxreg.config", "--config=configs/lstm.py:tiny",
+       "--changed"], cwd=ROOT, env=python_env(), capture_output=True, text=True,
+      timeout=120)
+  assert [l.split(" = ")[0] for l in changed.stdout.splitlines()
+          if not l.startswith(" ")] == ["data.synthetic.train_size",
+                                         "data.synthetic.test_per_class", "train.epochs",
+                                         "train.log_every_steps"]

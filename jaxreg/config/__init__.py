@@ -14,6 +14,7 @@ Imports only ml_collections: everything else in jaxreg may import this package.
 from __future__ import annotations
 
 import contextlib
+import difflib
 from pathlib import Path
 
 import ml_collections
@@ -92,10 +93,13 @@ def unknown_key_hint(path: str) -> str:
 
 
 def missing_file_hint(path: str) -> str:
-  """' (did you mean configs/lstm.py?)' for a config file that does not exist, from
-  the .py files in the folder where it was looked for, or ''."""
-  folder = Path(path).parent
-  if not folder.is_dir():
-    return ""
-  return near_miss(path, [str(folder / f.name) for f in sorted(folder.glob("*.py"))
-                          if not f.name.startswith("_")])
+  """' (did you mean configs/lstm.py?)' for a config file that does not exist: the
+  nearest .py file in the folder it was looked for in, or in ./configs, or ''."""
+  given = Path(path)
+  found = {}
+  for folder in (Path("configs"), given.parent):
+    if folder.is_dir():
+      found.update({f.name: str(folder / f.name) for f in sorted(folder.glob("*.py"))
+                    if not f.name.startswith("_")})
+  close = difflib.get_close_matches(given.name, list(found), n=1, cutoff=0.6)
+  return f" (did you mean {found[close[0]]}?)" if close else ""

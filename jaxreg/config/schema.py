@@ -439,7 +439,7 @@ KEYS = (
     Key("optim.schedule", "constant", OneOf(SCHEDULES),
         "`constant`, `cosine` (to `min_lr_ratio`), `warmup_linear`, `warmup_cosine` "
         "(linear warmup from 0 over `warmup_steps`, then decay to `min_lr_ratio`), "
-        "`step` (times `step_factor` every `step_epochs` epochs); optax's schedules."),
+        "`step` (times `step_factor` every `step_epochs` epochs)."),
     Key("optim.warmup_steps", 0, Int(0),
         "warmup length for the `warmup_*` schedules (and only for them); less than the "
         "run's steps."),
@@ -533,7 +533,9 @@ def _is_trec(source: str) -> bool:
 
 
 def _local_sources(c) -> None:
-  """csv/tsv/jsonl need a training file and one test rule; folders need a root."""
+  """`csv`, `tsv`, `jsonl` need `data.train_file`, exactly one of `data.test_file` and
+  `data.test_fraction`, and non-empty `data.text_fields`, `data.label_field`; `folder`
+  and `image_folder` need `data.root`."""
   d = c.data
   if d.source in FILE_SOURCES:
     if not d.train_file:
@@ -553,6 +555,7 @@ def _local_sources(c) -> None:
 
 
 def _trec_only(c) -> None:
+  """`data.trec_fine` and `data.trec_files` only with `data.source = tfds:trec`."""
   d = c.data
   if d.trec_fine and not _is_trec(d.source):
     raise ConfigError(f"data.trec_fine=True only applies to data.source='tfds:trec', "
@@ -563,6 +566,7 @@ def _trec_only(c) -> None:
 
 
 def _fold_in_range(c) -> None:
+  """`data.fold` is one of `0 .. data.folds-1` (0 without k-fold)."""
   folds, fold = c.data.folds, c.data.fold
   if not fold < max(folds, 1):
     allowed = f"0..{folds - 1}" if folds else "0 (data.folds=0: no k-fold)"
@@ -570,13 +574,15 @@ def _fold_in_range(c) -> None:
 
 
 def _frozen_needs_vectors(c) -> None:
+  """`model.freeze_embeddings` needs `model.embeddings_file` (a frozen random table is
+  almost never intended)."""
   if c.model.freeze_embeddings and not c.model.embeddings_file:
     raise ConfigError("model.freeze_embeddings=True needs model.embeddings_file "
                       "(freezing a random table is almost never intended)")
 
 
 def _family_reads_the_source(c) -> None:
-  """Image families need an image source, text families a text source."""
+  """An image family (`resnet`) needs an image source, a text family a text source."""
   family, source = c.model.family, c.data.source
   is_image = is_image_source(c.data)
   if family in IMAGE_FAMILIES and not is_image:
@@ -589,7 +595,8 @@ def _family_reads_the_source(c) -> None:
 
 
 def _bert_inputs(c) -> None:
-  """model.family='bert' needs a model, a text source and that model's tokenizer."""
+  """`model.family = bert` needs `model.pretrained`, a text source (not `synthetic`,
+  which holds token ids) and a Hugging Face `data.tokenizer` (not `word`)."""
   if c.model.family != "bert":
     return
   if not c.model.pretrained:
@@ -606,6 +613,8 @@ def _bert_inputs(c) -> None:
 
 
 def _warmup_schedule(c) -> None:
+  """`optim.warmup_steps` > 0 only with a `warmup_*` schedule (elsewhere it would do
+  nothing)."""
   o = c.optim
   if o.warmup_steps and not o.schedule.startswith("warmup_"):
     raise ConfigError(f"optim.warmup_steps={o.warmup_steps} has no effect with "
@@ -614,10 +623,10 @@ def _warmup_schedule(c) -> None:
 
 
 def _early_stopping_direction(c) -> None:
-  """train.early_stopping.mode must agree with its metric: loss is better lower, every
-  other metric higher. An error, not a silent fix: with the default mode 'max',
-  metric=loss would count a rising validation loss as improvement.
-  (train.checkpoint_metric has no mode: its direction comes from the metric.)"""
+  """`train.early_stopping.mode` agrees with its metric: `min` for `loss`, `max` for
+  the others. An error, not a silent fix: with the default `max`, `metric=loss` would
+  count a rising loss as improvement (`train.checkpoint_metric` has no mode: its
+  direction comes from the metric)."""
   es = c.train.early_stopping
   better = "min" if es.metric == "loss" else "max"
   if es.mode != better:
