@@ -89,15 +89,22 @@ conv kernels: norm over (0, 1, 2); 5-D: over (0, 1, 2, 3); more dims raise. Tune
 with the batch size (NFNets used 0.01 at batch 4096; the best lambda grows as batches shrink).
 Hyperparameters take the params' highest float dtype (optax.inject_hyperparams default).
 
-Schedules (`schedule_shape`, normalized to peak 1; t = number of updates applied so far,
-T = total_steps, W = warmup_steps, m = min_lr_ratio, p = clip((t - W) / (T - W), 0, 1)):
-  constant       1
+Schedules (`schedule_shape`, normalized to peak 1; optax's own schedules; t = number of
+updates applied so far, T = total_steps, W = warmup_steps, m = min_lr_ratio,
+p = clip((t - W) / (T - W), 0, 1)):
+  constant       1                                        optax.constant_schedule
   cosine         m + (1 - m) * (1 + cos(pi * t / T)) / 2, then m (no warmup allowed)
-  warmup_linear  t / W for t < W, then 1 - (1 - m) * p
+                                                          optax.cosine_decay_schedule
+  warmup_linear  t / W for t < W, then 1 - (1 - m) * p    optax.join_schedules of two
+                                                          optax.linear_schedule
   warmup_cosine  t / W for t < W, then m + (1 - m) * (1 + cos(pi * p)) / 2
-                 (equals optax.warmup_cosine_decay_schedule(0, 1, W, T, m))
+                                                          optax.warmup_cosine_decay_schedule
   step           step_factor ** floor(t / (step_epochs * steps_per_epoch))
+                                                          optax.exponential_decay, staircase
 Warmup starts from 0, so the first update of a warmup schedule is zero (optax convention).
+(Until issue 15 these shapes were written out here; optax's arithmetic differs from
+them by ~1e-7 for cosine and warmup_linear, so a run resumed across that change does not
+match an uninterrupted one bit for bit.)
 """
 
 from __future__ import annotations
@@ -233,34 +240,19 @@ def schedule_shape(optim_cfg: Any, steps_per_epoch: int,
     raise ValueError(f"optim.warmup_steps={warmup} must be < total_steps={total_steps} "
                      f"for optim.schedule={name!r}")
 
-  if name == "constant":
-    return lambda count: jnp.ones([], jnp.float32)
-
-  if name == "step":
-    every = int(optim_cfg.step_epochs) * steps_per_epoch
-    factor = float(optim_cfg.step_factor)
-
-    def step_shape(count):
-      k = jnp.floor_divide(jnp.asarray(count, jnp.int32), every)
-      return jnp.power(jnp.float32(factor), k.astype(jnp.float32))
-
-    return step_shape
-
-  cosine = name in ("cosine", "warmup_cosine")
-  decay_steps = total_steps - warmup
-
-  def decay_shape(count):
-    t = jnp.asarray(count, jnp.float32)
-    p = jnp.clip((t - warmup) / decay_steps, 0.0, 1.0)
-    if cosine:
-      value = m + (1.0 - m) * 0.5 * (1.0 + jnp.cos(jnp.pi * p))
-    else:
-      value = 1.0 - (1.0 - m) * p
-    if warmup:
-      value = jnp.where(t < warmup, t / warmup, value)
-    return value.astype(jnp.float32)
-
-  return decay_shape
+  every = int(optim_cfg.step_epochs) * steps_per_epoch
+  shapes = {  # optim.schedule -> its optax schedule (names: jaxreg.config.SCHEDULES)
+      "constant": lambda: optax.constant_schedule(1.0),
+      "cosine": lambda: optax.cosine_decay_schedule(1.0, total_steps, alpha=m),
+      "warmup_linear": lambda: optax.join_schedules(  # warmup 0: starts at the decay
+          [optax.linear_schedule(0.0, 1.0, warmup),
+           optax.linear_schedule(1.0, m, total_steps - warmup)], [warmup]),
+      "warmup_cosine": lambda: optax.warmup_cosine_decay_schedule(
+          0.0, 1.0, warmup, total_steps, end_value=m),
+      "step": lambda: optax.exponential_decay(
+          1.0, every, float(optim_cfg.step_factor), staircase=True),
+  }
+  return shapes[name]()
 
 
 # ----------------------------------------------------------------------------- the chain

@@ -439,7 +439,8 @@ KEYS = (
     Key("optim.schedule", "constant", OneOf(SCHEDULES),
         "`constant`, `cosine` (to `min_lr_ratio`), `warmup_linear`, `warmup_cosine` "
         "(linear warmup from 0 over `warmup_steps`, then decay to `min_lr_ratio`), "
-        "`step` (times `step_factor` every `step_epochs` epochs)."),
+        "`step` (times `step_factor` every `step_epochs` epochs); optax's schedules "
+        "(jaxreg/optim.py)."),
     Key("optim.warmup_steps", 0, Int(0),
         "warmup length for the `warmup_*` schedules (and only for them); less than the "
         "run's steps."),
