@@ -181,3 +181,37 @@ def test_the_command_prints_every_key_with_its_value_default_and_doc():
           if not l.startswith(" ")] == ["data.synthetic.train_size",
                                          "data.synthetic.test_per_class", "train.epochs",
                                          "train.log_every_steps"]
+
+
+# ------------------------------------------------------- allowed values and owners
+
+
+def test_every_allowed_value_is_one_its_owner_implements():
+  """The lists live in the schema; the modules that act on a value must know each one
+  (and data/'s own copies, which it keeps so as not to import config, must agree)."""
+  import jax
+  import numpy as np
+  from jaxreg import metrics, optim
+  from jaxreg.data import embeddings, files, text, tfds_source
+  from jaxreg.models.rnn import TextClassifier
+  base = config_lib.get_base_config()
+  for name in config_lib.SCHEDULES:
+    o = base.optim.copy_and_resolve_references()
+    o.schedule = name
+    o.warmup_steps = 2 if name.startswith("warmup_") else 0
+    assert np.isfinite(optim.schedule_shape(o, 10, 100)(7)), name
+  tokens, lengths = np.ones((2, 5), np.int32), np.array([5, 3], np.int32)
+  for cell, pooling in [(c, "last") for c in config_lib.CELLS] + [
+      ("gru", p) for p in config_lib.POOLINGS]:
+    model = TextClassifier(vocab_size=9, num_classes=3, cell=cell, embed_size=4,
+                           hidden_size=4, pooling=pooling)
+    jax.eval_shape(lambda: model.init(jax.random.key(0), tokens, lengths))
+  counts = metrics.batch_counts(np.eye(3, dtype=np.float32), np.arange(3),
+                                np.ones(3, bool), 3)
+  assert set(config_lib.CHECKPOINT_METRICS) <= set(
+      metrics.summarize(counts, ["a", "b", "c"]))
+  assert text.PUNCTUATION_MODES == config_lib.PUNCTUATION
+  assert embeddings.FORMATS == config_lib.EMBEDDINGS_FORMATS
+  assert files.FILE_SOURCES == config_lib.FILE_SOURCES
+  assert set(files.SOURCES) <= set(config_lib.SOURCES)
+  assert tfds_source.PREFIX == config_lib.TFDS_PREFIX
