@@ -13,6 +13,8 @@ import sys
 
 from absl import flags
 
+from jaxreg import config as config_lib  # light: ml_collections only
+
 USAGE_ERROR = 2
 DIVERGED = 1
 
@@ -85,7 +87,8 @@ def _unknown_key(argv, config) -> str | None:
       keys = list(node.keys()) if hasattr(node, "keys") else []
       if part not in keys:
         where = ".".join(walked) or "the config"
-        return (f"unknown config key {path!r}: {where} has "
+        return (f"unknown config key {path!r}{config_lib.unknown_key_hint(path)}: "
+                f"{where} has "
                 f"{', '.join(sorted(map(str, keys))) or 'no keys'}")
       node, walked = node[part], walked + [part]
   return None
@@ -155,7 +158,10 @@ def loaded_config(flag_values, name: str):
     return config
   except OSError as e:
     first = next((l.strip() for l in str(e).splitlines() if "Errno" in l), str(e))
-    fail(f"--{name}: cannot load the config file: {first}")
+    path = next((a.split("=", 1)[1].partition(":")[0] for a in sys.argv[1:]
+                 if a.startswith(f"--{name}=")), "")
+    fail(f"--{name}: cannot load the config file: {first}"
+         f"{config_lib.missing_file_hint(path) if path else ''}")
 
 
 def _flag_given(name: str) -> bool:
@@ -191,7 +197,7 @@ def user_errors(workdir=None):
   preemption -> requeue under SLURM (exit 0), else exit PREEMPTED_EXIT; SIGINT ->
   exit 130 (see README "Exit codes"). `workdir`: named for a refused write that
   carries no file name (a library's flush)."""
-  from jaxreg import checkpoint, config as config_lib, io, preemption, train
+  from jaxreg import checkpoint, io, preemption, train
   try:
     yield
   except (config_lib.ConfigError, FileNotFoundError, checkpoint.CorruptCheckpoint) as e:

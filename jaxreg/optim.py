@@ -89,15 +89,22 @@ conv kernels: norm over (0, 1, 2); 5-D: over (0, 1, 2, 3); more dims raise. Tune
 with the batch size (NFNets used 0.01 at batch 4096; the best lambda grows as batches shrink).
 Hyperparameters take the params' highest float dtype (optax.inject_hyperparams default).
 
-Schedules (`schedule_shape`, normalized to peak 1; t = number of updates applied so far,
-T = total_steps, W = warmup_steps, m = min_lr_ratio, p = clip((t - W) / (T - W), 0, 1)):
-  constant       1
+Schedules (`schedule_shape`, normalized to peak 1; optax's own schedules; t = number of
+updates applied so far, T = total_steps, W = warmup_steps, m = min_lr_ratio,
+p = clip((t - W) / (T - W), 0, 1)):
+  constant       1                                        optax.constant_schedule
   cosine         m + (1 - m) * (1 + cos(pi * t / T)) / 2, then m (no warmup allowed)
-  warmup_linear  t / W for t < W, then 1 - (1 - m) * p
+                                                          optax.cosine_decay_schedule
+  warmup_linear  t / W for t < W, then 1 - (1 - m) * p    optax.join_schedules of two
+                                                          optax.linear_schedule
   warmup_cosine  t / W for t < W, then m + (1 - m) * (1 + cos(pi * p)) / 2
-                 (equals optax.warmup_cosine_decay_schedule(0, 1, W, T, m))
+                                                          optax.warmup_cosine_decay_schedule
   step           step_factor ** floor(t / (step_epochs * steps_per_epoch))
+                                                          optax.exponential_decay, staircase
 Warmup starts from 0, so the first update of a warmup schedule is zero (optax convention).
+(Until issue 15 these shapes were written out here; optax's arithmetic differs from
+them by ~1e-7 for cosine and warmup_linear, so a run resumed across that change does not
+match an uninterrupted one bit for bit.)
 """
 
 from __future__ import annotations
@@ -113,23 +120,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "rmsprop", "adadelta", "adagrad")
-SCHEDULES = ("constant", "cosine", "warmup_linear", "warmup_cosine", "step")
-WEIGHT_DECAY_MODES = ("lr_scaled", "independent")
+from jaxreg.config import parse_decay_mask
+
 # The strengths carried in opt_state.hyperparams (always all of them; see the docstring).
 HYPERPARAMS = ("learning_rate", "l1", "l2", "weight_decay", "clip_norm", "clip_value",
                "agc")
-DECAY_MASK_FORMS = ("'ndim>1'", "'all'", "'none'",
-                    "'REGEX=true|false,REGEX=true|false,...'")
-
-# Defaults used when a key is missing from the config (the config module defines them all).
-_OPTIM_DEFAULTS = dict(
-    name=None, learning_rate=1e-3, momentum=0.9, b1=0.9, b2=0.999, eps=1e-8, decay=0.9,
-    schedule="constant", warmup_steps=0, min_lr_ratio=0.0, step_epochs=10,
-    step_factor=0.1)
-_REG_DEFAULTS = dict(
-    l1=0.0, l2=0.0, weight_decay=0.0, weight_decay_mode="lr_scaled", clip_norm=0.0,
-    clip_value=0.0, agc=0.0, agc_eps=1e-3, agc_exclude="^head/", decay_mask="ndim>1")
 # Where each hyperparameter comes from in the config.
 _HP_SECTION = dict(learning_rate="optim", l1="reg", l2="reg", weight_decay="reg",
                    clip_norm="reg", clip_value="reg", agc="reg")
@@ -168,34 +163,6 @@ def _ndim(leaf: Any) -> int:
 # ----------------------------------------------------------------------------- masks
 
 
-def _parse_decay_mask(spec: Any) -> Any:
-  """Returns 'ndim>1' | 'all' | 'none' | list of (compiled regex, bool)."""
-  bad = ValueError(f"reg.decay_mask={spec!r} is not one of: "
-                   + ", ".join(DECAY_MASK_FORMS))
-  if not isinstance(spec, str):
-    raise bad
-  compact = spec.replace(" ", "").lower()
-  if compact in ("ndim>1", "all", "none"):
-    return compact
-  if not spec.strip():
-    raise bad
-  rules = []
-  for item in spec.split(","):
-    if "=" not in item:
-      raise bad
-    pattern, value = item.rsplit("=", 1)
-    value = value.strip().lower()
-    if value not in ("true", "false"):
-      raise bad
-    try:
-      regex = re.compile(pattern.strip())
-    except re.error as e:
-      raise ValueError(f"reg.decay_mask={spec!r}: invalid regex {pattern.strip()!r} "
-                       f"({e}); allowed forms: " + ", ".join(DECAY_MASK_FORMS)) from None
-    rules.append((regex, value == "true"))
-  return rules
-
-
 def decay_mask(params: Any, spec: str = "ndim>1") -> Any:
   """Pytree of bools like `params`: True where L1/L2/weight decay apply.
 
@@ -204,7 +171,7 @@ def decay_mask(params: Any, spec: str = "ndim>1") -> Any:
   the tree passed in); the first matching rule wins, and a leaf matched by no rule raises
   ValueError naming it. An invalid spec raises ValueError naming it and the allowed forms.
   """
-  parsed = _parse_decay_mask(spec)
+  parsed = parse_decay_mask(spec)
   if parsed == "ndim>1":
     return jax.tree.map(lambda x: _ndim(x) > 1, params)
   if parsed in ("all", "none"):
@@ -264,59 +231,28 @@ def schedule_shape(optim_cfg: Any, steps_per_epoch: int,
   """The learning-rate schedule normalized to peak 1 (formulas in the module docstring).
 
   The learning rate applied at update t (t = 0 for the first update) is
-  optim.learning_rate * schedule_shape(...)(t). Validates the schedule keys.
+  optim.learning_rate * schedule_shape(...)(t). The keys are validated by the config
+  schema; what needs the run's length (a warmup shorter than the run) is checked here.
   """
-  c = _read(optim_cfg, _OPTIM_DEFAULTS)
-  return _schedule_shape(c, steps_per_epoch, total_steps)
-
-
-def _schedule_shape(c: Mapping[str, Any], steps_per_epoch: int,
-                    total_steps: int) -> Callable[[Any], jax.Array]:
-  name = c["schedule"]
-  _check_choice("optim.schedule", name, SCHEDULES)
-  _check_int("steps_per_epoch", steps_per_epoch, minimum=1)
-  _check_int("total_steps", total_steps, minimum=1)
-  warmup = _check_int("optim.warmup_steps", c["warmup_steps"], minimum=0)
-  m = _check_number("optim.min_lr_ratio", c["min_lr_ratio"])
-  if not 0.0 <= m <= 1.0:
-    raise ValueError(f"optim.min_lr_ratio={c['min_lr_ratio']!r} must be in [0, 1]")
-  if warmup and not name.startswith("warmup_"):
-    raise ValueError(f"optim.warmup_steps={warmup} has no effect with "
-                     f"optim.schedule={name!r}; use one of: warmup_linear, warmup_cosine")
+  name = optim_cfg.schedule
+  warmup, m = int(optim_cfg.warmup_steps), float(optim_cfg.min_lr_ratio)
   if name.startswith("warmup_") and warmup >= total_steps:
     raise ValueError(f"optim.warmup_steps={warmup} must be < total_steps={total_steps} "
                      f"for optim.schedule={name!r}")
 
-  if name == "constant":
-    return lambda count: jnp.ones([], jnp.float32)
-
-  if name == "step":
-    every = _check_int("optim.step_epochs", c["step_epochs"], minimum=1) * steps_per_epoch
-    factor = _check_number("optim.step_factor", c["step_factor"])
-    if factor <= 0:
-      raise ValueError(f"optim.step_factor={c['step_factor']!r} must be > 0")
-
-    def step_shape(count):
-      k = jnp.floor_divide(jnp.asarray(count, jnp.int32), every)
-      return jnp.power(jnp.float32(factor), k.astype(jnp.float32))
-
-    return step_shape
-
-  cosine = name in ("cosine", "warmup_cosine")
-  decay_steps = total_steps - warmup
-
-  def decay_shape(count):
-    t = jnp.asarray(count, jnp.float32)
-    p = jnp.clip((t - warmup) / decay_steps, 0.0, 1.0)
-    if cosine:
-      value = m + (1.0 - m) * 0.5 * (1.0 + jnp.cos(jnp.pi * p))
-    else:
-      value = 1.0 - (1.0 - m) * p
-    if warmup:
-      value = jnp.where(t < warmup, t / warmup, value)
-    return value.astype(jnp.float32)
-
-  return decay_shape
+  every = int(optim_cfg.step_epochs) * steps_per_epoch
+  shapes = {  # optim.schedule -> its optax schedule (names: jaxreg.config.SCHEDULES)
+      "constant": lambda: optax.constant_schedule(1.0),
+      "cosine": lambda: optax.cosine_decay_schedule(1.0, total_steps, alpha=m),
+      "warmup_linear": lambda: optax.join_schedules(  # warmup 0: starts at the decay
+          [optax.linear_schedule(0.0, 1.0, warmup),
+           optax.linear_schedule(1.0, m, total_steps - warmup)], [warmup]),
+      "warmup_cosine": lambda: optax.warmup_cosine_decay_schedule(
+          0.0, 1.0, warmup, total_steps, end_value=m),
+      "step": lambda: optax.exponential_decay(
+          1.0, every, float(optim_cfg.step_factor), staircase=True),
+  }
+  return shapes[name]()
 
 
 # ----------------------------------------------------------------------------- the chain
@@ -337,20 +273,20 @@ class ChainStructure:
   frozen_mask: Optional[Callable[[Any], Any]] = None
 
 
-def _preconditioner(name: str, kw: Mapping[str, float]) -> optax.GradientTransformation:
-  if name == "sgd":
-    return optax.identity()
-  if name in ("momentum", "nesterov"):
-    return optax.trace(decay=kw["momentum"], nesterov=name == "nesterov")
-  if name == "adam":
-    return optax.scale_by_adam(b1=kw["b1"], b2=kw["b2"], eps=kw["eps"])
-  if name == "rmsprop":
-    return optax.scale_by_rms(decay=kw["decay"], eps=kw["eps"])
-  if name == "adadelta":
-    return optax.scale_by_adadelta(rho=kw["decay"], eps=kw["eps"])
-  if name == "adagrad":
-    return optax.scale_by_rss(initial_accumulator_value=0.1, eps=kw["eps"])
-  raise ValueError(f"optim.name={name!r} is not one of: {', '.join(OPTIMIZERS)}")
+# optim.name -> (the optim.* keys it reads, its transformation at learning rate 1); the
+# names are jaxreg.config.OPTIMIZERS.
+_PRECONDITIONERS = {
+    "sgd": ((), lambda kw: optax.identity()),
+    "momentum": (("momentum",), lambda kw: optax.trace(decay=kw["momentum"])),
+    "nesterov": (("momentum",),
+                 lambda kw: optax.trace(decay=kw["momentum"], nesterov=True)),
+    "adam": (("b1", "b2", "eps"), lambda kw: optax.scale_by_adam(**kw)),
+    "rmsprop": (("decay", "eps"), lambda kw: optax.scale_by_rms(**kw)),
+    "adadelta": (("decay", "eps"),
+                 lambda kw: optax.scale_by_adadelta(rho=kw["decay"], eps=kw["eps"])),
+    "adagrad": (("eps",), lambda kw: optax.scale_by_rss(initial_accumulator_value=0.1,
+                                                          eps=kw["eps"])),
+}
 
 
 def regularized_chain(learning_rate, l1, l2, weight_decay, clip_norm, clip_value, agc, *,
@@ -377,7 +313,7 @@ def regularized_chain(learning_rate, l1, l2, weight_decay, clip_norm, clip_value
   if "l2" in on:
     parts.append(optax.masked(optax.add_decayed_weights(l2), s.decay_mask))
   # 3. Preconditioner at learning rate 1.
-  parts.append(_preconditioner(s.optimizer, dict(s.preconditioner_kwargs)))
+  parts.append(_PRECONDITIONERS[s.optimizer][1](dict(s.preconditioner_kwargs)))
   # 4. Decoupled weight decay scaled by the learning rate (AdamW convention).
   if "weight_decay" in on and s.weight_decay_mode == "lr_scaled":
     parts.append(optax.masked(optax.add_decayed_weights(weight_decay), s.decay_mask))
@@ -420,77 +356,50 @@ def build_optimizer(optim_cfg: Any, reg_cfg: Any, params: Any, steps_per_epoch: 
   `frozen`: a regex (re.search on the paths) of parameters that get exactly zero update
   (model.freeze_embeddings: '^embed/embedding$'); their gradient is zeroed before the
   chain and the chain runs on the other parameters only (see `regularized_chain`).
-  Raises ValueError (one line naming key, value and allowed choices) on a bad config.
+  The config is validated first (jaxreg.config.validate); what needs the parameters or
+  the run's length is checked here, raising a one-line ValueError.
   """
-  o = _read(optim_cfg, _OPTIM_DEFAULTS)
-  r = _read(reg_cfg, _REG_DEFAULTS)
-
-  _check_choice("optim.name", o["name"], OPTIMIZERS)
-  _check_choice("optim.schedule", o["schedule"], SCHEDULES)
-  _check_choice("reg.weight_decay_mode", r["weight_decay_mode"], WEIGHT_DECAY_MODES)
-  values = {}
-  for hp in HYPERPARAMS:
-    section = o if _HP_SECTION[hp] == "optim" else r
-    values[hp] = _check_nonneg(f"{_HP_SECTION[hp]}.{hp}", section[hp])
-
-  name = o["name"]
-  kw = {}
-  if name in ("momentum", "nesterov"):
-    kw["momentum"] = _check_unit("optim.momentum", o["momentum"])
-  if name == "adam":
-    kw["b1"] = _check_unit("optim.b1", o["b1"])
-    kw["b2"] = _check_unit("optim.b2", o["b2"])
-  if name in ("rmsprop", "adadelta"):
-    kw["decay"] = _check_unit("optim.decay", o["decay"])
-  if name in ("adam", "rmsprop", "adadelta", "adagrad"):
-    kw["eps"] = _check_positive("optim.eps", o["eps"])
-
-  schedule = _schedule_shape(o, steps_per_epoch, total_steps)
-
-  spec = r["decay_mask"]
-  decay_mask(params, spec)  # validates the spec and that every parameter is covered
-  mask_fn = functools.partial(decay_mask, spec=spec)
-
-  agc_mask_fn = None
-  agc_eps = 0.0
-  if values["agc"] > 0:
-    agc_eps = _check_positive("reg.agc_eps", r["agc_eps"])
-    exclude = r["agc_exclude"]
-    if exclude is None:
-      exclude = ""
-    if not isinstance(exclude, str):
-      raise ValueError(f"reg.agc_exclude={exclude!r} must be a regex string ('' excludes "
-                       "nothing)")
-    if exclude:
-      try:
-        re.compile(exclude)
-      except re.error as e:
-        raise ValueError(f"reg.agc_exclude={exclude!r} is not a valid regex ({e})") from None
-      clipped = jax.tree.leaves(_agc_mask(params, exclude))
-      if all(clipped):
-        raise ValueError(
-            f"reg.agc_exclude={exclude!r} matches no parameter (paths look like "
-            f"{param_paths(params)[:3]}); name the classifier head's path, or set '' to "
-            "clip every parameter")
-      if not any(clipped):
-        raise ValueError(f"reg.agc_exclude={exclude!r} matches every parameter, so AGC "
-                         "would clip nothing")
-      agc_mask_fn = functools.partial(_agc_mask, exclude=exclude)
+  o, r = optim_cfg, reg_cfg
+  values = {hp: float((o if _HP_SECTION[hp] == "optim" else r)[hp]) for hp in HYPERPARAMS}
+  name = o.name
+  kw = {k: float(o[k]) for k in _PRECONDITIONERS[name][0]}
+  schedule = schedule_shape(o, steps_per_epoch, total_steps)
+  decay_mask(params, r.decay_mask)  # every parameter must be covered
+  mask_fn = functools.partial(decay_mask, spec=r.decay_mask)
+  agc_on = values["agc"] > 0
+  agc_mask_fn = _check_agc_exclude(params, r.agc_exclude) if agc_on else None
 
   structure = ChainStructure(
       optimizer=name,
       preconditioner_kwargs=tuple(sorted(kw.items())),
       components=frozenset(hp for hp in HYPERPARAMS
                            if hp != "learning_rate" and values[hp] > 0),
-      weight_decay_mode=r["weight_decay_mode"],
+      weight_decay_mode=r.weight_decay_mode,
       decay_mask=mask_fn,
       agc_mask=agc_mask_fn,
-      agc_eps=agc_eps,
-      schedule=None if o["schedule"] == "constant" else schedule,
+      agc_eps=float(r.agc_eps) if agc_on else 0.0,
+      schedule=None if o.schedule == "constant" else schedule,
       frozen_mask=_check_frozen(params, frozen),
   )
   factory = optax.inject_hyperparams(regularized_chain, static_args=("structure",))
   return factory(structure=structure, **values)
+
+
+def _check_agc_exclude(params: Any, exclude: str) -> Optional[Callable[[Any], Any]]:
+  """The mask of the parameters AGC clips (None: all); `exclude` must select some but
+  not all of them ('' excludes nothing)."""
+  if not exclude:
+    return None
+  clipped = jax.tree.leaves(_agc_mask(params, exclude))
+  if all(clipped):
+    raise ValueError(
+        f"reg.agc_exclude={exclude!r} matches no parameter (paths look like "
+        f"{param_paths(params)[:3]}); name the classifier head's path, or set '' to "
+        "clip every parameter")
+  if not any(clipped):
+    raise ValueError(f"reg.agc_exclude={exclude!r} matches every parameter, so AGC "
+                     "would clip nothing")
+  return functools.partial(_agc_mask, exclude=exclude)
 
 
 def _check_frozen(params: Any, frozen: Optional[str]) -> Optional[Callable[[Any], Any]]:
@@ -509,14 +418,7 @@ def _check_frozen(params: Any, frozen: Optional[str]) -> Optional[Callable[[Any]
   return functools.partial(_frozen_mask, pattern=frozen)
 
 
-# ----------------------------------------------------------------------------- config checks
-
-
-def _read(cfg: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
-  out = {}
-  for key, default in defaults.items():
-    out[key] = cfg.get(key, default) if cfg is not None else default
-  return out
+# ------------------------------------------------------- checks of EarlyStopping's fields
 
 
 def _check_choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -538,20 +440,6 @@ def _check_nonneg(key: str, value: Any) -> float:
   v = _check_number(key, value)
   if v < 0:
     raise ValueError(f"{key}={value!r} must be >= 0 (0 turns it off)")
-  return v
-
-
-def _check_positive(key: str, value: Any) -> float:
-  v = _check_number(key, value)
-  if v <= 0:
-    raise ValueError(f"{key}={value!r} must be > 0")
-  return v
-
-
-def _check_unit(key: str, value: Any) -> float:
-  v = _check_number(key, value)
-  if not 0.0 <= v < 1.0:
-    raise ValueError(f"{key}={value!r} must be in [0, 1)")
   return v
 
 

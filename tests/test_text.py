@@ -170,9 +170,9 @@ def test_parse_buckets():
   assert dataset.parse_buckets("16, 32", 32) == (16, 32)
   assert dataset.parse_buckets("16,32", 100) == (16, 32, 100)
   assert dataset.parse_buckets("", 100) is None
-  for bad in ("32,16", "0,8", "8,8", "a,b"):
-    with pytest.raises(ValueError, match="data.buckets"):
-      dataset.parse_buckets(bad, 64)
+  for bad in ("32,16", "0,8", "8,8", "a,b"):  # the config schema's rule
+    with pytest.raises(config_lib.ConfigError, match="data.buckets"):
+      config_lib.validate(tiny_config(**{"data.buckets": bad}))
 
 
 def _varied_split(n=200, max_length=50, seed=0):

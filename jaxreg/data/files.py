@@ -78,8 +78,6 @@ def load(data_cfg) -> RawTextData:
 
 
 def _path(value: str, key: str) -> Path:
-  if not value:
-    raise ValueError(f"{key} is empty: set it to a file path")
   path = Path(os.path.expanduser(value)).resolve()
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such file ({key})")
@@ -87,13 +85,9 @@ def _path(value: str, key: str) -> Path:
 
 
 def _load_files(c) -> RawTextData:
+  # The config schema has checked: a training file, exactly one test rule.
   train_path = _path(c.train_file, "data.train_file")
-  if c.test_file and c.test_fraction:
-    raise ValueError("data.test_file and data.test_fraction are both set: give one")
   test_path = _path(c.test_file, "data.test_file") if c.test_file else None
-  if test_path is None and not c.test_fraction:
-    raise ValueError("data.test_file is empty and data.test_fraction=0: give a test "
-                     "file or a fraction in (0, 1)")
   digests = {}
   train_rows = _read_rows(train_path, c, digests)
   test_rows = _read_rows(test_path, c, digests) if test_path else None
@@ -232,9 +226,7 @@ def _label_id(value, offset: int, where: str) -> int:
 
 def _labels(train_rows: list[Row], test_rows: list[Row] | None, c, train_name: str):
   """(train ids, test ids or None, class names), checked as the module docstring says."""
-  listed = names(c.class_names)
-  if len(set(listed)) != len(listed):
-    raise ValueError(f"data.class_names={c.class_names!r} lists a class twice")
+  listed = names(c.class_names)  # none twice (config schema)
   if c.label_ids:
     offset = int(c.label_offset)
 
@@ -280,9 +272,7 @@ def _labels(train_rows: list[Row], test_rows: list[Row] | None, c, train_name: s
 
 
 def _hold_out_test(texts, labels, class_names, c, where: str):
-  fraction = float(c.test_fraction)
-  if not 0 < fraction < 1:
-    raise ValueError(f"data.test_fraction={fraction!r} must be in (0, 1)")
+  fraction = float(c.test_fraction)  # in (0, 1): a rate (config schema), > 0 here
   keep, held = stratified_split(labels, fraction, [int(c.split_seed), _TEST_STREAM])
   left = set(labels[keep].tolist())
   for i, n in enumerate(class_names):
@@ -313,9 +303,6 @@ def _read_class_dir(directory: Path, root: Path, digest) -> list[str]:
 
 
 def _load_folder(c) -> RawTextData:
-  if not c.root:
-    raise ValueError("data.root is empty: set it to a directory holding "
-                     "train/<class>/*.txt and test/<class>/*.txt")
   root = Path(os.path.expanduser(c.root)).resolve()
   train_dir, test_dir = root / "train", root / "test"
   if not root.is_dir():
@@ -323,9 +310,7 @@ def _load_folder(c) -> RawTextData:
   if not train_dir.is_dir():
     raise FileNotFoundError(f"{train_dir}: no such directory (data.source=folder "
                             "reads ROOT/train/<class>/*.txt)")
-  listed = names(c.classes)
-  if len(set(listed)) != len(listed):
-    raise ValueError(f"data.classes={c.classes!r} lists a class twice")
+  listed = names(c.classes)  # none twice (config schema)
   class_names = listed or sorted(
       d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
   if not class_names:

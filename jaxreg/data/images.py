@@ -163,9 +163,6 @@ def _decode(paths: list[Path], where: Path) -> np.ndarray:
 def load_folder(c):
   """data.root/<split>/<class>/*.{png,jpg} -> (train_x, train_y, test_x, test_y, names,
   description); decoded arrays cached under data.cache_dir by content hash."""
-  if not c.root:
-    raise ValueError("data.root is empty: set it to a directory holding "
-                     "train/<class>/*.png|jpg")
   root = Path(os.path.expanduser(c.root)).resolve()
   train_dir, test_dir = root / "train", root / "test"
   if not train_dir.is_dir():

@@ -140,18 +140,12 @@ class Spec:
 
 
 def resolve(data_cfg) -> Spec:
-  """config.data -> Spec; unknown-for-this-dataset options raise a one-line ValueError."""
+  """config.data -> Spec; unknown-for-this-dataset options raise a one-line ValueError.
+  (data.trec_fine and data.trec_files only with tfds:trec: the config schema.)"""
   name = dataset_name(data_cfg.source)
   defaults = builtin_defaults(name)
-  is_trec = defaults is BUILTINS["trec"]
   trec_fine = bool(_cfg(data_cfg, "trec_fine", False))
   trec_files = str(_cfg(data_cfg, "trec_files", "")) or None
-  if trec_fine and not is_trec:
-    raise ValueError(f"data.trec_fine=True only applies to data.source='tfds:trec', "
-                     f"not {data_cfg.source!r}; set data.label_feature instead")
-  if trec_files and not is_trec:
-    raise ValueError(f"data.trec_files={trec_files!r} only applies to "
-                     f"data.source='tfds:trec', not {data_cfg.source!r}")
 
   def pick(key: str, builtin: str | None) -> str:
     value = str(_cfg(data_cfg, key, "")).strip()

@@ -48,7 +48,6 @@ _DROPOUT_NAMES = {
 _DEFAULT_DROPOUT_NAMES = ("hidden_dropout_prob", "attention_probs_dropout_prob",
                           "classifier_dropout")
 _WEIGHT_FILES = ("flax_model.msgpack", "model.safetensors", "pytorch_model.bin")
-DTYPES = ("float32", "bfloat16")
 
 
 def dropout_names(model_type: str) -> tuple[str, str, str]:

@@ -39,11 +39,6 @@ import numpy as np
 from jaxreg import models
 from jaxreg.models.layers import Dropout
 
-DEPTHS = (10, 18, 34, 50)
-STEMS = ("cifar", "imagenet")
-NORMS = ("batch", "none", "nf")
-DTYPES = ("float32", "bfloat16")
-MAX_DROPOUT_LAYERS = 3
 # Blocks per stage; 10 is the tiny variant for tests (one basic block a stage).
 STAGE_SIZES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
 # Stage index (0-based) after which dropout layer k (k >= 2) sits.
@@ -240,44 +235,21 @@ class ResNet(nn.Module):
 # ------------------------------------------------------------------------------- config
 
 def parse_bn_stages(value) -> tuple[int, ...]:
-  """'all' -> (0, 1, 2, 3); '0,2' -> (0, 2); '' -> () (no BatchNorm)."""
+  """'all' -> (0, 1, 2, 3); '0,2' -> (0, 2); '' -> () (no BatchNorm). The config schema
+  has checked the value."""
   text = str(value).strip()
   if text == "all":
     return (0, 1, 2, 3)
-  stages = []
-  for part in filter(None, (p.strip() for p in text.split(","))):
-    if part not in ("0", "1", "2", "3"):
-      raise ValueError(f"model.resnet.bn_stages={value!r}: use 'all' or comma-separated "
-                       "stage indices from 0, 1, 2, 3")
-    stages.append(int(part))
-  return tuple(sorted(set(stages)))
-
-
-def _choice(key: str, value, choices):
-  if value not in choices:
-    raise ValueError(f"{key}={value!r} is not one of: {', '.join(map(str, choices))}")
-  return value
+  return tuple(sorted({int(p) for p in text.split(",") if p.strip()}))
 
 
 def module_from_config(model_cfg, num_classes: int) -> ResNet:
-  """config.model (its `resnet` block and `dtype`) -> the ResNet module."""
+  """config.model (its `resnet` block and `dtype`), validated -> the ResNet module."""
   r = model_cfg.resnet
-  depth = _choice("model.resnet.depth", r.depth, DEPTHS)
-  stem = _choice("model.resnet.stem", r.stem, STEMS)
-  norm = _choice("model.resnet.norm", r.norm, NORMS)
-  dtype = _choice("model.dtype", model_cfg.get("dtype", "float32"), DTYPES)
-  if not isinstance(r.width, int) or isinstance(r.width, bool) or r.width < 1:
-    raise ValueError(f"model.resnet.width={r.width!r} must be a positive integer")
-  layers = r.dropout_layers
-  if not isinstance(layers, int) or not 0 <= layers <= MAX_DROPOUT_LAYERS:
-    raise ValueError(f"model.resnet.dropout_layers={layers!r} is not one of: 0, 1, 2, 3")
-  rate = r.dropout_rate
-  if isinstance(rate, (int, float)) and not 0.0 <= rate < 1.0:
-    raise ValueError(f"model.resnet.dropout_rate={rate!r} must be in [0, 1)")
-  stages = parse_bn_stages(r.bn_stages) if norm == "batch" else ()
-  return ResNet(num_classes=num_classes, depth=depth, width=r.width, stem=stem, norm=norm,
-                bn_stages=stages, dropout_layers=layers, dropout_rate=rate,
-                dtype=jnp.dtype(dtype))
+  stages = parse_bn_stages(r.bn_stages) if r.norm == "batch" else ()
+  return ResNet(num_classes=num_classes, depth=r.depth, width=r.width, stem=r.stem,
+                norm=r.norm, bn_stages=stages, dropout_layers=r.dropout_layers,
+                dropout_rate=r.dropout_rate, dtype=jnp.dtype(model_cfg.dtype))
 
 
 def from_config(model_cfg, num_classes: int) -> models.Model:

@@ -1,0 +1,105 @@
+"""The config schema: every key jaxreg reads, its default, rule and doc (schema.py).
+
+Config files in configs/ import `get_base_config()` and override what they need, so a
+key exists in exactly one place. `validate()` runs once where a run, a sweep or an
+evaluation starts, and turns a bad value into one line that names the key and what is
+allowed (ConfigError; the commands print it and exit with code 2); the builders
+(optim, models, data) trust it. `python -m jaxreg.config --config=FILE[:VARIANT]`
+prints a resolved config with each key's doc; docs/config.md is generated from the
+schema (`python -m jaxreg.config --markdown`).
+
+Imports only ml_collections: everything else in jaxreg may import this package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from pathlib import Path
+
+import ml_collections
+
+from jaxreg.config.rules import ConfigError, finite, near_miss
+from jaxreg.config.schema import (  # noqa: F401 (the allowed values, for their owners)
+    CELLS, CHECKPOINT_METRICS, CROSS_KEY_RULES, DECAY_MASK_FORMS, DECAY_MODES,
+    EMBEDDINGS_FORMATS, ES_MODES, FAMILIES, FILE_SOURCES, FINAL_CHECKPOINTS,
+    IMAGE_FAMILIES, IMAGE_SOURCES, KEYS, MODEL_DTYPES, OPTIMIZERS, POOLINGS, PUNCTUATION,
+    RESNET_DEPTHS, RESNET_DROPOUT_LAYERS, RESNET_NORMS, RESNET_STEMS, SCHEDULES, SOURCES,
+    TFDS_IMAGE_BUILTINS, TFDS_PREFIX, Key, Section, is_image_source, parse_decay_mask)
+
+KEY_BY_NAME = {k.name: k for k in KEYS if isinstance(k, Key)}
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  """Every key at its default, nested as the dotted names say, in schema order."""
+  c = ml_collections.ConfigDict()
+  for key in KEY_BY_NAME.values():
+    *parents, leaf = key.name.split(".")
+    node = c
+    for part in parents:
+      if part not in node:
+        node[part] = ml_collections.ConfigDict()
+      node = node[part]
+    node[leaf] = key.default
+  return c
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+  """{'a': {'b': 1}} -> {'a.b': 1}: config dicts (to_json) as dotted keys."""
+  flat = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      flat.update(flatten(v, f"{prefix}{k}."))
+    else:
+      flat[f"{prefix}{k}"] = v
+  return flat
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError (one line: key, value, what is allowed) on a bad config: an
+  unknown or missing key, a value its rule refuses, or keys that contradict."""
+  flat = flatten(config.to_dict())
+  unknown = sorted(set(flat) - set(KEY_BY_NAME))
+  if unknown:
+    raise ConfigError(f"unknown config key {unknown[0]!r}"
+                      f"{near_miss(unknown[0], KEY_BY_NAME)}; see python -m jaxreg.config")
+  missing = [name for name in KEY_BY_NAME if name not in flat]
+  if missing:
+    raise ConfigError(f"the config lacks {missing[0]!r}: build configs on "
+                      "jaxreg.config.get_base_config()")
+  for name, value in flat.items():
+    finite(name, value)
+  for name, key in KEY_BY_NAME.items():
+    key.rule.check(name, flat[name])
+  for rule in CROSS_KEY_RULES:
+    rule(config)
+
+
+@contextlib.contextmanager
+def as_config_error():
+  """Re-raises a ValueError from building data or the optimizer (checks that need the
+  data or the parameters) as a ConfigError."""
+  try:
+    yield
+  except ConfigError:
+    raise
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+
+
+def unknown_key_hint(path: str) -> str:
+  """' (did you mean KEY?)' for a mistyped dotted key, or ''."""
+  return near_miss(path, KEY_BY_NAME)
+
+
+def missing_file_hint(path: str) -> str:
+  """' (did you mean configs/lstm.py?)' for a config file that does not exist: the
+  nearest .py file in the folder it was looked for in, or in ./configs, or ''."""
+  given = Path(path)
+  found = {}
+  for folder in (Path("configs"), given.parent):
+    if folder.is_dir():
+      found.update({f.name: str(folder / f.name) for f in sorted(folder.glob("*.py"))
+                    if not f.name.startswith("_")})
+  close = difflib.get_close_matches(given.name, list(found), n=1, cutoff=0.6)
+  return f" (did you mean {found[close[0]]}?)" if close else ""
