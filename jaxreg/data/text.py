@@ -47,7 +47,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from jaxreg.data import cache
+from jaxreg.data import cache, hf_tokenizer
 from jaxreg.data.dataset import PAD_ID, TextData, TextSplit, validation_split
 from jaxreg.data.raw import RawData, RawSplit
 
@@ -115,7 +115,7 @@ def settings(data_cfg) -> dict:
   # A Hugging Face tokenizer: its name and content hash (word-level keys unchanged);
   # subword_pipeline 2: data.strip_html applies (entries from before ignored it).
   extra = {} if tokenizer == "word" else {
-      "tokenizer": tokenizer, "tokenizer_sha256": _hf().identity(tokenizer),
+      "tokenizer": tokenizer, "tokenizer_sha256": hf_tokenizer.identity(tokenizer),
       "subword_pipeline": 2}
   return {**extra,
       "lowercase": bool(data_cfg.lowercase),
@@ -169,14 +169,13 @@ def _build(raw: RawData, data_cfg) -> TextData:
             for t in texts]
 
   if "tokenizer" in s:  # the model's own subword tokenizer and vocabulary
-    hf = _hf()
-    vocab = hf.vocab(s["tokenizer"])
+    vocab = hf_tokenizer.vocab(s["tokenizer"])
 
     def clean(texts):  # lowercase/punctuation are the tokenizer's own business
       return [remove_html(t) for t in texts] if s["strip_html"] else texts
 
-    train_seqs = hf.encode(s["tokenizer"], clean(train_texts), s["max_length"])
-    test_seqs = hf.encode(s["tokenizer"], clean(test_texts), s["max_length"])
+    train_seqs = hf_tokenizer.encode(s["tokenizer"], clean(train_texts), s["max_length"])
+    test_seqs = hf_tokenizer.encode(s["tokenizer"], clean(test_texts), s["max_length"])
   else:
     train_tokens = toks(train_texts)
     test_tokens = toks(test_texts)
@@ -200,12 +199,6 @@ def _build(raw: RawData, data_cfg) -> TextData:
   log.info("vocabulary: %d entries from %d training texts; %.1f%% of val+test tokens "
            "are <unk>", len(vocab), len(keep), 100.0 * unk / max(total, 1))
   return data
-
-
-def _hf():
-  # transformers is imported only for data.tokenizer != 'word'.
-  from jaxreg.data import hf_tokenizer  # noqa: PLC0415
-  return hf_tokenizer
 
 
 _SPLITS = ("train", "val", "test")
