@@ -23,7 +23,6 @@ itself only when asked: `data.trec_files=DIR` with `data.source='tfds:trec'`.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import difflib
 import hashlib
 import logging
@@ -54,23 +53,20 @@ def one_line(e: BaseException) -> str:
   return text if len(text) <= 400 else text[:400] + " ..."
 
 
-class _NoVariantNoise(logging.Filter):
-  """tfds.builder warns 'Variant folder X has no dataset_info.json' whenever a dataset is
-  not prepared yet (X need not even exist): noise before our own one-line message."""
+class QuietTfds(logging.Filter):
+  """`with QuietTfds():` drops the warning tfds.builder gives whenever a dataset is not
+  prepared yet ('Variant folder X has no dataset_info.json'; X need not even exist):
+  noise before our own one-line message."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Variant folder ")
 
+  def __enter__(self):
+    logging.getLogger("absl").addFilter(self)
+    return self
 
-@contextlib.contextmanager
-def quiet():
-  """TFDS calls without its not-prepared-yet warning."""
-  absl_logger, noise = logging.getLogger("absl"), _NoVariantNoise()
-  absl_logger.addFilter(noise)
-  try:
-    yield
-  finally:
-    absl_logger.removeFilter(noise)
+  def __exit__(self, *exc_info):
+    logging.getLogger("absl").removeFilter(self)
 
 
 def make_builder(name: str, data_dir: str | None):
@@ -270,7 +266,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m jaxreg.data.t
                    help="TFDS download dir (default: DATA_DIR/downloads)")
   args = parser.parse_args(argv)
   try:
-    with quiet():
+    with QuietTfds():
       builder = make_builder(args.dataset, args.data_dir)
       download_dir = Path(args.download_dir) if args.download_dir else \
           default_download_dir(builder)

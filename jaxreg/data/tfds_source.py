@@ -254,7 +254,7 @@ def _hash(h, examples: list, labels: np.ndarray) -> None:
 def load(data_cfg, images: bool = False) -> RawData:
   """config.data (source 'tfds:NAME') -> RawData (train and test, ClassLabel order):
   texts, or images as stored (one array per example)."""
-  with tfds_prepare.quiet():
+  with tfds_prepare.QuietTfds():
     data_dir = str(_cfg(data_cfg, "tfds_data_dir", "")) or None
     builder = tfds_prepare.make_builder(catalog.tfds_name(data_cfg.source), data_dir)  # names first
     spec = resolve(data_cfg, images)
