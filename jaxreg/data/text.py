@@ -31,8 +31,8 @@ Steps, in order (all settings are `config.data.*` keys):
    the source's `description` (which identifies the source content, see raw.py), the
    tokenizer settings, the vocabulary settings, `max_length`, `split_seed` and
    `val_fraction`, and CACHE_VERSION. A second run with the same settings loads the
-   arrays without tokenizing (nor reading a folder's files); changing any of them gives
-   another key, so a stale cache is never used.
+   arrays without tokenizing; changing any of them gives another key, so a stale cache
+   is never used.
 
 Batches are padded per batch to a fixed list of lengths (`data.buckets`), see
 `dataset.batches` and `dataset.parse_buckets`.

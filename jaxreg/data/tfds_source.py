@@ -8,10 +8,11 @@ NAME is anything `tfds.builder` accepts: a dataset, optionally with a config and
   builder.download_and_prepare(download_dir=data.download_dir, file_format='array_record')
   builder.as_data_source(split)     # reads the ArrayRecord files without TensorFlow
 
-(preparation, its offline fast-fail and the seeding command are tfds_prepare.py's)
 (a dataset already prepared in another file format is read with `as_dataset` +
-`tfds.as_numpy`). tensorflow_datasets is imported only when a `tfds:` source is used;
-preparing most datasets imports TensorFlow (tensorflow-cpu), reading does not.
+`tfds.as_numpy`). Preparation, its offline fast-fail and the seeding command are
+tfds_prepare.py's. tensorflow_datasets is imported only when a `tfds:` source is used
+(sources.read); preparing most datasets imports TensorFlow (tensorflow-cpu), reading
+does not.
 
 Text sets. Built-in datasets and their defaults (any key can be overridden in the config):
 
@@ -64,7 +65,7 @@ from jaxreg.data.tfds_prepare import one_line
 
 @dataclasses.dataclass(frozen=True)
 class Defaults:
-  text_feature: str
+  feature: str  # the Text feature(s), comma-separated, or the Image feature
   label_feature: str
   train_split: str = "train"
   test_split: str = "test"
@@ -139,13 +140,14 @@ def resolve(data_cfg, images: bool = False) -> Spec:
   label_default = None if defaults is None else (
       TREC_FINE_LABEL if trec_fine else defaults.label_feature)
   feature_key = "image_feature" if images else "text_feature"
-  feature = pick(feature_key, None if defaults is None else defaults.text_feature)
+  feature = pick(feature_key, None if defaults is None else defaults.feature)
   features = tuple(t.strip() for t in feature.split(",") if t.strip())
-  if not features:
-    raise ValueError(f"data.{feature_key}={feature!r} names no feature")
+  if not features or (images and len(features) > 1):
+    raise ValueError(f"data.{feature_key}={feature!r} names no feature" if not features
+                     else f"data.image_feature={feature!r} must name one Image feature")
   return Spec(
       name=name,
-      features=features[:1] if images else features,
+      features=features,
       label_feature=pick("label_feature", label_default),
       train_split=pick("train_split", None if defaults is None else defaults.train_split),
       test_split=pick("test_split", None if defaults is None else defaults.test_split),
