@@ -13,7 +13,7 @@ ZERO, ONE = jnp.zeros(3), jnp.ones(3)
 
 
 def _images(n=8, size=16):
-  x, _, _, _, _ = shapes.generate(n, 1, size, seed=3)
+  x = shapes.generate(n, 1, size, seed=3).train.images
   return jnp.asarray(x[:n])
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jaxreg import config as config_lib
-from jaxreg.data import files, sources, text
+from jaxreg.data import files, folders, sources, text
 from tests.conftest import SHARED_DATA, tiny_config
 
 
@@ -36,15 +36,15 @@ def test_csv_with_header_joins_text_columns_and_sorts_label_names(tmp_path):
   test = write(tmp_path / "test.csv", "title,body,label\nOk,fine,ham\n")
   raw = files.load(cfg(tmp_path, source="csv", train_file=train, test_file=test,
                        text_fields="title, body"))
-  assert raw.train_texts == ["Hello world, with a comma", "Hi two\nlines", "Buy now"]
+  assert raw.train.texts == ["Hello world, with a comma", "Hi two\nlines", "Buy now"]
   assert raw.class_names == ["ham", "spam"]  # sorted by default
-  assert raw.train_labels.tolist() == [1, 0, 1]
-  assert raw.test_texts == ["Ok fine"] and raw.test_labels.tolist() == [0]
+  assert raw.train.labels.tolist() == [1, 0, 1]
+  assert raw.test.texts == ["Ok fine"] and raw.test.labels.tolist() == [0]
   # data.class_names fixes the order
   raw = files.load(cfg(tmp_path, source="csv", train_file=train, test_file=test,
                        text_fields="body", class_names="spam,ham"))
-  assert raw.class_names == ["spam", "ham"] and raw.train_labels.tolist() == [0, 1, 0]
-  assert raw.train_texts[0] == "world, with a comma"
+  assert raw.class_names == ["spam", "ham"] and raw.train.labels.tolist() == [0, 1, 0]
+  assert raw.train.texts[0] == "world, with a comma"
 
 
 def test_tsv_without_header_uses_indices_and_keeps_quotes(tmp_path):
@@ -53,8 +53,8 @@ def test_tsv_without_header_uses_indices_and_keeps_quotes(tmp_path):
   raw = files.load(cfg(tmp_path, source="tsv", train_file=train, header=False,
                        text_fields="1,2", label_field="0", label_ids=True,
                        label_offset=1, test_fraction=0.0, test_file=train))
-  assert raw.train_texts == ['said "hi there x', "plain y", 'more "quoted" words z']
-  assert raw.train_labels.tolist() == [1, 0, 1]
+  assert raw.train.texts == ['said "hi there x', "plain y", 'more "quoted" words z']
+  assert raw.train.labels.tolist() == [1, 0, 1]
   assert raw.class_names == ["class_0", "class_1"]
 
 
@@ -66,9 +66,9 @@ def test_jsonl_objects_with_integer_ids_and_listed_names(tmp_path):
   raw = files.load(cfg(tmp_path, source="jsonl", train_file=train, test_file=test,
                        text_fields="q,ctx", label_field="y", label_ids=True,
                        class_names="a,b,c"))
-  assert raw.train_texts[4] == "question 4 c"
-  assert raw.train_labels.tolist() == [0, 1, 2] * 3
-  assert raw.class_names == ["a", "b", "c"] and raw.test_labels.tolist() == [2]
+  assert raw.train.texts[4] == "question 4 c"
+  assert raw.train.labels.tolist() == [0, 1, 2] * 3
+  assert raw.class_names == ["a", "b", "c"] and raw.test.labels.tolist() == [2]
 
 
 def test_one_file_split_by_test_fraction_is_stratified_and_fixed_by_split_seed(tmp_path):
@@ -76,13 +76,13 @@ def test_one_file_split_by_test_fraction_is_stratified_and_fixed_by_split_seed(t
   train = write(tmp_path / "all.csv", "text,label\n" + "\n".join(rows))
   c = cfg(tmp_path, source="csv", train_file=train, test_fraction=0.2)
   a, b = files.load(c), files.load(c)
-  assert a.test_texts == b.test_texts
-  assert np.bincount(a.test_labels).tolist() == [4, 4, 4]
-  assert sorted(a.train_texts + a.test_texts) == sorted(f"text {i}" for i in range(60))
-  assert set(a.train_texts).isdisjoint(a.test_texts)
+  assert a.test.texts == b.test.texts
+  assert np.bincount(a.test.labels).tolist() == [4, 4, 4]
+  assert sorted(a.train.texts + a.test.texts) == sorted(f"text {i}" for i in range(60))
+  assert set(a.train.texts).isdisjoint(a.test.texts)
   moved = files.load(cfg(tmp_path, source="csv", train_file=train, test_fraction=0.2,
                          split_seed=1))
-  assert moved.test_texts != a.test_texts
+  assert moved.test.texts != a.test.texts
   assert moved.description != a.description
 
 
@@ -90,8 +90,9 @@ def test_one_file_split_by_test_fraction_is_stratified_and_fixed_by_split_seed(t
 
 
 def _error(tmp_path, exc, **overrides):
+  c = cfg(tmp_path, **overrides)
   with pytest.raises(exc) as e:
-    files.load(cfg(tmp_path, **overrides))
+    (folders.read if c.source == "folder" else files.load)(c)
   message = str(e.value)
   assert "\n" not in message
   return message
@@ -176,12 +177,12 @@ def test_folder_reads_sorted_classes_and_ignores_unlisted_directories(tmp_path):
       "test": {"pos": [b"ok"], "neg": [b"meh"], "unsup": [b"x"]},
   })
   (tmp_path / "t" / "train" / "urls.txt").write_text("not a class")
-  raw = files.load(cfg(tmp_path, source="folder", root=root, classes="neg,pos"))
+  raw = folders.read(cfg(tmp_path, source="folder", root=root, classes="neg,pos"))
   assert raw.class_names == ["neg", "pos"]
-  assert raw.train_texts == ["bad \ufffd bytes", "great", "fine"]
-  assert raw.train_labels.tolist() == [0, 1, 1]
-  assert raw.test_texts == ["meh", "ok"] and raw.test_labels.tolist() == [0, 1]
-  every = files.load(cfg(tmp_path, source="folder", root=root))
+  assert text.texts(raw.train) == ["bad \ufffd bytes", "great", "fine"]
+  assert raw.train.labels.tolist() == [0, 1, 1]
+  assert text.texts(raw.test) == ["meh", "ok"] and raw.test.labels.tolist() == [0, 1]
+  every = folders.read(cfg(tmp_path, source="folder", root=root))
   assert every.class_names == ["neg", "pos", "unsup"]  # every train dir, sorted
 
 
@@ -202,8 +203,8 @@ def test_folder_errors(tmp_path):
   no_test = make_tree(tmp_path / "n", {"train": {"a": [b"x"] * 4, "b": [b"y"] * 4}})
   assert _error(tmp_path, FileNotFoundError, source="folder",
                 root=no_test).startswith(f"{tmp_path / 'n' / 'test'}: no such directory")
-  raw = files.load(cfg(tmp_path, source="folder", root=no_test, test_fraction=0.5))
-  assert raw.test_labels.tolist() == [0, 0, 1, 1]
+  raw = folders.read(cfg(tmp_path, source="folder", root=no_test, test_fraction=0.5))
+  assert raw.test.labels.tolist() == [0, 0, 1, 1]
 
 
 # ---------------------------------------------------------- through sources

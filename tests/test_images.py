@@ -24,9 +24,11 @@ def _config(**overrides):
 def test_shapes_is_deterministic_balanced_and_colour_vs_grey():
   a = shapes.generate(160, 5, 16, seed=7)
   b = shapes.generate(160, 5, 16, seed=7)
-  for x, y in zip(a[:4], b[:4]):
+  for x, y in ((a.train.images, b.train.images), (a.train.labels, b.train.labels),
+               (a.test.images, b.test.images), (a.test.labels, b.test.labels)):
     np.testing.assert_array_equal(x, y)
-  train_x, train_y, test_x, test_y, names = a
+  train_x, train_y, test_y = a.train.images, a.train.labels, a.test.labels
+  names = a.class_names
   assert train_x.shape == (160, 16, 16, 3) and train_x.dtype == np.uint8
   assert np.bincount(train_y).tolist() == [20] * 8 and np.bincount(test_y).tolist() == [5] * 8
   assert names[:4] == list(shapes.COLOUR_CLASSES)
@@ -41,9 +43,9 @@ def test_shapes_source_holds_out_val_by_the_text_rule():
   c = _config()
   data = sources.load(c.data)
   assert isinstance(data, images.ImageData)
-  train_x, train_y, test_x, _, _ = shapes.generate(
-      c.data.shapes.train_size, c.data.shapes.test_per_class, c.data.shapes.image_size,
-      c.data.shapes.generator_seed)
+  raw = shapes.generate(c.data.shapes.train_size, c.data.shapes.test_per_class,
+                        c.data.shapes.image_size, c.data.shapes.generator_seed)
+  train_x, train_y, test_x = raw.train.images, raw.train.labels, raw.test.images
   keep, held = dataset.stratified_split(train_y, c.data.val_fraction, c.data.split_seed)
   np.testing.assert_array_equal(data.val.images, train_x[held])
   np.testing.assert_array_equal(data.train.labels, train_y[keep])
@@ -82,7 +84,7 @@ def test_image_folder_reads_classes_in_order_and_caches(tmp_path):
   # Pixel values survive (png is lossless): class ci is about 40 * ci.
   for split in (data.train, data.test):
     np.testing.assert_array_less(np.abs(split.images.mean((1, 2, 3)) - 40 * split.labels - 2), 3)
-  cached = list(cache.glob("images-*/done"))
+  cached = list(cache.glob("*.json"))
   assert len(cached) == 1
   # A second load reads the cache (decoding is not redone) and gives the same arrays.
   again = sources.load(c.data)
@@ -91,7 +93,7 @@ def test_image_folder_reads_classes_in_order_and_caches(tmp_path):
   from PIL import Image
   Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "train" / "ant" / "000.png")
   changed = sources.load(c.data)
-  assert len(list(cache.glob("images-*/done"))) == 2
+  assert len(list(cache.glob("*.json"))) == 2
   assert changed.fingerprint() != data.fingerprint()
 
 
@@ -122,7 +124,10 @@ def test_train_per_class_and_resize(tmp_path):
 
 def test_image_folder_errors(tmp_path):
   c = _config(**{"data.source": "image_folder", "data.root": str(tmp_path / "nope")})
-  with pytest.raises(FileNotFoundError, match="train"):
+  with pytest.raises(FileNotFoundError, match="nope: no such directory"):
+    sources.load(c.data)
+  (tmp_path / "nope").mkdir()
+  with pytest.raises(FileNotFoundError, match="train: no such directory"):
     sources.load(c.data)
 
 
@@ -151,8 +156,8 @@ def test_cifar10_jpeg_copy_through_the_folder_source(tmp_path):
 def mock_tfds(monkeypatch):
   """Under mock_data nothing is downloaded; skip the offline fast-fail probe."""
   tfds = pytest.importorskip("tensorflow_datasets")
-  from jaxreg.data import tfds_source
-  monkeypatch.setattr(tfds_source, "hosts_reachable", lambda hosts, timeout_s=5.0: True)
+  from jaxreg.data import tfds_prepare
+  monkeypatch.setattr(tfds_prepare, "hosts_reachable", lambda hosts, timeout_s=5.0: True)
   with tfds.testing.mock_data(num_examples=30):
     yield tfds
 

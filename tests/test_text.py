@@ -9,7 +9,7 @@ import pytest
 
 from jaxreg import config as config_lib
 from jaxreg.data import dataset, text
-from jaxreg.data.raw import RawTextData
+from jaxreg.data.raw import RawData, RawSplit
 from tests.conftest import tiny_config
 
 
@@ -28,8 +28,8 @@ def raw_data(description="unit-test"):
   train = [f"Good film w{i}, GREAT!" for i in range(8)] + \
           [f"bad movie w{i}; awful." for i in range(8, 16)]
   test = ["good unseenword film", "awful awful bad", ""]
-  return RawTextData(train, np.array([0] * 8 + [1] * 8), test, np.array([0, 1, 1]),
-                     ["pos", "neg"], description)
+  return RawData(RawSplit(np.array([0] * 8 + [1] * 8), texts=train),
+                 RawSplit(np.array([0, 1, 1]), texts=test), ["pos", "neg"], description)
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -81,9 +81,9 @@ def test_prepare_holds_out_val_before_building_the_vocabulary(tmp_path):
   cfg = data_cfg(tmp_path, cache_dir="")
   raw = raw_data()
   data = text.prepare(raw, cfg)
-  keep, held = dataset.stratified_split(raw.train_labels, 0.25, cfg.split_seed)
+  keep, held = dataset.stratified_split(raw.train.labels, 0.25, cfg.split_seed)
   assert len(data.train) == 12 and len(data.val) == 4 and len(data.test) == 3
-  np.testing.assert_array_equal(data.val.labels, raw.train_labels[held])
+  np.testing.assert_array_equal(data.val.labels, raw.train.labels[held])
   assert data.vocab[:2] == ["<pad>", "<unk>"]
   # The words of the held-out (val) texts are unknown: the vocabulary saw train only.
   assert {f"w{i}" for i in keep} <= set(data.vocab)

@@ -19,7 +19,8 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from jaxreg import config as config_lib  # noqa: E402
 from jaxreg.data import tfds_source  # noqa: E402
-from jaxreg.data.raw import RawTextData  # noqa: E402
+from jaxreg.data import tfds_prepare  # noqa: E402
+from jaxreg.data.raw import RawData  # noqa: E402
 from tests.conftest import ROOT, SHARED_DATA, python_env, tiny_config  # noqa: E402
 
 TREC_FILES = SHARED_DATA / "trec"
@@ -40,7 +41,7 @@ def data_cfg(source, **overrides):
 @pytest.fixture
 def online(monkeypatch):
   """Under mock_data nothing is downloaded; skip the offline fast-fail probe."""
-  monkeypatch.setattr(tfds_source, "hosts_reachable", lambda hosts, timeout_s=5.0: True)
+  monkeypatch.setattr(tfds_prepare, "hosts_reachable", lambda hosts, timeout_s=5.0: True)
 
 
 class SplitRecorder:
@@ -66,19 +67,19 @@ def mocked(recorder):
 
 def test_builtin_defaults_and_overrides():
   r = tfds_source.resolve(data_cfg("tfds:trec"))
-  assert (r.text_features, r.label_feature, r.train_split, r.test_split) == (
+  assert (r.features, r.label_feature, r.train_split, r.test_split) == (
       ("text",), "label-coarse", "train", "test")
   assert tfds_source.resolve(data_cfg("tfds:trec", trec_fine=True)).label_feature == \
       "label-fine"
-  assert tfds_source.resolve(data_cfg("tfds:ag_news_subset")).text_features == (
+  assert tfds_source.resolve(data_cfg("tfds:ag_news_subset")).features == (
       "title", "description")
   sst2 = tfds_source.resolve(data_cfg("tfds:glue/sst2"))
-  assert (sst2.text_features, sst2.test_split) == (("sentence",), "validation")
+  assert (sst2.features, sst2.test_split) == (("sentence",), "validation")
   imdb = tfds_source.resolve(data_cfg("tfds:imdb_reviews/plain_text:1.0.0"))
   assert (imdb.train_split, imdb.test_split) == ("train", "test")
   over = tfds_source.resolve(data_cfg("tfds:glue/sst2", test_split="train[:10%]",
                                       text_feature="a, b", tfds_data_dir="/x"))
-  assert (over.test_split, over.text_features, over.data_dir) == (
+  assert (over.test_split, over.features, over.data_dir) == (
       "train[:10%]", ("a", "b"), "/x")
 
 
@@ -93,12 +94,12 @@ def test_imdb_reads_train_and_test_never_unsupervised(online):
                                         "label": np.int64(i % 2)})
   with mocked(rec):
     raw = tfds_source.load(data_cfg("tfds:imdb_reviews"))
-  assert isinstance(raw, RawTextData)
+  assert isinstance(raw, RawData) and raw.train.texts is not None
   assert sorted(rec.requested) == ["test", "train"]
   assert raw.class_names == ["neg", "pos"]
-  assert raw.train_texts[0] == "train review 0" and raw.test_texts[5] == "test review 5"
-  assert all(isinstance(t, str) for t in raw.train_texts + raw.test_texts)
-  np.testing.assert_array_equal(raw.train_labels, [0, 1, 0, 1, 0, 1])
+  assert raw.train.texts[0] == "train review 0" and raw.test.texts[5] == "test review 5"
+  assert all(isinstance(t, str) for t in raw.train.texts + raw.test.texts)
+  np.testing.assert_array_equal(raw.train.labels, [0, 1, 0, 1, 0, 1])
   assert "imdb_reviews" in raw.description and "content_sha256=" in raw.description
 
 
@@ -110,7 +111,7 @@ def test_sst2_test_comes_from_validation(online):
     raw = tfds_source.load(data_cfg("tfds:glue/sst2"))
   assert sorted(rec.requested) == ["train", "validation"]
   assert raw.class_names == ["negative", "positive"]
-  assert set(raw.test_texts) == {f"validation {i}" for i in range(6)}
+  assert set(raw.test.texts) == {f"validation {i}" for i in range(6)}
   # Asking for the real test split hits its hidden -1 labels: an error naming the split.
   with mocked(rec), pytest.raises(ValueError, match=r"data.test_split='test' of "
                                   r"tfds:glue/sst2 has 6 examples with label -1.*hidden"):
@@ -125,9 +126,9 @@ def test_ag_news_joins_title_and_description(online):
     raw = tfds_source.load(data_cfg("tfds:ag_news_subset"))
     only = tfds_source.load(data_cfg("tfds:ag_news_subset", text_feature="description"))
   assert raw.class_names == ["World", "Sports", "Business", "Sci/Tech"]
-  assert raw.train_texts[1] == "Title1 body train"
-  assert only.train_texts[1] == "body train"
-  np.testing.assert_array_equal(raw.test_labels, [0, 1, 2, 3, 0, 1])
+  assert raw.train.texts[1] == "Title1 body train"
+  assert only.train.texts[1] == "body train"
+  np.testing.assert_array_equal(raw.test.labels, [0, 1, 2, 3, 0, 1])
 
 
 def test_generic_dataset_under_default_mock_data(online):
@@ -136,10 +137,10 @@ def test_generic_dataset_under_default_mock_data(online):
                  label_feature="label", train_split="train", test_split="test")
   with tfds.testing.mock_data(num_examples=9, policy=tfds.testing.MockPolicy.USE_CODE):
     raw = tfds_source.load(cfg)
-  assert len(raw.train_texts) == 9 and len(raw.test_texts) == 9
+  assert len(raw.train.texts) == 9 and len(raw.test.texts) == 9
   assert raw.class_names == ["1", "2"]
-  assert all(isinstance(t, str) and t for t in raw.train_texts)
-  assert set(raw.train_labels.tolist()) <= {0, 1}
+  assert all(isinstance(t, str) and t for t in raw.train.texts)
+  assert set(raw.train.labels.tolist()) <= {0, 1}
 
 
 # ----------------------------------------------------------------------------- generic, real
@@ -181,14 +182,14 @@ def toy_cfg(toy_dir, **overrides):
 def test_generic_dataset_by_feature_names(toy_dir):
   raw = tfds_source.load(toy_cfg(toy_dir))
   assert raw.class_names == ["zeta", "alpha", "mid"]  # ClassLabel order, not sorted
-  assert len(raw.train_texts) == 12 and len(raw.test_texts) == 3
-  assert sorted(raw.test_texts) == ["dv café 0", "dv café 1", "dv café 2"]
-  by_text = dict(zip(raw.train_texts, raw.train_labels.tolist()))
+  assert len(raw.train.texts) == 12 and len(raw.test.texts) == 3
+  assert sorted(raw.test.texts) == ["dv café 0", "dv café 1", "dv café 2"]
+  by_text = dict(zip(raw.train.texts, raw.train.labels.tolist()))
   assert by_text["tr café 4"] == 1 and by_text["tr café 5"] == 2
-  assert raw.train_labels.dtype == np.int32
+  assert raw.train.labels.dtype == np.int32
   both = tfds_source.load(toy_cfg(toy_dir, text_feature="title,body",
                                   train_split="train+extra"))
-  assert len(both.train_texts) == 14 and "T1 ex café 1" in both.train_texts
+  assert len(both.train.texts) == 14 and "T1 ex café 1" in both.train.texts
   assert both.description != raw.description
 
 
@@ -222,33 +223,33 @@ def test_unknown_dataset_or_config_is_one_line():
 
 
 def test_not_prepared_and_offline_fails_fast_with_instructions(tmp_path, monkeypatch):
-  monkeypatch.setattr(tfds_source, "hosts_reachable", lambda hosts, timeout_s=5.0: False)
-  with pytest.raises(tfds_source.TfdsNotPreparedError) as e:
+  monkeypatch.setattr(tfds_prepare, "hosts_reachable", lambda hosts, timeout_s=5.0: False)
+  with pytest.raises(tfds_prepare.TfdsNotPreparedError) as e:
     tfds_source.load(data_cfg("tfds:trec", tfds_data_dir=str(tmp_path)))
   msg = str(e.value)
   assert "\n" not in msg and "is not prepared in" in msg and "cogcomp.org" in msg
-  assert "python -m jaxreg.data.tfds_source prepare --dataset=trec" in msg
+  assert "python -m jaxreg.data.tfds_prepare prepare --dataset=trec" in msg
   assert isinstance(e.value, ValueError)  # so a run reports it in one line, exit 2
-  with pytest.raises(tfds_source.TfdsNotPreparedError, match="jaxreg.data.tfds_source "
+  with pytest.raises(tfds_prepare.TfdsNotPreparedError, match="jaxreg.data.tfds_prepare "
                      "seed --dataset=imdb_reviews"):
     tfds_source.load(data_cfg("tfds:imdb_reviews", tfds_data_dir=str(tmp_path)))
 
 
 def test_download_error_becomes_one_line(tmp_path, monkeypatch):
   import requests
-  monkeypatch.setattr(tfds_source, "hosts_reachable", lambda hosts, timeout_s=5.0: True)
+  monkeypatch.setattr(tfds_prepare, "hosts_reachable", lambda hosts, timeout_s=5.0: True)
 
   def refuse(self, **kwargs):
     raise requests.exceptions.ConnectionError("Max retries exceeded\nwith url: x")
 
   monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", refuse)
-  with pytest.raises(tfds_source.TfdsNotPreparedError, match="Max retries exceeded "
+  with pytest.raises(tfds_prepare.TfdsNotPreparedError, match="Max retries exceeded "
                      "with url"):
     tfds_source.load(data_cfg("tfds:trec", tfds_data_dir=str(tmp_path)))
 
 
 def test_unresolvable_host_is_reported_unreachable():
-  assert not tfds_source.hosts_reachable(["no-such-host.invalid"], timeout_s=2.0)
+  assert not tfds_prepare.hosts_reachable(["no-such-host.invalid"], timeout_s=2.0)
 
 
 # ----------------------------------------------------------------------------- seeding
@@ -263,7 +264,7 @@ def _registered(url_suffix):
 @needs_trec
 def test_seed_puts_trec_files_where_tfds_reuses_them(tmp_path):
   from tensorflow_datasets.core.download import resource
-  paths = tfds_source.seed_download_dir("trec", TREC_FILES, tmp_path)
+  paths = tfds_prepare.seed_download_dir("trec", TREC_FILES, tmp_path)
   assert len(paths) == 2
   for suffix in ("train_5500.label", "TREC_10.label"):
     url, info = _registered(suffix)
@@ -271,7 +272,7 @@ def test_seed_puts_trec_files_where_tfds_reuses_them(tmp_path):
     assert dst in paths and resource.is_locally_cached(dst)
     assert hashlib.sha256(dst.read_bytes()).hexdigest() == info.checksum
   # Seeding again keeps the files.
-  assert tfds_source.seed_download_dir("trec", TREC_FILES, tmp_path) == paths
+  assert tfds_prepare.seed_download_dir("trec", TREC_FILES, tmp_path) == paths
 
 
 def test_seed_checks_the_registered_checksum(tmp_path):
@@ -281,19 +282,19 @@ def test_seed_checks_the_registered_checksum(tmp_path):
   (files / "TREC_10.label").write_text("NUM:date When ?\n")
   with pytest.raises(ValueError, match=r"is not the file TFDS registers for "
                      r"http://cogcomp.org/Data/QA/QC/TREC_10.label \(23354 bytes"):
-    tfds_source.seed_download_dir("trec", files, tmp_path / "dl")
+    tfds_prepare.seed_download_dir("trec", files, tmp_path / "dl")
   (files / "TREC_10.label").unlink()
   with pytest.raises(ValueError, match="lacks TREC_10.label"):
-    tfds_source.seed_download_dir("trec", files, tmp_path / "dl")
+    tfds_prepare.seed_download_dir("trec", files, tmp_path / "dl")
   assert not (tmp_path / "dl").exists()
 
 
 def test_seed_cli_exit_codes(tmp_path, capsys):
-  assert tfds_source.main(["seed", "--dataset=trec", f"--files={tmp_path}/none",
+  assert tfds_prepare.main(["seed", "--dataset=trec", f"--files={tmp_path}/none",
                            f"--download_dir={tmp_path}/dl"]) == 2
   assert "is not a folder" in capsys.readouterr().err
   if (TREC_FILES / "TREC_10.label").exists():
-    assert tfds_source.main(["seed", "--dataset=trec", f"--files={TREC_FILES}",
+    assert tfds_prepare.main(["seed", "--dataset=trec", f"--files={TREC_FILES}",
                              f"--download_dir={tmp_path}/dl"]) == 0
     assert capsys.readouterr().out.count("seeded ") == 2
 
@@ -317,9 +318,11 @@ def test_config_accepts_tfds_sources_and_checks_trec_keys():
 
 
 def test_tensorflow_datasets_is_imported_only_for_tfds_sources():
-  code = ("import sys; from jaxreg import train; from jaxreg.data import sources, "
-          "tfds_source; from jaxreg.config import get_base_config; "
+  # jaxreg/data/sources.py imports the tfds modules for tfds: sources only.
+  code = ("import sys; from jaxreg import train; from jaxreg.data import sources; "
+          "from jaxreg.config import get_base_config; from configs import resnet; "
           "sources.load(get_base_config().data); "
+          "sources.load(resnet.get_config('tiny').data); "
           "print('tensorflow_datasets' in sys.modules, 'tensorflow' in sys.modules)")
   out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=python_env(),
                        capture_output=True, text=True, timeout=120)
@@ -341,15 +344,15 @@ def trec_raw(tmp_path_factory):
 @pytest.mark.slow
 def test_trec_prepares_offline_from_shared_files(trec_raw):
   cfg, raw = trec_raw
-  assert len(raw.train_texts) == 5452 and len(raw.test_texts) == 500
+  assert len(raw.train.texts) == 5452 and len(raw.test.texts) == 500
   assert raw.class_names == ["DESC", "ENTY", "ABBR", "HUM", "NUM", "LOC"]
-  for texts, labels, expected in ((raw.train_texts, raw.train_labels, TREC_TRAIN_COUNTS),
-                                  (raw.test_texts, raw.test_labels, TREC_TEST_COUNTS)):
+  for texts, labels, expected in ((raw.train.texts, raw.train.labels, TREC_TRAIN_COUNTS),
+                                  (raw.test.texts, raw.test.labels, TREC_TEST_COUNTS)):
     counts = collections.Counter(raw.class_names[i] for i in labels)
     assert counts == expected
-  assert "Who was Camp David named for ?" in raw.train_texts
+  assert "Who was Camp David named for ?" in raw.train.texts
   # The one Latin-1 byte (line 66, "sister\xf0city") is a space after TFDS's own cleaning.
-  assert any("sister city" in t for t in raw.train_texts)
+  assert any("sister city" in t for t in raw.train.texts)
   assert "tfds:trec/1.0.0" in raw.description
 
 
@@ -362,7 +365,7 @@ def test_trec_fine_labels_and_the_text_pipeline(trec_raw, tmp_path):
   fine = tfds_source.load(cfg)
   assert len(fine.class_names) == 47 and fine.class_names[:3] == ["manner", "cremat",
                                                                    "animal"]
-  assert len(set(fine.train_labels.tolist())) == 47
+  assert len(set(fine.train.labels.tolist())) == 47
   # Through sources.load: the text pipeline holds out val and builds the vocabulary.
   from jaxreg.data import sources
   cfg.trec_fine = False
@@ -378,9 +381,17 @@ def test_prepare_cli_runs_offline(tmp_path):
   if not (TREC_FILES / "TREC_10.label").exists():
     pytest.skip("../shared/data/trec is absent")
   proc = subprocess.run(
-      [sys.executable, "-m", "jaxreg.data.tfds_source", "prepare", "--dataset=trec",
+      [sys.executable, "-m", "jaxreg.data.tfds_prepare", "prepare", "--dataset=trec",
        f"--files={TREC_FILES}", f"--data_dir={tmp_path}"],
       cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "prepared trec/1.0.0" in proc.stdout and "train 5452, test 500" in proc.stdout
   assert (tmp_path / "trec" / "1.0.0" / "dataset_info.json").exists()
+
+
+def test_the_command_keeps_its_old_module_name(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxreg.data.tfds_source", "seed", "--dataset=trec",
+       f"--files={tmp_path}/none", f"--download_dir={tmp_path}/dl"],
+      cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2 and "is not a folder" in proc.stderr, proc.stderr[-2000:]

@@ -6,7 +6,7 @@ ConfigDict from it (config files in configs/ import it and override what they ne
 reference (docs/config.md, `python -m jaxreg.config`) is generated from it.
 
 The lists of allowed values are defined here, once: this package imports only
-ml_collections (every command's `--help` stays fast, and config sits below everything
+ml_collections and jaxreg.data.catalog (every command's `--help` stays fast, and config sits below everything
 that reads it), so the modules that act on a value (optim.py, models/, metrics.py,
 data/) cannot be imported for their lists; tests/test_config.py checks that each of
 them implements every allowed value.
@@ -20,6 +20,11 @@ from typing import Any, Callable
 
 from jaxreg.config.rules import (RATE, Bool, ConfigError, Custom, Int, Num, OneOf,
                                  Regex, Rule, Str)
+# data.source values and modalities are listed once, in jaxreg/data/catalog.py (which,
+# like this package, imports nothing heavy); jaxreg.config re-exports them.
+from jaxreg.data import catalog as _catalog
+from jaxreg.data.catalog import (FILE_SOURCES, IMAGE_SOURCES, SOURCES, TFDS_IMAGE_BUILTINS,
+                                 TFDS_PREFIX)
 
 # ------------------------------------------------------------------ allowed values
 
@@ -39,14 +44,6 @@ CHECKPOINT_METRICS = (                     # jaxreg/metrics.py: summarize
     "accuracy", "balanced_accuracy", "macro_f1", "worst_class_accuracy", "loss")
 ES_MODES = ("min", "max")
 FINAL_CHECKPOINTS = ("best", "latest")
-# data.source: these, or 'tfds:NAME' (jaxreg/data/sources.py picks the reader).
-SOURCES = ("synthetic", "csv", "tsv", "jsonl", "folder", "shapes", "image_folder")
-FILE_SOURCES = ("csv", "tsv", "jsonl")
-IMAGE_SOURCES = ("shapes", "image_folder")  # and tfds: image sets (is_image_source)
-TFDS_PREFIX = "tfds:"
-# tfds: datasets read as images without data.image_feature (their feature is 'image').
-TFDS_IMAGE_BUILTINS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "svhn_cropped",
-                       "emnist", "kmnist", "cifar10_corrupted", "imagenette")
 PUNCTUATION = ("split", "strip", "keep")   # data/text.py
 EMBEDDINGS_FORMATS = ("auto", "word2vec_bin", "word2vec_text", "glove")
 DECAY_MASK_FORMS = ("'ndim>1'", "'all'", "'none'",
@@ -234,9 +231,10 @@ KEYS = (
         "vocabulary comes from the training split minus the validation hold-out; ties "
         "by frequency then word."),
     Key("data.cache_dir", "~/.cache/jaxreg/data", Str(empty_means="no cache"),
-        "tokenized datasets are cached here under a sha256 of the source content, "
-        "tokenizer and vocabulary settings, `max_length`, `split_seed` and "
-        "`val_fraction` (and `folds`, `fold` under k-fold); `''`: no cache."),
+        "the prepared-data cache: tokenized datasets under a sha256 of the source "
+        "content, tokenizer and vocabulary settings, `max_length`, `split_seed` and "
+        "`val_fraction` (and `folds`, `fold` under k-fold); decoded image folders under "
+        "a sha256 of their files and `image_size`; `''`: no cache."),
     Key("data.tokenizer", "word",
         Str(nonempty=True, what="use 'word' or a Hugging Face tokenizer (directory or "
             "hub name)"),
@@ -268,7 +266,8 @@ KEYS = (
         "(keras' layout; IMDB's aclImdb); `image_folder`: the same with "
         "`*.{png,jpg}`."),
     Key("data.classes", "", Custom(_names, "comma-separated names, none twice"),
-        "`folder`: the classes to read, e.g. `neg,pos` (skips aclImdb's `train/unsup`); "
+        "`folder` / `image_folder`: the classes to read, e.g. `neg,pos` (skips "
+        "aclImdb's `train/unsup`); "
         "default every subdirectory of `ROOT/train`, sorted."),
     Key("data.tfds_data_dir", "", Str(empty_means="`$TFDS_DATA_DIR` or "
                                       "`~/tensorflow_datasets`"),
@@ -521,13 +520,7 @@ KEYS = (
 
 def is_image_source(data_cfg) -> bool:
   """True when config.data names an image dataset (decides the data path and model)."""
-  d = data_cfg
-  if d.source in IMAGE_SOURCES:
-    return True
-  if isinstance(d.source, str) and d.source.startswith(TFDS_PREFIX):
-    bare = d.source[len(TFDS_PREFIX):].strip().split(":")[0].strip("/").split("/")[0]
-    return bool(d.get("image_feature")) or bare in TFDS_IMAGE_BUILTINS
-  return False
+  return _catalog.is_image_source(data_cfg.source, data_cfg.get("image_feature", ""))
 
 
 def _is_trec(source: str) -> bool:

@@ -1,4 +1,5 @@
-"""In-memory text datasets as padded arrays, splits and fixed-shape batches."""
+"""Prepared datasets (the Splits every one offers), text as padded arrays, the split
+rules, and fixed-shape text batches."""
 
 from __future__ import annotations
 
@@ -35,44 +36,46 @@ class TextSplit:
     return TextSplit(self.tokens[index], self.lengths[index], self.labels[index])
 
 
+class Splits:
+  """What every prepared dataset (TextData, images.ImageData) offers the training loop:
+  `.train` / `.val` / `.test`, `split(name)`, `num_classes`, `fingerprint()`."""
+  ARRAYS: tuple[str, ...] = ()  # the arrays of each split that fingerprint() hashes
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def split(self, name: str):
+    if name not in ("train", "val", "test"):
+      raise ValueError(f"split={name!r} is not one of: train, val, test")
+    return getattr(self, name)
+
+  def fingerprint_names(self) -> list[str]:
+    return list(self.class_names)
+
+  def fingerprint(self) -> str:
+    """sha256 over every array and name: two runs saw the same data iff equal."""
+    h = hashlib.sha256()
+    for split in ("train", "val", "test"):
+      s = self.split(split)
+      for field in self.ARRAYS:
+        h.update(np.ascontiguousarray(getattr(s, field)).tobytes())
+    h.update("\n".join(self.fingerprint_names()).encode())
+    return h.hexdigest()
+
+
 @dataclasses.dataclass(frozen=True)
-class TextData:
+class TextData(Splits):
   train: TextSplit
   val: TextSplit
   test: TextSplit
   class_names: list[str]
   vocab: list[str]
 
-  ARRAYS = ("tokens", "lengths", "labels")  # what fingerprint() hashes of each split
+  ARRAYS = ("tokens", "lengths", "labels")
 
-  @property
-  def num_classes(self) -> int:
-    return len(self.class_names)
-
-  def split(self, name: str) -> TextSplit:
-    return split_of(self, name)
-
-  def fingerprint(self) -> str:
-    """sha256 over every array and name: two runs saw the same data iff equal."""
-    return fingerprint(self, self.class_names + self.vocab)
-
-
-def split_of(data, name: str):
-  """data.train / .val / .test by name (TextData and ImageData)."""
-  if name not in ("train", "val", "test"):
-    raise ValueError(f"split={name!r} is not one of: train, val, test")
-  return getattr(data, name)
-
-
-def fingerprint(data, names: list[str]) -> str:
-  """sha256 over the `data.ARRAYS` of every split, then the names."""
-  h = hashlib.sha256()
-  for split in ("train", "val", "test"):
-    s = data.split(split)
-    for field in data.ARRAYS:
-      h.update(np.ascontiguousarray(getattr(s, field)).tobytes())
-  h.update("\n".join(names).encode())
-  return h.hexdigest()
+  def fingerprint_names(self) -> list[str]:
+    return self.class_names + self.vocab
 
 
 def stratified_split(labels: np.ndarray, fraction: float,

@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
+from absl import logging
+
+from jaxreg import io
 
 FORMATS = ("auto", "word2vec_bin", "word2vec_text", "glove")
 SPECIALS = ("<pad>", "<unk>")
@@ -301,7 +304,6 @@ def init_table(table: Any, vocab: Sequence[str], path: str | os.PathLike,
 
 
 def write_missing(report: EmbeddingsReport, workdir: str | os.PathLike) -> Path:
-  from jaxreg import io
   path = Path(workdir) / MISSING_FILE
   path.parent.mkdir(parents=True, exist_ok=True)
   return io.atomic_write(path, "".join(w + "\n" for w in report.missing))
@@ -334,7 +336,6 @@ def load_into_params(params: Any, vocab: Sequence[str], model_cfg, workdir=None,
                        f"{'/'.join(EMBED_PATH)} parameter")
     node = node[k]
   table, report = init_table(node, vocab, path, model_cfg.get("embeddings_format", "auto"))
-  from absl import logging
   logging.warning("%s", report.summary())
   if workdir is not None and write_report:  # else the caller writes it (write_missing)
     logging.warning("words left random: %s", write_missing(report, workdir))
@@ -345,11 +346,5 @@ def load_into_params(params: Any, vocab: Sequence[str], model_cfg, workdir=None,
 
 
 def _like(original: Any, new: dict) -> Any:
-  """Keeps the params' container type (dict or FrozenDict)."""
-  try:
-    from flax.core import FrozenDict
-    if isinstance(original, FrozenDict):
-      return FrozenDict(new)
-  except ImportError:
-    pass
-  return new
+  """Keeps the params' container type (a dict, or e.g. flax's FrozenDict)."""
+  return new if isinstance(original, dict) else type(original)(new)

@@ -1,4 +1,4 @@
-"""Local text classification files -> RawTextData.
+"""Local text classification files -> RawData (texts).
 
 `data.source` picks the reader:
 
@@ -8,16 +8,15 @@
   character and a field cannot contain a tab or a newline).
 - `jsonl`: one JSON object per line (or a JSON array, addressed by 0-based index); blank
   lines are skipped.
-- `folder`: `data.root/<split>/<class>/*.txt` (keras `text_dataset_from_directory` per
-  split, and the IMDB `aclImdb` tree). Every file is one example, read as UTF-8 with
-  undecodable bytes replaced. Files in a split are read class by class, by file name.
+
+(A folder of text files, `data.source=folder`, is read by folders.py, with images.)
 
 Files (`data.train_file`, `data.test_file`): `data.text_fields` names one or several
 columns/keys (comma-separated; column names when `data.header` is true, or 0-based
 indices), joined with one space; `data.label_field` names the label column/key. Without a
 test file, `data.test_fraction` of each class of the training file is held out as test,
-drawn from `data.split_seed` (a stream distinct from the validation hold-out's). The same
-applies to a folder without a `test/` directory.
+drawn from `data.split_seed` (a stream distinct from the validation hold-out's: the rule
+of every source without a test split, raw.hold_out_test).
 
 Labels and class order (stable, documented):
 
@@ -25,15 +24,13 @@ Labels and class order (stable, documented):
   order), otherwise the distinct training labels sorted by code point.
 - ids (`data.label_ids` true): integers, `data.label_offset` subtracted (1 for 1-based
   ids); class i is `data.class_names[i]` if given, else `class_<i>`.
-- folder: `data.classes` if given (other directories, e.g. `aclImdb/train/unsup`, are
-  ignored), otherwise every subdirectory of `ROOT/train` sorted by name.
 
 Every class must occur in training, and a test label that does not occur in training is
 an error. Errors are one line naming the file (and line): a malformed row (wrong column
-count, bad JSON, missing field, bad label), an empty split, a missing file or directory.
+count, bad JSON, missing field, bad label), an empty split, a missing file.
 Files are UTF-8 (a BOM is ignored); undecodable bytes are replaced.
 
-The RawTextData `description` holds the paths, the sha256 of their contents and every
+The RawData `description` holds the paths, the sha256 of their contents and every
 parsing option, so the tokenized cache misses when a file or an option changes.
 """
 
@@ -48,33 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxreg.data.dataset import stratified_split
-from jaxreg.data.raw import RawTextData
-
-FILE_SOURCES = ("csv", "tsv", "jsonl")
-SOURCES = FILE_SOURCES + ("folder",)
-# The test hold-out of a single file uses its own stream of split_seed.
-_TEST_STREAM = 1
+from jaxreg.data.catalog import FILE_SOURCES
+from jaxreg.data.raw import RawData, RawSplit, hold_out_test, names
 
 # A row: (text, raw label, where) with `where` = "path:line" for error messages.
 Row = tuple[str, object, str]
-
-
-def names(spec: str) -> list[str]:
-  """'a, b,c' -> ['a', 'b', 'c'] (empty items dropped)."""
-  return [s.strip() for s in str(spec).split(",") if s.strip()]
-
-
-def load(data_cfg) -> RawTextData:
-  source = data_cfg.source
-  if source in FILE_SOURCES:
-    return _load_files(data_cfg)
-  if source == "folder":
-    return _load_folder(data_cfg)
-  raise ValueError(f"data.source={source!r} is not one of: {', '.join(SOURCES)}")
-
-
-# --------------------------------------------------------------------------- files
 
 
 def _path(value: str, key: str) -> Path:
@@ -84,8 +59,10 @@ def _path(value: str, key: str) -> Path:
   return path
 
 
-def _load_files(c) -> RawTextData:
-  # The config schema has checked: a training file, exactly one test rule.
+def load(c) -> RawData:
+  """config.data (source csv, tsv or jsonl) -> RawData of texts."""
+  if c.source not in FILE_SOURCES:
+    raise ValueError(f"data.source={c.source!r} is not one of: {', '.join(FILE_SOURCES)}")
   train_path = _path(c.train_file, "data.train_file")
   test_path = _path(c.test_file, "data.test_file") if c.test_file else None
   digests = {}
@@ -93,12 +70,12 @@ def _load_files(c) -> RawTextData:
   test_rows = _read_rows(test_path, c, digests) if test_path else None
   train_labels, test_labels, class_names = _labels(train_rows, test_rows, c,
                                                    str(train_path))
-  train_texts = [r[0] for r in train_rows]
+  train = RawSplit(train_labels, texts=[r[0] for r in train_rows])
   if test_rows is None:
-    train_texts, train_labels, test_texts, test_labels = _hold_out_test(
-        train_texts, train_labels, class_names, c, str(train_path))
+    train, test = hold_out_test(train, class_names, c.test_fraction, c.split_seed,
+                                str(train_path))
   else:
-    test_texts = [r[0] for r in test_rows]
+    test = RawSplit(test_labels, texts=[r[0] for r in test_rows])
   description = json.dumps({
       "source": c.source,
       "files": {str(p): d for p, d in digests.items()},
@@ -108,8 +85,7 @@ def _load_files(c) -> RawTextData:
       "test_fraction": float(c.test_fraction) if test_rows is None else 0.0,
       "split_seed": int(c.split_seed) if test_rows is None else None,
   }, sort_keys=True)
-  return RawTextData(train_texts, train_labels, test_texts, test_labels, class_names,
-                     description)
+  return RawData(train, test, class_names, description)
 
 
 def _read_rows(path: Path, c, digests: dict) -> list[Row]:
@@ -269,97 +245,3 @@ def _labels(train_rows: list[Row], test_rows: list[Row] | None, c, train_name: s
       raise ValueError(f"{row[2]}: test label {row[1]!r} does not occur in training "
                        f"({train_name})")
   return train, np.array([i for i, _ in test], np.int32), class_names
-
-
-def _hold_out_test(texts, labels, class_names, c, where: str):
-  fraction = float(c.test_fraction)  # in (0, 1): a rate (config schema), > 0 here
-  keep, held = stratified_split(labels, fraction, [int(c.split_seed), _TEST_STREAM])
-  left = set(labels[keep].tolist())
-  for i, n in enumerate(class_names):
-    if i not in left:
-      raise ValueError(f"{where}: data.test_fraction={fraction} leaves class {n!r} "
-                       "with no training example")
-  if not len(held):
-    raise ValueError(f"{where}: data.test_fraction={fraction} holds out no example "
-                     "(empty test split)")
-  return ([texts[i] for i in keep], labels[keep], [texts[i] for i in held],
-          labels[held])
-
-
-# -------------------------------------------------------------------------- folder
-
-
-def _read_class_dir(directory: Path, root: Path, digest) -> list[str]:
-  texts = []
-  for path in sorted(directory.glob("*.txt"), key=lambda p: p.name):
-    if not path.is_file():
-      continue
-    data = path.read_bytes()
-    rel = path.relative_to(root).as_posix().encode()
-    digest.update(len(rel).to_bytes(8, "little") + rel)
-    digest.update(len(data).to_bytes(8, "little") + data)
-    texts.append(data.decode("utf-8", errors="replace"))
-  return texts
-
-
-def _load_folder(c) -> RawTextData:
-  root = Path(os.path.expanduser(c.root)).resolve()
-  train_dir, test_dir = root / "train", root / "test"
-  if not root.is_dir():
-    raise FileNotFoundError(f"{root}: no such directory (data.root)")
-  if not train_dir.is_dir():
-    raise FileNotFoundError(f"{train_dir}: no such directory (data.source=folder "
-                            "reads ROOT/train/<class>/*.txt)")
-  listed = names(c.classes)  # none twice (config schema)
-  class_names = listed or sorted(
-      d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
-  if not class_names:
-    raise ValueError(f"{train_dir}: no class subdirectories (empty split)")
-  digest = hashlib.sha256()
-  train_texts, train_labels = [], []
-  for i, name in enumerate(class_names):
-    d = train_dir / name
-    if not d.is_dir():
-      raise FileNotFoundError(f"{d}: no such directory (class {name!r} of "
-                              "data.classes)")
-    texts = _read_class_dir(d, root, digest)
-    if not texts:
-      raise ValueError(f"{d}: no .txt files (class {name!r} has no training example)")
-    train_texts += texts
-    train_labels += [i] * len(texts)
-  train_labels = np.array(train_labels, np.int32)
-
-  if test_dir.is_dir():
-    if c.test_fraction:
-      raise ValueError(f"{test_dir} exists and data.test_fraction="
-                       f"{c.test_fraction}: remove one of them")
-    if not listed:
-      for d in sorted(test_dir.iterdir()):
-        if d.is_dir() and not d.name.startswith(".") and d.name not in class_names:
-          raise ValueError(f"{d}: test class {d.name!r} does not occur in training "
-                           f"({train_dir})")
-    test_texts, test_labels = [], []
-    for i, name in enumerate(class_names):
-      d = test_dir / name
-      if d.is_dir():  # a class may be absent from test
-        texts = _read_class_dir(d, root, digest)
-        test_texts += texts
-        test_labels += [i] * len(texts)
-    if not test_texts:
-      raise ValueError(f"{test_dir}: no .txt files in the class directories "
-                       f"{', '.join(class_names)} (empty split)")
-    test_labels = np.array(test_labels, np.int32)
-  elif c.test_fraction:
-    train_texts, train_labels, test_texts, test_labels = _hold_out_test(
-        train_texts, train_labels, class_names, c, str(train_dir))
-  else:
-    raise FileNotFoundError(f"{test_dir}: no such directory; add it or set "
-                            "data.test_fraction")
-  description = json.dumps({
-      "source": "folder", "root": str(root), "classes": class_names,
-      "content_sha256": digest.hexdigest(),
-      "test_fraction": float(c.test_fraction),
-      "split_seed": int(c.split_seed) if c.test_fraction else None,
-  }, sort_keys=True)
-  return RawTextData(train_texts, train_labels, test_texts, test_labels, class_names,
-                     description)

@@ -20,7 +20,9 @@ import numpy as np
 
 @functools.lru_cache(maxsize=4)
 def load(name: str):
-  from transformers import AutoTokenizer
+  # Imported here: transformers takes seconds to import and only data.tokenizer !=
+  # 'word' needs it (the word-level pipeline imports this module too).
+  from transformers import AutoTokenizer  # noqa: PLC0415
   path = os.path.expanduser(name)
   tok = AutoTokenizer.from_pretrained(path if os.path.isdir(path) else name)
   if not tok.is_fast:

@@ -1,24 +1,102 @@
-"""The hand-off between a text source and the text pipeline.
+"""The hand-off between a source and its pipeline: one raw-dataset type for every modality.
 
-Every text source (TFDS, local files, a text folder) returns RawTextData: strings,
-integer labels and class names in the source's documented order. The text pipeline
-(jaxreg/data/text.py) turns it into padded token arrays (TextData).
+Every source (TFDS, local files, a folder, the generated image set) returns RawData: a
+train and a test RawSplit, the class names in the source's documented order, and a
+`description` that identifies the exact source content. A split holds its examples in
+one of three forms:
+
+- `texts`: strings (csv/tsv/jsonl files, TFDS text sets);
+- `images`: decoded uint8 pixels, one array [N, H, W, C] or N arrays [H, W, C] whose
+  sizes may differ (the image pipeline resizes them to data.image_size);
+- `files`: the file behind each example, not read yet (folder sources): a split can
+  describe a set larger than memory by its paths and labels alone.
+
+The text pipeline (jaxreg/data/text.py) turns RawData into TextData (token arrays), the
+image pipeline (jaxreg/data/images.py) into ImageData (uint8 arrays); both read `files`
+only when they need the content.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from jaxreg.data.dataset import stratified_split
+
+# The test hold-out of a source without a test split draws from this stream of
+# data.split_seed (the validation hold-out uses the seed itself).
+TEST_STREAM = 1
+
 
 @dataclasses.dataclass(frozen=True)
-class RawTextData:
-  train_texts: list[str]
-  train_labels: np.ndarray   # int, in [0, len(class_names))
-  test_texts: list[str]
-  test_labels: np.ndarray
+class RawSplit:
+  labels: np.ndarray                                    # int32 [N], in [0, classes)
+  texts: Sequence[str] | None = None
+  images: np.ndarray | Sequence[np.ndarray] | None = None
+  files: Sequence[Path] | None = None
+
+  def __post_init__(self):
+    forms = [f for f in ("texts", "images", "files") if getattr(self, f) is not None]
+    if len(forms) != 1:
+      raise ValueError(f"a RawSplit holds exactly one of texts, images, files; got "
+                       f"{', '.join(forms) or 'none'}")
+    object.__setattr__(self, "labels", np.asarray(self.labels, np.int32))
+    if len(self.examples) != len(self.labels):
+      raise ValueError(f"a RawSplit has {len(self.examples)} {forms[0]} and "
+                       f"{len(self.labels)} labels")
+
+  @property
+  def examples(self):
+    """The texts, images or files, whichever this split holds."""
+    return next(v for v in (self.texts, self.images, self.files) if v is not None)
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def take(self, index: np.ndarray) -> RawSplit:
+    def pick(v):
+      if v is None or isinstance(v, np.ndarray):
+        return None if v is None else v[index]
+      return [v[i] for i in index]
+    return RawSplit(self.labels[index], pick(self.texts), pick(self.images),
+                    pick(self.files))
+
+
+@dataclasses.dataclass(frozen=True)
+class RawData:
+  train: RawSplit
+  test: RawSplit
   class_names: list[str]
-  # Identifies the exact source content (name, paths, file sizes/mtimes or hashes,
-  # split map); part of the tokenized-dataset cache key and of provenance.
+  # Identifies the exact source content (name, paths, content hashes, split map); part
+  # of the prepared-data cache key and of the run's provenance.
   description: str
+
+
+def names(spec: str) -> list[str]:
+  """A comma-separated config value -> its items: 'a, b,c' -> ['a', 'b', 'c']."""
+  return [s.strip() for s in str(spec).split(",") if s.strip()]
+
+
+def hold_out_test(train: RawSplit, class_names: Sequence[str], fraction: float,
+                  split_seed: int, where: str) -> tuple[RawSplit, RawSplit]:
+  """(train, test): `fraction` of each class of `train` held out as test.
+
+  The draw depends on data.split_seed alone (its TEST_STREAM), the same for every source
+  without a test split; `where` names the source in the one-line errors.
+  """
+  fraction = float(fraction)
+  if not 0 < fraction < 1:
+    raise ValueError(f"data.test_fraction={fraction!r} must be in (0, 1)")
+  keep, held = stratified_split(train.labels, fraction, [int(split_seed), TEST_STREAM])
+  left = set(train.labels[keep].tolist())
+  for i, n in enumerate(class_names):
+    if i not in left:
+      raise ValueError(f"{where}: data.test_fraction={fraction} leaves class {n!r} "
+                       "with no training example")
+  if not len(held):
+    raise ValueError(f"{where}: data.test_fraction={fraction} holds out no example "
+                     "(empty test split)")
+  return train.take(keep), train.take(held)

@@ -19,7 +19,11 @@ Training classes are balanced (train_size // 8 each, the remainder to the first 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+
+from jaxreg.data.raw import RawData, RawSplit
 
 COLOUR_CLASSES = ("red", "green", "blue", "yellow")
 SHAPE_CLASSES = ("square", "triangle", "ring", "cross")
@@ -88,8 +92,8 @@ def _draw(label_ids: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
   return np.clip(np.round(images * 255.0), 0, 255).astype(np.uint8)
 
 
-def generate(train_size: int, test_per_class: int, image_size: int, seed: int):
-  """-> (train_images, train_labels, test_images, test_labels, class_names)."""
+def generate(train_size: int, test_per_class: int, image_size: int, seed: int) -> RawData:
+  """The set for these arguments (the data.shapes.* keys); deterministic in them."""
   rng = np.random.default_rng(seed)
   k = len(CLASS_NAMES)
   counts = np.full(k, train_size // k)
@@ -98,4 +102,8 @@ def generate(train_size: int, test_per_class: int, image_size: int, seed: int):
   test_labels = np.repeat(np.arange(k), test_per_class).astype(np.int32)
   train_images = _draw(train_labels, image_size, rng)
   test_images = _draw(test_labels, image_size, rng)
-  return train_images, train_labels, test_images, test_labels, list(CLASS_NAMES)
+  settings = {"train_size": train_size, "test_per_class": test_per_class,
+              "image_size": image_size, "generator_seed": seed}
+  return RawData(RawSplit(train_labels, images=train_images),
+                 RawSplit(test_labels, images=test_images), list(CLASS_NAMES),
+                 f"shapes {json.dumps(settings, sort_keys=True)}")

@@ -1,35 +1,57 @@
-"""`config.data.source` -> TextData (or ImageData for image sources) with train / val /
-test splits."""
+"""`config.data` -> a prepared dataset with train / val / test splits.
+
+`read` runs the source's reader, which returns RawData (raw.py); `load` sends it through
+the pipeline of its modality (catalog.is_image_source): text.prepare -> TextData, or
+images.prepare -> ImageData. Both hold out val by `dataset.validation_split`. The
+built-in synthetic set is generated as token ids (TextData directly).
+"""
 
 from __future__ import annotations
 
-from jaxreg.data import files, synthetic, text
+from jaxreg.data import catalog, files, folders, images, shapes, synthetic, text
 from jaxreg.data.dataset import TextData, validation_split
+from jaxreg.data.raw import RawData
 
 
-def load(data_cfg) -> TextData:
-  from jaxreg import config as config_lib
-  if config_lib.is_image_source(data_cfg):
-    from jaxreg.data import images  # same val rule: validation_split by split_seed
-    return images.load(data_cfg)
+def load(data_cfg) -> TextData | images.ImageData:
   if data_cfg.source == "synthetic":
-    s = data_cfg.synthetic
-    train, test, class_names, vocab = synthetic.generate(
-        train_size=s.train_size, test_per_class=s.test_per_class,
-        rare_fraction=s.rare_fraction, seed=s.generator_seed,
-        max_length=data_cfg.max_length)
-  elif data_cfg.source in files.SOURCES:
-    # Raw text: the text pipeline holds out val (same rule as below) before it builds
-    # the vocabulary, then tokenizes and caches (jaxreg/data/text.py).
-    return text.prepare(files.load(data_cfg), data_cfg)
-  elif data_cfg.source.startswith("tfds:"):
-    # tensorflow_datasets is imported only here (jaxreg/data/tfds_source.py).
-    from jaxreg.data import tfds_source
-    return text.prepare(tfds_source.load(data_cfg), data_cfg)
-  else:
-    raise ValueError(
-        f"data.source={data_cfg.source!r} is not one of: synthetic, "
-        f"{', '.join(files.SOURCES)}, tfds:NAME")
+    return load_synthetic(data_cfg)
+  raw = read(data_cfg)
+  if is_image(data_cfg):
+    return images.prepare(raw, data_cfg)
+  return text.prepare(raw, data_cfg)
+
+
+def is_image(data_cfg) -> bool:
+  return catalog.is_image_source(data_cfg.source, data_cfg.get("image_feature", ""))
+
+
+def read(data_cfg) -> RawData:
+  """The source's RawData (texts, images or files; train and test)."""
+  source = data_cfg.source
+  if source == "shapes":
+    s = data_cfg.shapes
+    return shapes.generate(s.train_size, s.test_per_class, s.image_size,
+                           s.generator_seed)
+  if source in catalog.FILE_SOURCES:
+    return files.load(data_cfg)
+  if source in catalog.FOLDER_SOURCES:
+    return folders.read(data_cfg)
+  if source.startswith(catalog.TFDS_PREFIX):
+    # Imported here: tensorflow_datasets takes seconds to import, and only tfds: runs
+    # need it (tests/test_tfds_source.py checks that other runs never import it).
+    from jaxreg.data import tfds_source  # noqa: PLC0415
+    return tfds_source.load(data_cfg, images=is_image(data_cfg))
+  raise ValueError(f"data.source={source!r} is not one of: "
+                   f"{', '.join(catalog.SOURCES)}, tfds:NAME")
+
+
+def load_synthetic(data_cfg) -> TextData:
+  s = data_cfg.synthetic
+  train, test, class_names, vocab = synthetic.generate(
+      train_size=s.train_size, test_per_class=s.test_per_class,
+      rare_fraction=s.rare_fraction, seed=s.generator_seed,
+      max_length=data_cfg.max_length)
   # The validation split depends on data.split_seed only, so runs that differ in
   # `seed` are compared on the same held-out examples.
   keep, held = validation_split(train.labels, data_cfg)

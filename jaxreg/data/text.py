@@ -1,4 +1,4 @@
-"""Text pipeline: RawTextData (strings) -> TextData (padded token-id arrays).
+"""Text pipeline: RawData (strings, or text files) -> TextData (padded token-id arrays).
 
 Steps, in order (all settings are `config.data.*` keys):
 
@@ -26,14 +26,13 @@ Steps, in order (all settings are `config.data.*` keys):
 4. **Ids and truncation**: out-of-vocabulary words -> 1; the first `max_length` tokens are
    kept. A text with no tokens at all becomes the single token `<unk>` (length 1), so that
    every example has a last step and a non-empty mean.
-5. **Cache**: the result is stored as `<key>.npz` + `<key>.json` in `cache_dir` (default
-   `~/.cache/jaxreg/data`; empty string: no cache). The key is a sha256 over the source's
-   `description` (which identifies the source content, see raw.py), the tokenizer
-   settings, the vocabulary settings, `max_length`, `split_seed` and `val_fraction`, and
-   CACHE_VERSION. A second run with the same settings loads the arrays without
-   tokenizing; changing any of them gives another key, so a stale cache is never used.
-   Files are written to a temporary name and renamed (`os.replace`), the json last, so a
-   cache entry is either complete or absent.
+5. **Cache**: the result is stored in the prepared-data cache (cache.py) in `cache_dir`
+   (default `~/.cache/jaxreg/data`; empty string: no cache). The key is a sha256 over
+   the source's `description` (which identifies the source content, see raw.py), the
+   tokenizer settings, the vocabulary settings, `max_length`, `split_seed` and
+   `val_fraction`, and CACHE_VERSION. A second run with the same settings loads the
+   arrays without tokenizing; changing any of them gives another key, so a stale cache
+   is never used.
 
 Batches are padded per batch to a fixed list of lengths (`data.buckets`), see
 `dataset.batches` and `dataset.parse_buckets`.
@@ -42,19 +41,15 @@ Batches are padded per batch to a fixed list of lengths (`data.buckets`), see
 from __future__ import annotations
 
 import collections
-import hashlib
-import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 
+from jaxreg.data import cache, hf_tokenizer
 from jaxreg.data.dataset import PAD_ID, TextData, TextSplit, validation_split
-from jaxreg.data.raw import RawTextData
+from jaxreg.data.raw import RawData, RawSplit
 
 UNK_ID = 1
 PAD, UNK = "<pad>", "<unk>"
@@ -120,7 +115,7 @@ def settings(data_cfg) -> dict:
   # A Hugging Face tokenizer: its name and content hash (word-level keys unchanged);
   # subword_pipeline 2: data.strip_html applies (entries from before ignored it).
   extra = {} if tokenizer == "word" else {
-      "tokenizer": tokenizer, "tokenizer_sha256": _hf().identity(tokenizer),
+      "tokenizer": tokenizer, "tokenizer_sha256": hf_tokenizer.identity(tokenizer),
       "subword_pipeline": 2}
   return {**extra,
       "lowercase": bool(data_cfg.lowercase),
@@ -138,48 +133,52 @@ def settings(data_cfg) -> dict:
 
 
 def cache_key(description: str, data_cfg) -> str:
-  blob = json.dumps({"version": CACHE_VERSION, "description": description,
-                     **settings(data_cfg)}, sort_keys=True)
-  return hashlib.sha256(blob.encode()).hexdigest()
+  return cache.key(description, {"version": CACHE_VERSION, **settings(data_cfg)})
 
 
-def prepare(raw: RawTextData, data_cfg) -> TextData:
+def prepare(raw: RawData, data_cfg) -> TextData:
   """Splits off val, tokenizes, builds the vocabulary, encodes; cached on disk."""
-  cache_dir = Path(os.path.expanduser(data_cfg.cache_dir)) if data_cfg.cache_dir \
-      else None
+  store = cache.Cache(data_cfg.cache_dir)
   key = cache_key(raw.description, data_cfg)
-  if cache_dir is not None:
-    cached = _load_cache(cache_dir, key)
-    if cached is not None:
-      log.info("tokenized data from cache %s", cache_dir / f"{key}.npz")
-      return cached
+  hit = store.load(key)
+  if hit is not None:
+    return _from_arrays(*hit)
   data = _build(raw, data_cfg)
-  if cache_dir is not None:
-    _save_cache(cache_dir, key, data, raw.description, data_cfg)
+  store.save(key, _to_arrays(data), {
+      "version": CACHE_VERSION, "description": raw.description,
+      "settings": settings(data_cfg), "class_names": data.class_names,
+      "vocab": data.vocab, "sizes": {n: len(data.split(n)) for n in _SPLITS}})
   return data
 
 
-def _build(raw: RawTextData, data_cfg) -> TextData:
+def texts(split: RawSplit) -> list[str]:
+  """The split's strings; text files are read as UTF-8, undecodable bytes replaced."""
+  if split.files is not None:
+    return [p.read_bytes().decode("utf-8", errors="replace") for p in split.files]
+  return list(split.texts)
+
+
+def _build(raw: RawData, data_cfg) -> TextData:
   s = settings(data_cfg)
-  labels = np.asarray(raw.train_labels, np.int32)
+  labels = raw.train.labels
   keep, held = validation_split(labels, data_cfg)
+  train_texts, test_texts = texts(raw.train), texts(raw.test)
 
   def toks(texts):
     return [tokenize(t, s["lowercase"], s["punctuation"], s["strip_html"])
             for t in texts]
 
   if "tokenizer" in s:  # the model's own subword tokenizer and vocabulary
-    hf = _hf()
-    vocab = hf.vocab(s["tokenizer"])
+    vocab = hf_tokenizer.vocab(s["tokenizer"])
 
     def clean(texts):  # lowercase/punctuation are the tokenizer's own business
       return [remove_html(t) for t in texts] if s["strip_html"] else texts
 
-    train_seqs = hf.encode(s["tokenizer"], clean(raw.train_texts), s["max_length"])
-    test_seqs = hf.encode(s["tokenizer"], clean(raw.test_texts), s["max_length"])
+    train_seqs = hf_tokenizer.encode(s["tokenizer"], clean(train_texts), s["max_length"])
+    test_seqs = hf_tokenizer.encode(s["tokenizer"], clean(test_texts), s["max_length"])
   else:
-    train_tokens = toks(raw.train_texts)
-    test_tokens = toks(raw.test_texts)
+    train_tokens = toks(train_texts)
+    test_tokens = toks(test_texts)
     vocab = build_vocab((train_tokens[i] for i in keep), s["min_freq"], s["max_vocab"])
     word_ids = {w: i for i, w in enumerate(vocab) if i != PAD_ID}
     train_seqs = [encode(t, word_ids, s["max_length"]) for t in train_tokens]
@@ -191,7 +190,7 @@ def _build(raw: RawTextData, data_cfg) -> TextData:
 
   train_all = split(train_seqs, labels)
   data = TextData(train=train_all.take(keep), val=train_all.take(held),
-                  test=split(test_seqs, raw.test_labels),
+                  test=split(test_seqs, raw.test.labels),
                   class_names=list(raw.class_names), vocab=vocab)
   if "tokenizer" in s:
     return data
@@ -202,58 +201,23 @@ def _build(raw: RawTextData, data_cfg) -> TextData:
   return data
 
 
-def _hf():
-  # transformers is imported only for data.tokenizer != 'word'.
-  from jaxreg.data import hf_tokenizer  # noqa: PLC0415
-  return hf_tokenizer
-
-
 _SPLITS = ("train", "val", "test")
 
 
-def _load_cache(cache_dir: Path, key: str) -> TextData | None:
-  meta_path, arrays_path = cache_dir / f"{key}.json", cache_dir / f"{key}.npz"
-  if not meta_path.exists():  # written last: present means complete
-    return None
-  try:
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("key") != key:
-      return None
-    with np.load(arrays_path) as z:
-      splits = {name: _unflatten(z[f"{name}_ids"], z[f"{name}_lengths"],
-                                 z[f"{name}_labels"]) for name in _SPLITS}
-  except (OSError, ValueError, KeyError) as e:
-    log.warning("ignoring unreadable cache entry %s (%s)", arrays_path, e)
-    return None
-  return TextData(**splits, class_names=meta["class_names"], vocab=meta["vocab"])
-
-
-def _save_cache(cache_dir: Path, key: str, data: TextData, description: str,
-                data_cfg) -> None:
-  cache_dir.mkdir(parents=True, exist_ok=True)
+def _to_arrays(data: TextData) -> dict[str, np.ndarray]:
   arrays = {}
   for name in _SPLITS:
     sp = data.split(name)
     arrays[f"{name}_ids"] = _flatten(sp)
     arrays[f"{name}_lengths"] = sp.lengths
     arrays[f"{name}_labels"] = sp.labels
-  meta = {"key": key, "version": CACHE_VERSION, "description": description,
-          "settings": settings(data_cfg), "class_names": data.class_names,
-          "vocab": data.vocab, "sizes": {n: len(data.split(n)) for n in _SPLITS}}
+  return arrays
 
-  def write(path: Path, write_fn):
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-      with os.fdopen(fd, "wb") as f:
-        write_fn(f)
-      os.replace(tmp, path)
-    except BaseException:
-      Path(tmp).unlink(missing_ok=True)
-      raise
 
-  write(cache_dir / f"{key}.npz", lambda f: np.savez(f, **arrays))
-  write(cache_dir / f"{key}.json",
-        lambda f: f.write(json.dumps(meta, ensure_ascii=False).encode("utf-8")))
+def _from_arrays(arrays: dict[str, np.ndarray], meta: dict) -> TextData:
+  splits = {name: _unflatten(arrays[f"{name}_ids"], arrays[f"{name}_lengths"],
+                             arrays[f"{name}_labels"]) for name in _SPLITS}
+  return TextData(**splits, class_names=meta["class_names"], vocab=meta["vocab"])
 
 
 def _flatten(split: TextSplit) -> np.ndarray:

@@ -1,0 +1,132 @@
+"""Folder sources, text and images alike: `data.root/<split>/<class>/<file>` -> RawData.
+
+  data.source=folder         *.txt, one example per file (keras' text_dataset_from_
+                             directory layout per split; IMDB's aclImdb tree)
+  data.source=image_folder   *.png, *.jpg, *.jpeg (torchvision's ImageFolder layout per
+                             split; the CIFAR-10 JPEG copy in ../shared/data)
+
+One rule for both:
+
+- Classes are `data.classes` (comma-separated, fixes the order; other directories, e.g.
+  aclImdb/train/unsup, are ignored), otherwise every subdirectory of ROOT/train sorted by
+  name. Every class needs at least one training file; a class may be absent from test.
+  Without `data.classes`, a test class directory that is not a training class is an
+  error.
+- Test examples come from ROOT/test/<class>/ when ROOT/test exists, otherwise
+  `data.test_fraction` of each class of ROOT/train is held out, drawn from
+  data.split_seed (raw.hold_out_test). ROOT/test together with data.test_fraction is an
+  error (one line): which one is the test set would be a silent guess.
+- In a class directory, files with the source's extensions (any case) are read in name
+  order; other files are ignored.
+
+The RawData lists the files (RawSplit.files) without reading their content: the text
+pipeline reads them as UTF-8 (undecodable bytes replaced), the image pipeline decodes
+them. Its description holds the sha256 of every file's path and bytes, so a cache entry
+misses when any file changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from jaxreg.data.raw import RawData, RawSplit, hold_out_test, names
+
+EXTENSIONS = {"folder": (".txt",), "image_folder": (".png", ".jpg", ".jpeg")}
+
+
+def _pattern(source: str) -> str:
+  return "|".join("*" + e for e in EXTENSIONS[source])  # '*.txt', '*.png|*.jpg|*.jpeg'
+
+
+def class_files(directory: Path, extensions: tuple[str, ...]) -> list[Path]:
+  """The files of one class directory with the given extensions, in name order."""
+  return [p for p in sorted(directory.iterdir(), key=lambda p: p.name)
+          if p.is_file() and p.suffix.lower() in extensions]
+
+
+def content_sha256(files: list[Path], root: Path) -> str:
+  """sha256 over every file's path (relative to root) and bytes, in order."""
+  digest = hashlib.sha256()
+  for path in files:
+    data = path.read_bytes()
+    rel = path.relative_to(root).as_posix().encode()
+    digest.update(len(rel).to_bytes(8, "little") + rel)
+    digest.update(len(data).to_bytes(8, "little") + data)
+  return digest.hexdigest()
+
+
+def _split(split_dir: Path, class_names: list[str], extensions, train: bool) -> RawSplit:
+  files, labels = [], []
+  for i, name in enumerate(class_names):
+    d = split_dir / name
+    if not d.is_dir():
+      if train:
+        raise FileNotFoundError(f"{d}: no such directory (class {name!r} of "
+                                "data.classes)")
+      continue  # a class may be absent from test
+    found = class_files(d, extensions)
+    if train and not found:
+      raise ValueError(f"{d}: no {'/'.join(extensions)} files (class {name!r} has no "
+                       "training example)")
+    files += found
+    labels += [i] * len(found)
+  return RawSplit(np.array(labels, np.int32), files=files)
+
+
+def read(c) -> RawData:
+  """config.data (source folder or image_folder) -> RawData of files."""
+  source, pattern = c.source, _pattern(c.source)
+  extensions = EXTENSIONS[source]
+  if not c.root:
+    raise ValueError(f"data.root is empty: set it to a directory holding "
+                     f"train/<class>/{pattern} and test/<class>/{pattern}")
+  root = Path(os.path.expanduser(c.root)).resolve()
+  train_dir, test_dir = root / "train", root / "test"
+  if not root.is_dir():
+    raise FileNotFoundError(f"{root}: no such directory (data.root)")
+  if not train_dir.is_dir():
+    raise FileNotFoundError(f"{train_dir}: no such directory (data.source={source} "
+                            f"reads ROOT/train/<class>/{pattern})")
+  listed = names(c.classes)
+  if len(set(listed)) != len(listed):
+    raise ValueError(f"data.classes={c.classes!r} lists a class twice")
+  class_names = listed or sorted(
+      d.name for d in train_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+  if not class_names:
+    raise ValueError(f"{train_dir}: no class subdirectories (empty split)")
+  train = _split(train_dir, class_names, extensions, train=True)
+  if test_dir.is_dir():
+    if c.test_fraction:
+      raise ValueError(f"{test_dir} exists and data.test_fraction="
+                       f"{c.test_fraction}: remove one of them")
+    if not listed:
+      for d in sorted(test_dir.iterdir()):
+        if d.is_dir() and not d.name.startswith(".") and d.name not in class_names:
+          raise ValueError(f"{d}: test class {d.name!r} does not occur in training "
+                           f"({train_dir})")
+    test = _split(test_dir, class_names, extensions, train=False)
+    if not len(test):
+      raise ValueError(f"{test_dir}: no {'/'.join(extensions)} files in the class "
+                       f"directories {', '.join(class_names)} (empty split)")
+  elif c.test_fraction:
+    test = None
+  else:
+    raise FileNotFoundError(f"{test_dir}: no such directory; add it or set "
+                            "data.test_fraction")
+  # Hashed before the hold-out: the same files in the same order as with a test/ folder.
+  sha = content_sha256(list(train.files) + ([] if test is None else list(test.files)),
+                       root)
+  if test is None:
+    train, test = hold_out_test(train, class_names, c.test_fraction, c.split_seed,
+                                str(train_dir))
+  description = json.dumps({
+      "source": source, "root": str(root), "classes": class_names,
+      "content_sha256": sha, "test_fraction": float(c.test_fraction),
+      "split_seed": int(c.split_seed) if c.test_fraction else None,
+  }, sort_keys=True)
+  return RawData(train, test, class_names, description)
