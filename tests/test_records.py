@@ -195,16 +195,27 @@ def test_the_tables_are_the_reports_csv_files(l2_sweep, tmp_path):
     assert len(frame) == len(result.change_table())
 
 
+def _python(*args, site: str = "", tmp_path: Path | None = None):
+  """`python ARGS` in a fresh process on this checkout; `site`: the text of a
+  sitecustomize.py (written to tmp_path) that runs before it."""
+  env = python_env()
+  if site:
+    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent(site))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+  return subprocess.run([sys.executable, *args], cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=120)
+
+
 def test_importing_the_report_changes_no_plotting_state_and_loads_no_jax():
   # the stored backend setting is read raw: resolving it would import pyplot itself
-  code = ("import sys, matplotlib; backend = dict.__getitem__(matplotlib.rcParams, "
-          "'backend'); import jaxreg.report, jaxreg.sweep, jaxreg.records; "
-          "print(backend == dict.__getitem__(matplotlib.rcParams, 'backend'), "
-          "'matplotlib.pyplot' in sys.modules, 'jax' in sys.modules)")
-  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=python_env(),
-                       capture_output=True, text=True, timeout=120)
-  assert out.returncode == 0, out.stderr
-  assert out.stdout.split() == ["True", "False", "False"]
+  probe = _python("-c", textwrap.dedent("""\
+      import sys, matplotlib
+      raw = lambda: dict.__getitem__(matplotlib.rcParams, "backend")
+      backend = raw()
+      import jaxreg.report, jaxreg.sweep, jaxreg.records
+      print(backend == raw(), "matplotlib.pyplot" in sys.modules, "jax" in sys.modules)
+      """))
+  assert probe.stdout.split() == ["True", "False", "False"], probe.stderr[-2000:]
 
 
 # ----------------------------------------------------------------- the layout
@@ -298,7 +309,7 @@ def test_cycles_are_found():  # the check above can fail
 def test_a_command_loads_each_of_its_modules_once(module, tmp_path):
   # `python -m jaxreg.sweep` used to run sweep.py as __main__ and import it again as
   # jaxreg.sweep (through slurm.py): two SweepError classes in one process.
-  (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""\
+  proc = _python("-m", module, "--help", tmp_path=tmp_path, site="""\
       import atexit, sys
       def _report():
         files = [getattr(m, "__file__", None) for m in list(sys.modules.values())]
@@ -306,11 +317,7 @@ def test_a_command_loads_each_of_its_modules_once(module, tmp_path):
         sys.stderr.write("TWICE " + repr(sorted({f for f in files
                                                  if files.count(f) > 1})) + "\\n")
       atexit.register(_report)
-      """))
-  env = python_env()
-  env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
-  proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=120)
+      """)
   assert proc.stdout.startswith(("python -m", "usage:")), proc.stderr[-2000:]
   assert "TWICE []" in proc.stderr, proc.stderr[-2000:]
 
@@ -320,8 +327,7 @@ def test_a_command_loads_each_of_its_modules_once(module, tmp_path):
     ("jaxreg.report", ["report.md", "--baseline", "--plan", "calibrate", "analyse"]),
 ])
 def test_help_is_written_for_users(module, names):
-  proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT,
-                        env=python_env(), capture_output=True, text=True, timeout=120)
+  proc = _python("-m", module, "--help")
   intro, flags_part = proc.stdout.split("\nflags:")  # absl's --help exits 1
   assert "--workdir:" in flags_part and "--axis:" in flags_part
   assert intro.startswith(f"python -m {module} ")

@@ -375,33 +375,24 @@ def _p(row) -> float:
   return float(row["p"]) if row["p"] else float("nan")
 
 
-@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2)])
-def test_two_examples_flipping_in_one_seed_are_not_flagged(tmp_path, seeds):
-  # class_01 has 2 test examples; at 0.1 both flip in seed 0 only. The old bootstrap
-  # gave p = 0 (flagged) with one seed; exact McNemar on those two examples is 0.5.
+@pytest.mark.parametrize("n,flipped,seeds,p_mcnemar", [
+    (2, 2, (0,), 0.5), (2, 2, (0, 1, 2), 0.5),
+    (9, 3, (0,), 0.25), (9, 3, (0, 1, 2, 3, 4), 0.25)])
+def test_a_few_examples_flipping_in_one_seed_are_not_flagged(tmp_path, n, flipped, seeds,
+                                                             p_mcnemar):
+  # class_01 has n test examples; at 0.1, `flipped` of them flip in seed 0 only. With
+  # one seed the old bootstrap flagged both (p = 0 for 2 of 2, 0.048 for 3 of 9).
   rows = change_rows(counts_sweep(
-      tmp_path / "s", [200, 2], lambda v, s: [190, 0 if (v and s == 0) else 2],
+      tmp_path / "s", [200, n], lambda v, s: [190, n - flipped if (v and s == 0) else n],
       seeds=seeds))
-  tiny = next(r for r in rows if r["class"] == "class_01")
-  assert tiny["significant_drop"] == "false"
-  assert float(tiny["delta"]) == pytest.approx(-1 / len(seeds))
-  assert float(tiny["p_mcnemar"]) == 0.5
+  small = next(r for r in rows if r["class"] == "class_01")
+  assert small["significant_drop"] == "false"
+  assert float(small["delta"]) == pytest.approx(-flipped / n / len(seeds))
+  assert float(small["p_mcnemar"]) == p_mcnemar
   if len(seeds) == 1:
-    assert tiny["p"] == "" and tiny["testable"] == analysis.TOO_FEW
+    assert small["p"] == "" and small["testable"] == analysis.TOO_FEW
   else:  # one nonzero change among K seeds: t = 1 exactly
-    assert _p(tiny) == pytest.approx(2 * scipy_stats.t.sf(1.0, len(seeds) - 1))
-
-
-@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2, 3, 4)])
-def test_three_of_nine_flipping_in_one_seed_are_not_flagged(tmp_path, seeds):
-  # The old bootstrap: p = 0.048 with one seed (exact McNemar 0.25).
-  rows = change_rows(counts_sweep(
-      tmp_path / "s", [200, 9], lambda v, s: [190, 6 if (v and s == 0) else 9],
-      seeds=seeds))
-  abbr = next(r for r in rows if r["class"] == "class_01")
-  assert abbr["significant_drop"] == "false"
-  assert np.isnan(_p(abbr)) or _p(abbr) > 0.3, abbr["p"]
-  assert float(abbr["p_mcnemar"]) == 0.25
+    assert _p(small) == pytest.approx(2 * scipy_stats.t.sf(1.0, len(seeds) - 1))
 
 
 def test_a_drop_of_60_of_200_in_every_seed_is_flagged_and_no_p_is_0(tmp_path):
