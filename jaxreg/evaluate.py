@@ -16,7 +16,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from jaxreg import cli
+from jaxreg import cli, records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A workdir written by jaxreg.main.")
@@ -68,13 +68,13 @@ def _evaluate(s, workdir: Path, split: str, checkpoint: str) -> dict:
   state, meta = train.restore(s, step)
   result, preds = train.evaluate_params(s, state, split, predictions=True)
   evaluation = {"split": split, "step": step, "epoch": meta["epoch"], **result}
-  out = workdir / "eval" / f"{split}-{checkpoint}.json"
+  out = records.eval_path(workdir, split, checkpoint)
   out.parent.mkdir(exist_ok=True)
   io.atomic_write_json(out, evaluation)
   # Per-example predictions beside it: jaxreg.report pairs test examples with them in
   # runs written before finish_run saved predictions_test.npz.
-  train.save_predictions(out.with_suffix(".npz"), s.data.split(split).labels, preds,
-                         step)
+  records.write_predictions(out.with_suffix(".npz"), s.data.split(split).labels, preds,
+                            step)
   print(f"{split} split, checkpoint {checkpoint} (step {step}, epoch {meta['epoch']})")
   print(metrics.format_table(evaluation))
   print(f"wrote {out}")

@@ -4,7 +4,8 @@ intervals, multiple-comparison corrections and power.
 The unit of replication is the seed. Two settings trained with the same seed are still
 two separately trained models, so each (setting, seed) run carries its own class-level
 random effect; a test that pools test examples over seeds treats them as replicates and
-rejects far too often when those run effects exist (`jaxreg.calibration` simulates it).
+rejects far too often when those run effects exist (`jaxreg/report/calibration.py`
+simulates it).
 
 The flag (`seed_paired_test`). For one class, setting A (the baseline) and setting B
 have per-seed correct counts a_k, b_k out of n test examples, k = 1..K over the seeds

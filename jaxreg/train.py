@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import io as stdio
 import itertools
 import json
 import sys
@@ -29,7 +28,7 @@ import optax
 from flax.training import train_state
 
 from jaxreg import (checkpoint, config as config_lib, distributed, io, lock, metrics,
-                    optim, parallel, plots, preemption, provenance)
+                    optim, parallel, plots, preemption, provenance, records)
 from jaxreg.data import dataset as dataset_lib, sources
 from jaxreg.logs import MetricsLog, Progress, TensorBoard
 from jaxreg import models
@@ -311,18 +310,6 @@ def _predicting_eval_step(model, num_classes: int, mesh):
                  donate_argnums=(2,))
 
 
-PREDICTIONS_FILE = "predictions_test.npz"
-SUMMARY_FILE = "summary.json"
-
-
-def save_predictions(path: Path, labels, predictions, step: int) -> None:
-  """labels and predicted ids (int32 [N], test order), written atomically (io)."""
-  buf = stdio.BytesIO()
-  np.savez(buf, labels=np.asarray(labels, np.int32),
-           predictions=np.asarray(predictions, np.int32), step=np.int64(step))
-  io.atomic_write(path, buf.getvalue())
-
-
 def restore(s: Setup, step: int) -> tuple[TrainState, dict]:
   return s.checkpointer.restore(step, checkpoint.abstract_like(s.state))
 
@@ -488,12 +475,12 @@ def finish_run(s: Setup, log: MetricsLog, stopper: optim.EarlyStopping, epoch: i
   s.checkpointer.close()
   if distributed.is_main():
     # Per-example predictions let jaxreg.report pair test examples across runs.
-    save_predictions(workdir / PREDICTIONS_FILE, s.data.test.labels, test_preds,
-                     final_step)
+    records.write_predictions(workdir / records.PREDICTIONS_FILE, s.data.test.labels,
+                              test_preds, final_step)
     plots.plot_run(workdir, summary)
     # Last: an existing summary.json means the run and all its files are complete
     # (the sweep counts a run as done by it).
-    io.atomic_write_json(workdir / SUMMARY_FILE, summary)
+    records.write_summary(workdir, summary)
   return summary
 
 

@@ -119,8 +119,8 @@ def main() -> None:
   name = sys.argv[1]
   cases = json.load(sys.stdin)
   module = importlib.import_module(name)
-  if name == "jaxreg.sweep":
-    module._define_flags()  # noqa: SLF001 - what sweep.run() does before app.run
+  if hasattr(module, "__path__"):  # a package (jaxreg.sweep): its CLI is in cli.py
+    module = importlib.import_module(f"{name}.cli")
   results = {case["id"]: run_case(module, case) for case in cases}
   sys.stdout.write(json.dumps(results) + "\n")
 

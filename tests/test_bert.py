@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxreg import config as config_lib, metrics, optim, parallel, sweep, train
+from jaxreg import config as config_lib, metrics, optim, parallel, records, sweep, train
 from jaxreg.data import dataset, text
 from jaxreg.evaluate import evaluate_workdir
 from tests.conftest import ROOT
@@ -235,11 +235,12 @@ def test_sweep_over_dropout_runs_sequentially(tmp_path, capsys):
   axes = sweep.parse_axes(["model.dropout.hidden=0,0.3"], base)
   from jaxreg import group
   assert not group.vmappable(base)
-  outcomes = sweep.run_sweep(base, tmp_path / "sweep", axes,
-                             executor=sweep.EXECUTORS["auto"](), out=None)
+  from jaxreg.sweep import local
+  outcomes = local.run_sweep(base, tmp_path / "sweep", axes,
+                             executor=local.EXECUTORS["auto"](), out=None)
   assert sorted(outcomes) == ["model.dropout.hidden=0", "model.dropout.hidden=0.3"]
   assert all(o.status == "done" for o in outcomes.values())
-  rows = sweep.read_runs_csv(tmp_path / "sweep" / "runs.csv")
+  rows = records.read_runs_csv(tmp_path / "sweep" / "runs.csv")
   assert len(rows) == 2
   a, b = (json.loads((tmp_path / "sweep" / n / "summary.json").read_text())
           for n in sorted(outcomes))

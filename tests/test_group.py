@@ -275,12 +275,12 @@ def test_probe_times_both_programs():
 
 
 def test_sweep_group_executor_matches_sequential_sweep(tmp_path):
-  from jaxreg import sweep
+  from jaxreg.sweep import local, parse_axis
   config = tiny_config()
-  axes = [sweep.parse_axis("reg.l2=0,0.01", config), sweep.parse_axis("seed=0,1", config)]
-  seq = sweep.run_sweep(config, tmp_path / "seq", axes,
-                        executor=sweep.SequentialExecutor())
-  grp = sweep.run_sweep(config, tmp_path / "grp", axes, executor=sweep.GroupExecutor())
+  axes = [parse_axis("reg.l2=0,0.01", config), parse_axis("seed=0,1", config)]
+  seq = local.run_sweep(config, tmp_path / "seq", axes,
+                        executor=local.SequentialExecutor())
+  grp = local.run_sweep(config, tmp_path / "grp", axes, executor=local.GroupExecutor())
   assert set(seq) == set(grp) and len(seq) == 4
   for name in seq:
     a, b = seq[name].summary, grp[name].summary

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jaxreg import train
+from jaxreg import records, train
 from jaxreg.evaluate import evaluate_workdir
 from tests.conftest import tiny_config
 
@@ -15,7 +15,7 @@ def _confusion(labels, preds, c):
 
 def test_run_saves_test_predictions_that_match_its_confusion_matrix(tmp_path):
   summary = train.train_and_evaluate(tiny_config(), tmp_path)
-  with np.load(tmp_path / train.PREDICTIONS_FILE) as z:
+  with np.load(tmp_path / records.PREDICTIONS_FILE) as z:
     labels, preds, step = z["labels"], z["predictions"], int(z["step"])
   s = train.setup(tiny_config(), tmp_path / "other")
   np.testing.assert_array_equal(labels, s.data.test.labels)  # the test split's order
@@ -45,7 +45,7 @@ def test_group_members_save_their_own_predictions(tmp_path):
   results = group.train_group(configs, dirs)
   preds = []
   for d, summary in zip(dirs, results):
-    with np.load(d / train.PREDICTIONS_FILE) as z:
+    with np.load(d / records.PREDICTIONS_FILE) as z:
       c = len(summary["test"]["class_names"])
       np.testing.assert_array_equal(_confusion(z["labels"], z["predictions"], c),
                                     summary["test"]["confusion_matrix"])

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from jaxreg import report, stats
+from jaxreg import records, report, stats
 from jaxreg import sweep as sweep_mod
+from jaxreg.report import analysis, figures
+from jaxreg.report.text import fmt
 from tests.conftest import ROOT, python_env
 from tests.test_sweep import tiny_sweep  # noqa: F401 (the shared session fixture)
 
@@ -19,18 +21,18 @@ from tests.test_sweep import tiny_sweep  # noqa: F401 (the shared session fixtur
 
 
 def test_an_empty_string_value_is_printed_quoted_not_blank():
-  assert report.fmt("") == "''"
-  assert report.fmt("0,1") == "0,1" and report.fmt(0.001) == "0.001" and report.fmt(0) == "0"
+  assert fmt("") == "''"
+  assert fmt("0,1") == "0,1" and fmt(0.001) == "0.001" and fmt(0) == "0"
 
 
 def test_x_layout_log_with_a_marked_zero_linear_and_categories():
-  lay = report.x_layout([0, 1e-4, 1e-3, 1e-2])
+  lay = figures.x_layout([0, 1e-4, 1e-3, 1e-2])
   assert lay.log and lay.zero_at == pytest.approx(-5.0)
   assert lay.positions == pytest.approx([-5, -4, -3, -2])
   assert lay.labels == ["0", "0.0001", "0.001", "0.01"]
-  lay = report.x_layout([0.0, 0.1, 0.2, 0.3])
+  lay = figures.x_layout([0.0, 0.1, 0.2, 0.3])
   assert not lay.log and lay.positions == [0.0, 0.1, 0.2, 0.3]
-  lay = report.x_layout(["adam", "sgd"])
+  lay = figures.x_layout(["adam", "sgd"])
   assert lay.positions == [0.0, 1.0] and lay.labels == ["adam", "sgd"]
 
 
@@ -81,7 +83,7 @@ def make_sweep(root, axes, confusion, val, mode="grid", kinds=None, predictions=
         json.dumps(_summary(confusion(p), val(p))))
     if predictions:
       labels, preds = _predictions_from(confusion(p))
-      np.savez(root / name / report.PREDICTIONS_FILE, labels=labels, predictions=preds,
+      np.savez(root / name / records.PREDICTIONS_FILE, labels=labels, predictions=preds,
                step=np.int64(10))
     runs.append({"name": name, "values": p, "status": "done"})
   meta = {"version": 1, "mode": mode, "budget": len(points) if mode == "random" else None,
@@ -194,7 +196,7 @@ def test_benjamini_hochberg_and_baseline_options(made_up, tmp_path):
                      "finished runs at 0, 0.0001, 0.001, 0.01 only"):
     report.write_report(root, baseline="0.5")
   with pytest.raises(report.ReportError, match="--axis=seed is a replicate axis"):
-    report.write_report(root, key="seed")
+    report.write_report(root, axis="seed")
 
 
 def test_old_runs_without_predictions_have_no_mcnemar_evidence(made_up):
@@ -205,16 +207,14 @@ def test_old_runs_without_predictions_have_no_mcnemar_evidence(made_up):
 
 
 def test_stored_predictions_give_mcnemar_evidence_and_leave_the_flag_alone(tmp_path):
-  from jaxreg import train
-  assert report.PREDICTIONS_FILE == train.PREDICTIONS_FILE
   axes = {"reg.weight_decay": [0.0, 1e-4, 1e-3, 1e-2], "seed": SEEDS}
   root = make_sweep(tmp_path / "p", axes, _confusion, _val, predictions=True)
   # one run's file is stale (another step) and one contradicts its confusion matrix:
   # both must be ignored, and their values have no per-example evidence
-  stale = root / "reg.weight_decay=0.0001__seed=1" / report.PREDICTIONS_FILE
+  stale = root / "reg.weight_decay=0.0001__seed=1" / records.PREDICTIONS_FILE
   with np.load(stale) as z:
     np.savez(stale, labels=z["labels"], predictions=z["predictions"], step=np.int64(3))
-  wrong = root / "reg.weight_decay=0.001__seed=2" / report.PREDICTIONS_FILE
+  wrong = root / "reg.weight_decay=0.001__seed=2" / records.PREDICTIONS_FILE
   with np.load(wrong) as z:
     np.savez(wrong, labels=z["labels"], predictions=np.zeros_like(z["predictions"]),
              step=z["step"])
@@ -375,33 +375,24 @@ def _p(row) -> float:
   return float(row["p"]) if row["p"] else float("nan")
 
 
-@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2)])
-def test_two_examples_flipping_in_one_seed_are_not_flagged(tmp_path, seeds):
-  # class_01 has 2 test examples; at 0.1 both flip in seed 0 only. The old bootstrap
-  # gave p = 0 (flagged) with one seed; exact McNemar on those two examples is 0.5.
+@pytest.mark.parametrize("n,flipped,seeds,p_mcnemar", [
+    (2, 2, (0,), 0.5), (2, 2, (0, 1, 2), 0.5),
+    (9, 3, (0,), 0.25), (9, 3, (0, 1, 2, 3, 4), 0.25)])
+def test_a_few_examples_flipping_in_one_seed_are_not_flagged(tmp_path, n, flipped, seeds,
+                                                             p_mcnemar):
+  # class_01 has n test examples; at 0.1, `flipped` of them flip in seed 0 only. With
+  # one seed the old bootstrap flagged both (p = 0 for 2 of 2, 0.048 for 3 of 9).
   rows = change_rows(counts_sweep(
-      tmp_path / "s", [200, 2], lambda v, s: [190, 0 if (v and s == 0) else 2],
+      tmp_path / "s", [200, n], lambda v, s: [190, n - flipped if (v and s == 0) else n],
       seeds=seeds))
-  tiny = next(r for r in rows if r["class"] == "class_01")
-  assert tiny["significant_drop"] == "false"
-  assert float(tiny["delta"]) == pytest.approx(-1 / len(seeds))
-  assert float(tiny["p_mcnemar"]) == 0.5
+  small = next(r for r in rows if r["class"] == "class_01")
+  assert small["significant_drop"] == "false"
+  assert float(small["delta"]) == pytest.approx(-flipped / n / len(seeds))
+  assert float(small["p_mcnemar"]) == p_mcnemar
   if len(seeds) == 1:
-    assert tiny["p"] == "" and tiny["testable"] == report.TOO_FEW
+    assert small["p"] == "" and small["testable"] == analysis.TOO_FEW
   else:  # one nonzero change among K seeds: t = 1 exactly
-    assert _p(tiny) == pytest.approx(2 * scipy_stats.t.sf(1.0, len(seeds) - 1))
-
-
-@pytest.mark.parametrize("seeds", [(0,), (0, 1, 2, 3, 4)])
-def test_three_of_nine_flipping_in_one_seed_are_not_flagged(tmp_path, seeds):
-  # The old bootstrap: p = 0.048 with one seed (exact McNemar 0.25).
-  rows = change_rows(counts_sweep(
-      tmp_path / "s", [200, 9], lambda v, s: [190, 6 if (v and s == 0) else 9],
-      seeds=seeds))
-  abbr = next(r for r in rows if r["class"] == "class_01")
-  assert abbr["significant_drop"] == "false"
-  assert np.isnan(_p(abbr)) or _p(abbr) > 0.3, abbr["p"]
-  assert float(abbr["p_mcnemar"]) == 0.25
+    assert _p(small) == pytest.approx(2 * scipy_stats.t.sf(1.0, len(seeds) - 1))
 
 
 def test_a_drop_of_60_of_200_in_every_seed_is_flagged_and_no_p_is_0(tmp_path):
@@ -469,11 +460,11 @@ def test_run_to_run_noise_is_not_flagged(tmp_path, seeds):
     for (v, s), pred in preds.items():
       # make_sweep wrote predictions sorted by class; store the real per-example ones
       path = root / sweep_mod.run_name({"reg.weight_decay": v, "seed": s}) / \
-          report.PREDICTIONS_FILE
+          records.PREDICTIONS_FILE
       np.savez(path, labels=labels, predictions=pred, step=np.int64(10))
     a = report.analyse(report.load_sweep(root), reps=500)
-    p_values.append(a.change[0.1]["p"])
-    flags.append(a.change[0.1]["drop"].any() or a.change[0.1]["rise"].any())
+    p_values.append(a.changes[0.1].p)
+    flags.append(a.changes[0.1].drop.any() or a.changes[0.1].rise.any())
   assert not any(flags), sum(flags)
   rate = float(np.nan_to_num(np.array(p_values) < 0.05).mean())
   assert rate <= 0.06, rate
@@ -527,7 +518,7 @@ def test_min_detectable_drop_and_classes_too_small_to_test(tmp_path):
   root = counts_sweep(tmp_path / "s", [200, 2, 100, 100],
                       lambda v, s: [180 - 4 * s * (v > 0), 2, 90, 80], seeds=(0, 1, 2))
   by = {r["class"]: r for r in change_rows(root)}
-  assert by["class_01"]["testable"] == report.TOO_FEW
+  assert by["class_01"]["testable"] == analysis.TOO_FEW
   assert by["class_00"]["testable"] == "yes"
   md = float(by["class_00"]["min_detectable"])
   sd = float(by["class_00"]["seed_sd"])
@@ -537,7 +528,7 @@ def test_min_detectable_drop_and_classes_too_small_to_test(tmp_path):
   floor = stats.floor_at(0.9, md - 0.002, 200, 3)
   assert stats.t_test_power(md - 0.002, max(sd ** 2, floor), 3, level) < 0.8
   text = (root / "report.md").read_text()
-  assert "class_01 (n=2)" in text and report.TOO_FEW in text
+  assert "class_01 (n=2)" in text and analysis.TOO_FEW in text
 
 
 def test_null_split_compares_two_halves_of_the_seeds(tmp_path):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxreg import checkpoint, evaluate, feed, group, train
+from jaxreg import checkpoint, evaluate, feed, group, records, train
 
 
 def _config(**overrides):
@@ -42,7 +42,7 @@ def test_tiny_run_writes_timing_and_evaluates_every_example_once(tiny_run):
 
 def test_image_run_predictions_reproduce_the_test_confusion(tiny_run):
   config, workdir, summary = tiny_run
-  saved = np.load(workdir / train.PREDICTIONS_FILE)
+  saved = np.load(workdir / records.PREDICTIONS_FILE)
   labels, preds = saved["labels"], saved["predictions"]
   assert len(preds) == 8 * config.data.shapes.test_per_class and preds.min() >= 0
   confusion = np.zeros((8, 8), int)

@@ -47,7 +47,7 @@ def test_missing_slurm_is_named(monkeypatch):
 
 
 def test_array_script_execs_python_with_requeue_signal_and_resources(tmp_path):
-  from jaxreg import slurm
+  from jaxreg.sweep import slurm
   script = slurm.array_script(tmp_path, slurm.Options(
       partition="gpu", time="1:00:00", cpus_per_task=4, mem="8G", gpus_per_task=1,
       signal_seconds=300, extra=("--account=abc",), python="/opt/py"))
@@ -173,13 +173,13 @@ def test_sweep_array_with_a_preempted_run_matches_the_local_launcher(cluster, tm
   assert statuses == ["done"] * NUM_RUNS
 
   # The same sweep with the local launcher, in this process.
-  from jaxreg import sweep
-  local = tmp_path / "local_sweep"
+  from jaxreg.sweep import local, parse_axes
+  here = tmp_path / "local_sweep"
   config = tiny_config(**{"train.epochs": EPOCHS})
-  axes = sweep.parse_axes([a[len("--axis="):] for a in SWEEP_AXES], config)
-  sweep.run_sweep(config, local, axes, executor=sweep.SequentialExecutor(),
+  axes = parse_axes([a[len("--axis="):] for a in SWEEP_AXES], config)
+  local.run_sweep(config, here, axes, executor=local.SequentialExecutor(),
                   out=open(os.devnull, "w"))
-  assert_runs_csv_match(workdir / "runs.csv", local / "runs.csv")
+  assert_runs_csv_match(workdir / "runs.csv", here / "runs.csv")
 
   # Resubmission skips finished runs: nothing is submitted.
   again = subprocess.run(_sweep_cmd(workdir, "--launcher=slurm"), cwd=ROOT, env=env,

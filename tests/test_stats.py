@@ -1,11 +1,12 @@
 """jaxreg.stats against scipy and hand-computed values, and the flag's calibration by
-simulation (jaxreg.calibration)."""
+simulation (jaxreg/report/calibration.py)."""
 
 import numpy as np
 import pytest
 from scipy import stats as st
 
-from jaxreg import calibration, stats
+from jaxreg import stats
+from jaxreg.report import calibration
 
 # ------------------------------------------------------------------ intervals
 

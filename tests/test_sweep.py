@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxreg import sweep
+from jaxreg import records, sweep
+from jaxreg.sweep import local
 from tests.conftest import ROOT, kill_when_exists, python_env, tiny_config
 
 AXES = ["--axis=reg.l2=0,1e-2", "--axis=seed=0,1"]
@@ -172,7 +173,7 @@ def test_run_names_are_readable_and_filesystem_safe():
   assert sweep.format_value(0.1 + 0.2) == repr(0.1 + 0.2)  # exact when %g is not
   # an empty value keeps its (empty) name, and prints as '' in the progress lines
   assert sweep.run_name({"model.resnet.bn_stages": ""}) == "model.resnet.bn_stages="
-  assert sweep._pretty({"model.resnet.bn_stages": "", "seed": 0}) == \
+  assert sweep.display_values({"model.resnet.bn_stages": "", "seed": 0}) == \
       "model.resnet.bn_stages='' seed=0"
 
 
@@ -205,7 +206,7 @@ def test_a_bad_value_for_any_run_fails_before_training(tmp_path):
   axes = sweep.parse_axes(["model.dropout.output=0.1,1.5"], config)
   with pytest.raises(sweep.SweepError, match=r"run model.dropout.output=1.5: "
                      r"model.dropout.output=1.5 must be a rate"):
-    sweep.run_sweep(config, tmp_path, axes)
+    local.run_sweep(config, tmp_path, axes)
   assert not (tmp_path / "sweep.json").exists()
 
 
@@ -215,7 +216,7 @@ def test_tiny_sweep_writes_runs_csv_and_standard_run_dirs(tiny_sweep):
   assert [a["key"] for a in meta["axes"]] == ["reg.l2", "seed"]
   assert [r["name"] for r in meta["runs"]] == RUNS
   assert all(r["status"] == "done" for r in meta["runs"])
-  rows = sweep.read_runs_csv(tiny_sweep / "runs.csv")
+  rows = records.read_runs_csv(tiny_sweep / "runs.csv")
   assert [r["run"] for r in rows] == RUNS
   classes = ["freq_a", "freq_b", "freq_c", "freq_d", "rare", "order_xy", "order_yx",
              "conj_pq"]
@@ -274,7 +275,7 @@ def test_rerun_trains_only_the_unfinished_run(tiny_sweep, tmp_path, capsys):
   shutil.rmtree(victim / "checkpoints" / str(steps[-1]))
   config = tiny_config()
   axes = sweep.parse_axes([a.removeprefix("--axis=") for a in AXES], config)
-  outcomes = sweep.run_sweep(config, workdir, axes)
+  outcomes = local.run_sweep(config, workdir, axes)
   assert list(outcomes) == [RUNS[1]] and outcomes[RUNS[1]].status == "done"
   captured = capsys.readouterr()
   assert captured.out.count("finished already") == 3
@@ -299,18 +300,18 @@ def test_a_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
                           "optim.schedule": "step", "optim.step_epochs": 1,
                           "train.epochs": 2, "data.synthetic.train_size": 200})
   axes = sweep.parse_axes(["optim.step_factor=1e38,1e-30"], config)
-  outcomes = sweep.run_sweep(config, tmp_path, axes)
+  outcomes = local.run_sweep(config, tmp_path, axes)
   assert [o.status for o in outcomes.values()] == ["diverged", "done"]
-  rows = sweep.read_runs_csv(tmp_path / "runs.csv")
+  rows = records.read_runs_csv(tmp_path / "runs.csv")
   assert [r["status"] for r in rows] == ["diverged", "done"]
   assert "loss is" in rows[0]["error"] and rows[0]["test_accuracy"] == ""
   out = capsys.readouterr().out
   assert "[1/2] optim.step_factor=1e+38: diverged: TrainingDiverged: loss is" in out
   # rerun: the diverged run is skipped (it would diverge again), nothing trains
-  again = sweep.run_sweep(config, tmp_path, axes)
+  again = local.run_sweep(config, tmp_path, axes)
   assert again == {}
   assert "diverged before, skipped" in capsys.readouterr().out
-  assert [r["status"] for r in sweep.read_runs_csv(tmp_path / "runs.csv")] == \
+  assert [r["status"] for r in records.read_runs_csv(tmp_path / "runs.csv")] == \
       ["diverged", "done"]
 
 
@@ -323,15 +324,15 @@ def test_sigkill_mid_sweep_then_rerun_matches_the_uninterrupted_sweep(tiny_sweep
   kill_when_exists(proc, workdir / RUNS[2] / "checkpoints" / "12", 300,
                    "the third run's first checkpoint")
   assert not (workdir / RUNS[2] / "summary.json").exists()
-  rows = sweep.read_runs_csv(workdir / "runs.csv")  # still a valid CSV
+  rows = records.read_runs_csv(workdir / "runs.csv")  # still a valid CSV
   assert [r["run"] for r in rows] == RUNS[:2]
   rerun = subprocess.run(_sweep_cmd(workdir, *AXES), cwd=ROOT, env=python_env(),
                          capture_output=True, text=True, timeout=600)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert rerun.stdout.count("finished already") == 2
   assert "resumed from step 12" in rerun.stderr
-  whole = sweep.read_runs_csv(tiny_sweep / "runs.csv")
-  resumed = sweep.read_runs_csv(workdir / "runs.csv")
+  whole = records.read_runs_csv(tiny_sweep / "runs.csv")
+  resumed = records.read_runs_csv(workdir / "runs.csv")
   for a, b in zip(whole, resumed):
     a.pop("train_seconds"), b.pop("train_seconds")
     assert a == b

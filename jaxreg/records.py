@@ -1,0 +1,247 @@
+"""The files that runs, sweeps and reports share: their names, formats, readers, writers.
+
+A run directory (`jaxreg.main --workdir=DIR`, or one point of a sweep) holds
+
+  summary.json          written last by a finished run, so its presence means the run
+                        and all its files are complete (`write_summary`, `read_summary`)
+  predictions_test.npz  the evaluated checkpoint's per-example test predictions:
+                        `labels`, `predictions` (int32, test order) and `step`
+  eval/<split>-<checkpoint>.json and .npz   `jaxreg.evaluate`'s outputs (`eval_path`)
+  outcome.json          a run that ended without a summary as a SLURM task:
+                        {"status": "diverged" | "error", "error": one line}
+
+and a sweep directory
+
+  sweep.json   the plan (mode, axes, base config, command) and each run's status
+  runs.csv     one row per finished or failed run (`RUNS_COLUMNS` below)
+
+Every file is written whole or not at all (jaxreg.io). This module imports no jax: the
+trainer, the sweep launchers, the report and a notebook all read and write through it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as stdio
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from jaxreg import io
+
+SUMMARY_FILE = "summary.json"
+PREDICTIONS_FILE = "predictions_test.npz"
+OUTCOME_FILE = "outcome.json"
+EVAL_DIR = "eval"
+SWEEP_FILE = "sweep.json"
+RUNS_FILE = "runs.csv"
+
+STATUSES = ("done", "diverged", "error", "pending")
+FAILED = ("diverged", "error")
+# runs.csv: after `run`, `status` and the axis values, these per split (val_, test_) ...
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "worst_class_accuracy", "loss")
+# ... then these summary.json keys (empty where a summary lacks one), then `error`,
+# then test_acc/<class> and test_count/<class> for every class of any run.
+SUMMARY_KEYS = ("best_step", "evaluated_step", "evaluated_epoch", "epochs_completed",
+                "stopped_early", "train_seconds")
+
+PathLike = str | os.PathLike
+
+
+# ------------------------------------------------------------------ one run
+
+
+def read_summary(run_dir: PathLike) -> dict | None:
+  """The run's summary.json, or None when it is missing or unreadable (a summary
+  half-written by an older jaxreg counts as not done)."""
+  try:
+    summary = json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
+  except (OSError, ValueError):
+    return None
+  return summary if isinstance(summary, dict) and "test" in summary else None
+
+
+def write_summary(run_dir: PathLike, summary: dict) -> Path:
+  return io.atomic_write_json(Path(run_dir) / SUMMARY_FILE, summary)
+
+
+def write_predictions(path: PathLike, labels, predictions, step: int) -> Path:
+  """Labels and predicted class ids (int32 [N], in split order) of checkpoint `step`."""
+  buf = stdio.BytesIO()
+  np.savez(buf, labels=np.asarray(labels, np.int32),
+           predictions=np.asarray(predictions, np.int32), step=np.int64(step))
+  return io.atomic_write(path, buf.getvalue())
+
+
+def read_predictions(path: PathLike) -> tuple[np.ndarray, np.ndarray, int] | None:
+  """(labels, predictions, step) of a predictions file, or None if it does not read."""
+  try:
+    with np.load(path) as z:
+      return z["labels"], z["predictions"], int(z["step"])
+  except (OSError, KeyError, ValueError):
+    return None
+
+
+def eval_path(run_dir: PathLike, split: str, checkpoint: str) -> Path:
+  """Where `jaxreg.evaluate` writes an evaluation (.json; predictions beside it, .npz)."""
+  return Path(run_dir) / EVAL_DIR / f"{split}-{checkpoint}.json"
+
+
+def stored_test_predictions(run_dir: PathLike) -> Iterator[tuple[np.ndarray, np.ndarray,
+                                                                 int]]:
+  """Every readable set of test predictions of a run, the run's own file first, then
+  `jaxreg.evaluate`'s (runs written before runs saved predictions have only those)."""
+  run_dir = Path(run_dir)
+  for path in [run_dir / PREDICTIONS_FILE,
+               *sorted((run_dir / EVAL_DIR).glob("test-*.npz"))]:
+    found = read_predictions(path)
+    if found is not None:
+      yield found
+
+
+def write_outcome(run_dir: PathLike, status: str, error: str) -> Path:
+  assert status in FAILED, status
+  return io.atomic_write_json(Path(run_dir) / OUTCOME_FILE,
+                              {"status": status, "error": error}, indent=None)
+
+
+def read_outcome(run_dir: PathLike) -> dict | None:
+  try:
+    outcome = json.loads((Path(run_dir) / OUTCOME_FILE).read_text())
+  except (OSError, ValueError):
+    return None
+  return outcome if isinstance(outcome, dict) and outcome.get("status") in FAILED \
+      else None
+
+
+def one_line(e: BaseException) -> str:
+  """An exception as the one line recorded for a failed run."""
+  return " ".join(f"{type(e).__name__}: {e}".split())
+
+
+# -------------------------------------------------------------- run status
+
+
+def roll_up(run_dir: PathLike, entry: dict) -> dict | None:
+  """Brings one run's sweep.json entry up to date with its directory; returns its
+  summary (None unless done). done: summary.json reads; diverged or error: its
+  outcome.json says so, or the entry already did (the local launcher records failures
+  in sweep.json only); pending otherwise."""
+  summary = read_summary(run_dir)
+  outcome = None if summary is not None else read_outcome(run_dir)
+  if summary is not None:
+    entry["status"] = "done"
+    entry.pop("error", None)
+  elif outcome is not None:
+    entry["status"], entry["error"] = outcome["status"], outcome.get("error", "")
+  elif entry.get("status") not in FAILED:
+    entry["status"] = "pending"
+  return summary
+
+
+def needs_training(entry: dict, retry_diverged: bool) -> bool:
+  """After `roll_up`: whether a launcher trains the run (not done; not diverged,
+  which would diverge again, unless asked to retry it)."""
+  return entry["status"] != "done" and (entry["status"] != "diverged" or retry_diverged)
+
+
+def retry(run_dir: PathLike, entry: dict) -> None:
+  """Marks a run that is about to train (again) pending: it forgets an old failure."""
+  (Path(run_dir) / OUTCOME_FILE).unlink(missing_ok=True)
+  entry["status"] = "pending"
+  entry.pop("error", None)
+
+
+def status_line(workdir: PathLike, entries: Sequence[dict]) -> str:
+  """'sweep DIR: 3/4 finished, 1 error (DIR/runs.csv)'."""
+  counts = {s: sum(1 for e in entries if e["status"] == s) for s in STATUSES}
+  return (f"sweep {workdir}: {counts['done']}/{len(entries)} finished"
+          + "".join(f", {counts[s]} {s}" for s in STATUSES[1:] if counts[s])
+          + f" ({Path(workdir) / RUNS_FILE})")
+
+
+# ------------------------------------------------------------------ a sweep
+
+
+def read_sweep(workdir: PathLike) -> dict | None:
+  """sweep.json, or None when the directory holds none."""
+  path = Path(workdir) / SWEEP_FILE
+  if not path.exists():
+    return None
+  return json.loads(path.read_text())
+
+
+def write_sweep(workdir: PathLike, meta: dict) -> Path:
+  return io.atomic_write_json(Path(workdir) / SWEEP_FILE, meta)
+
+
+def write_status(workdir: PathLike, meta: dict, summaries: dict[str, dict]) -> None:
+  """sweep.json (with every run's status) and then runs.csv from it. `summaries`:
+  run name -> summary of the finished runs."""
+  write_sweep(workdir, meta)
+  keys = [a["key"] for a in meta["axes"]]
+  header, rows = runs_table(meta["runs"], keys, summaries)
+  buf = stdio.StringIO()
+  writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+  writer.writeheader()
+  writer.writerows(rows)
+  io.atomic_write(Path(workdir) / RUNS_FILE, buf.getvalue())
+
+
+def runs_table(entries: Sequence[dict], keys: Sequence[str],
+               summaries: dict[str, dict]) -> tuple[list[str], list[dict]]:
+  """runs.csv's header and rows: finished runs and failed ones, in plan order.
+  `entries`: sweep.json's runs (name, values, status, error); `keys`: the axes."""
+  class_names: list[str] = []
+  for e in entries:
+    s = summaries.get(e["name"])
+    for c in (s["test"]["class_names"] if s else ()):
+      if c not in class_names:
+        class_names.append(c)
+  header = ["run", "status", *keys]
+  for split in ("val", "test"):
+    header += [f"{split}_{m}" for m in METRICS]
+  header += [*SUMMARY_KEYS, "error"]
+  header += [f"test_acc/{c}" for c in class_names]
+  header += [f"test_count/{c}" for c in class_names]
+  rows = []
+  for e in entries:
+    s = summaries.get(e["name"])
+    if s is None and e.get("status") not in FAILED:
+      continue
+    row = {"run": e["name"], **{k: _csv_value(v) for k, v in e["values"].items()}}
+    if s is None:
+      row.update(status=e["status"], error=e.get("error", ""))
+    else:
+      row["status"] = "done"
+      for split in ("val", "test"):
+        for m in METRICS:
+          row[f"{split}_{m}"] = _csv_value(s[split].get(m))
+      for k in SUMMARY_KEYS:
+        row[k] = _csv_value(s.get(k))
+      test = s["test"]
+      for name, acc, count in zip(test["class_names"], test["per_class_accuracy"],
+                                  test["per_class_count"]):
+        row[f"test_acc/{name}"] = _csv_value(acc)
+        row[f"test_count/{name}"] = count
+    rows.append(row)
+  return header, rows
+
+
+def _csv_value(v):
+  if v is None:
+    return ""
+  if isinstance(v, float):
+    return repr(v)
+  if isinstance(v, bool):
+    return "true" if v else "false"
+  return v
+
+
+def read_runs_csv(path: PathLike) -> list[dict]:
+  """runs.csv as one dict of strings per row (`pandas.read_csv` reads it too)."""
+  with open(path, newline="") as f:
+    return list(csv.DictReader(f))

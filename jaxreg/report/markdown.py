@@ -1,0 +1,538 @@
+"""DIR/report.md and the tables and figures in DIR/report/, from an Analysis:
+`write_report` is what `python -m jaxreg.report` runs."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from jaxreg import io, records, stats
+from jaxreg.report import figures
+from jaxreg.report.analysis import (ACCURACY_COLUMNS, CHANGE_COLUMNS, TOO_FEW, Analysis,
+                                    analyse, pair_grids, ranking, values_repeat)
+from jaxreg.report.load import Sweep, load_sweep
+from jaxreg.report.text import (SMALL_N, ci, fmt, label, md_table, p_is, pct, pval,
+                                signed, write_csv, write_table)
+
+REPORT_DIR = "report"
+REPORT_FILE = "report.md"
+
+
+def _where(a: Analysis, value) -> str:
+  return fmt(value) if a.null_split else f"{a.key}={fmt(value)}"
+
+
+def section_accuracy(a: Analysis, rd: Path, lines: list[str]) -> None:
+  values = a.values
+  names = a.class_names
+  rows = []
+  for c, name in enumerate(names):
+    rows.append([name, int(a.n[c]), *[ci(lv.accuracy.mean[c], lv.accuracy.lo[c],
+                                         lv.accuracy.hi[c]) for lv in a.levels]])
+  for metric in ("accuracy", "balanced_accuracy", "worst_class_accuracy",
+                 "val_accuracy"):
+    rows.append([f"**{metric.replace('_', ' ')}**", "",
+                 *[ci(lv.metrics[metric].mean, lv.metrics[metric].lo,
+                      lv.metrics[metric].hi) for lv in a.levels]])
+  write_table(rd / "per_class_accuracy.csv", ACCURACY_COLUMNS, a.accuracy_table())
+  figures.fig_overview(a, rd / "per_class_accuracy.png")
+  figures.fig_small_multiples(a, rd / "per_class_panels.png")
+  seeds = sorted({len(lv.reps) for lv in a.levels})
+  lines += [f"## 1. Per-class test accuracy against {a.key}", "",
+            f"![per-class accuracy]({REPORT_DIR}/per_class_accuracy.png)", "",
+            f"![one panel per class]({REPORT_DIR}/per_class_panels.png)", "",
+            "Test accuracy in percent, mean over seeds with its 95% interval "
+            f"({'; '.join(sorted({lv.method for lv in a.levels}))}). "
+            "Rows in bold: accuracy, balanced accuracy, worst-class accuracy and "
+            "validation accuracy (of the evaluated checkpoint).", "",
+            md_table(["class", "n", *[fmt(v) for v in values]], rows), ""]
+  if len(values) >= 2:
+    first, last = a.levels[0], a.levels[-1]
+    drops = last.accuracy.mean - first.accuracy.mean
+    order = np.argsort(np.nan_to_num(drops, nan=0.0))
+    worst = [i for i in order[:3] if drops[i] < -0.005]
+    steady = [i for i in range(len(names)) if abs(drops[i]) <= 0.01]
+    text = (f"From {_where(a, first.value)} to {_where(a, last.value)} mean test "
+            f"accuracy goes from {pct(first.metrics['accuracy'].mean)}% to "
+            f"{pct(last.metrics['accuracy'].mean)}% and worst-class accuracy from "
+            f"{pct(first.metrics['worst_class_accuracy'].mean)}% to "
+            f"{pct(last.metrics['worst_class_accuracy'].mean)}%.")
+    if worst:
+      text += " The classes that fall most: " + "; ".join(
+          f"{label(names[i], a.n[i])} from {pct(first.accuracy.mean[i])}% to "
+          f"{pct(last.accuracy.mean[i])}% ({signed(drops[i])} points)"
+          for i in worst) + "."
+    if steady:
+      text += (" Within one point of where they started: "
+               + ", ".join(names[i] for i in steady) + ".")
+    lines += [text, ""]
+  if seeds == [1]:
+    lines += ["With one seed per value, per-class intervals are Wilson score "
+              "intervals over the class's test examples (test-set noise only; "
+              "seed-to-seed variation is not measured).", ""]
+
+
+def seeds_banner(a: Analysis) -> list[str]:
+  """The K < MIN_SEEDS warning: why nothing is flagged, in bold, or nothing."""
+  k = a.fewest_seeds
+  if not a.changes or k >= stats.MIN_SEEDS:
+    return []
+  few = [fmt(v) for v, ch in a.changes.items() if ch.paired < stats.MIN_SEEDS]
+  where = _where(a, ", ".join(few)) if len(few) < len(a.changes) else "every value"
+  return [f"**Nothing is flagged: {'only ' if k else ''}{k} paired seed(s) at {where}.** "
+          "A flag claims that the setting changes a class's expected accuracy over the "
+          "randomness of training, and seed-to-seed variation cannot be estimated from "
+          f"fewer than {stats.MIN_SEEDS} seeds (two runs that agree by chance would look "
+          "like certainty). The intervals below still hold for these runs, and the exact "
+          "McNemar column says whether these particular runs differ on this test set. "
+          "Run more seeds: `python -m jaxreg.report --plan --workdir=THIS_DIR "
+          "--effect=POINTS` says how many.", ""]
+
+
+def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
+  values = list(a.changes)
+  names = a.class_names
+  lines += [f"## 2. Per-class change relative to {_where(a, a.baseline)}", ""]
+  if not values:
+    lines += ["No other value has runs paired (by seed) with the baseline.", ""]
+    return
+  lines += seeds_banner(a)
+  figures.fig_change_heatmap(a, rd / "change_vs_baseline.png")
+  figures.fig_forest(a, a.target, rd / "change_forest.png")
+  rows = []
+  for c, name in enumerate(names):
+    cells = [label(name, a.n[c])]
+    for ch in a.changes.values():
+      mark = " ▼" if ch.drop[c] else " ▲" if ch.rise[c] else ""
+      cells.append(f"{signed(ch.delta[c])} [{signed(ch.lo[c])}, "
+                   f"{signed(ch.hi[c])}]{mark}")
+    rows.append(cells)
+  write_table(rd / "per_class_change.csv", CHANGE_COLUMNS, a.change_table())
+  methods = sorted({ch.interval for ch in a.changes.values()})
+  lines += [f"![change heatmap]({REPORT_DIR}/change_vs_baseline.png)", "",
+            f"![change at {fmt(a.target)}]({REPORT_DIR}/change_forest.png)", "",
+            f"Change in test accuracy (points) against {_where(a, a.baseline)}, with "
+            f"its 95% interval, unadjusted for multiple comparisons "
+            f"({'; '.join(methods)}). ▼ marks a significant drop and ▲ a significant "
+            "rise: the seed-paired t-test (variance floored at the binomial variance) "
+            + (f"with {a.correction_name}-adjusted p < {a.alpha} over the family of "
+               f"{a.family} tests ({int((a.n > 0).sum())} classes x {len(values)} "
+               "compared value(s))" if a.family else
+               f"needs {stats.MIN_SEEDS} or more paired seeds") + ". Paired runs (same "
+            f"{', '.join(a.replicate_keys) or 'run'}) per value: "
+            + ", ".join(f"{fmt(v)}: {ch.paired}" for v, ch in a.changes.items())
+            + ". " + _pairing_sentence(a)
+            + " Every p-value is in report/per_class_change.csv.", "",
+            md_table(["class", *[fmt(v) for v in values]], rows), ""]
+  lines += evidence_tables(a)
+  sentences = []
+  for v, ch in a.changes.items():
+    for c in np.argsort(np.nan_to_num(ch.delta)):
+      if ch.drop[c] or ch.rise[c]:
+        word = "drops" if ch.delta[c] < 0 else "rises"
+        sentences.append(
+            f"At {_where(a, v)}, class {label(names[c], a.n[c])} {word} "
+            f"{abs(100 * ch.delta[c]):.1f} points (95% CI {signed(ch.lo[c])} "
+            f"to {signed(ch.hi[c])}, unadjusted; {a.correction_name}-adjusted p "
+            f"{p_is(ch.p_adjusted[c])} over {a.family} tests, {ch.paired} {a.unit}), "
+            f"significant after {a.correction_name}.")
+  if sentences:
+    lines += ["\n".join(f"- {s}" for s in sentences), ""]
+  else:
+    v = values[-1]
+    ch = a.changes[v]
+    c = int(np.nanargmin(ch.delta))
+    why = (f"No class changes significantly after {a.correction_name} at any value."
+           if a.family else "Nothing can be flagged (see the banner above).")
+    lines += [f"{why} The largest drop at {_where(a, v)} is "
+              f"{label(names[c], a.n[c])}: {signed(ch.delta[c])} points (95% CI "
+              f"{signed(ch.lo[c])} to {signed(ch.hi[c])}, unadjusted"
+              + (f"; adjusted p {p_is(ch.p_adjusted[c])}" if a.family else "")
+              + (f"; exact McNemar on these runs p {p_is(ch.p_mcnemar[c])}"
+                 if np.isfinite(ch.p_mcnemar[c]) else "") + ").", ""]
+
+
+def evidence_tables(a: Analysis) -> list[str]:
+  """Per class at each compared value: the flag beside the exact per-run evidence and
+  the smallest drop the sweep could have detected."""
+  shown = a.most_changed(figures.MAX_ROWS)
+  out = ["The flag's adjusted p beside the evidence on these runs. `McNemar p` is the "
+         "exact two-sided McNemar test on the (seed, example) pairs of the paired runs, "
+         "pooled over seeds and unadjusted: it says that these runs differ on this test "
+         "set, not that the setting changes the class (it treats the runs as fixed, so "
+         "run-to-run variation alone makes it small; never read it as the flag). "
+         "`lost / gained`: test examples the baseline got right and this value wrong / "
+         "the reverse, summed over seeds. `seed sd`: the standard deviation over seeds of "
+         "the per-seed change (points). `detectable`: the smallest drop (points) the "
+         "flag would detect with 80% power at this seed sd and number of seeds, "
+         + (f"at alpha {a.alpha}/{a.family} = {a.alpha / a.family:.2g} (Bonferroni, "
+            f"{a.correction_name}'s first step)" if a.family else
+            f"which needs {stats.MIN_SEEDS} or more seeds")
+         + " (`-`: no drop, down to 0%, reaches that power)"
+         + f"; \"{TOO_FEW}\": even a fall to 0% in every seed could not be flagged"
+         + ("" if len(shown) == len(a.class_names) else
+            f". The {len(shown)} classes that move most (all: per_class_change.csv)")
+         + ".", ""]
+  for value, ch in a.changes.items():
+    rows = []
+    for c in shown:
+      lost, gained = ch.lost[c], ch.gained[c]
+      md = ch.min_detectable[c]
+      rows.append([label(a.class_names[c], a.n[c]), signed(ch.delta[c]),
+                   pval(ch.p_adjusted[c]), pval(ch.p_mcnemar[c]),
+                   "-" if not np.isfinite(lost) else f"{int(lost)} / {int(gained)}",
+                   pct(ch.sd[c]), pct(md) if np.isfinite(md) else "-",
+                   "" if ch.testable[c] else TOO_FEW])
+    out += [f"At {_where(a, value)} ({ch.paired} paired {a.unit}):", "",
+            md_table(["class", "change", "adj. p", "McNemar p", "lost / gained",
+                      "seed sd", "detectable", ""], rows, "lrrrrrrl"), ""]
+  return out
+
+
+def _pairing_sentence(a: Analysis) -> str:
+  by = {v: ch.pairing for v, ch in a.changes.items()}
+  if all(p == "examples" for p in by.values()):
+    return ("Every paired run stored its per-example test predictions, which give the "
+            "exact McNemar evidence below.")
+  if all(p == "counts" for p in by.values()):
+    return ("Without stored per-example predictions (runs written before "
+            "predictions_test.npz) there is no McNemar evidence (NaN); the flag needs "
+            "only the per-seed counts.")
+  return ("Per-example predictions (McNemar evidence) at " + ", ".join(
+      fmt(v) for v, p in by.items() if p == "examples") + "; none at " + ", ".join(
+          fmt(v) for v, p in by.items() if p == "counts") + " (some runs stored no "
+      "predictions).")
+
+
+def _folds(a: Analysis) -> list:
+  """The k-fold folds the runs hold ([]: a single held-out split)."""
+  if "data.fold" not in a.replicate_keys:
+    return []
+  i = a.replicate_keys.index("data.fold")
+  return sorted({r[i] for lv in a.levels for r in lv.reps})
+
+
+def _per_fold_val(a: Analysis) -> str:
+  """'fold 0: 0 85.10%, 0.2 86.02%; fold 1: ...' (mean over seeds within a fold)."""
+  i = a.replicate_keys.index("data.fold")
+  parts = []
+  for f in _folds(a):
+    cells = []
+    for lv in a.levels:
+      v = [x for r, x in zip(lv.reps, lv.val_accuracy) if r[i] == f]
+      if v:
+        cells.append(f"{fmt(lv.value)} {pct(np.mean(v), 2)}%")
+    parts.append(f"fold {fmt(f)}: " + ", ".join(cells))
+  return "; ".join(parts)
+
+
+def _replicates(a: Analysis) -> str:
+  keys = a.replicate_keys
+  if not keys:
+    return "runs"
+  names = {"seed": "seeds", "data.split_seed": "validation splits",
+           "data.fold": "folds"}
+  counts = [len({r[i] for lv in a.levels for r in lv.reps}) for i in range(len(keys))]
+  return " x ".join(f"{n} {names[k]}" for k, n in zip(keys, counts))
+
+
+def section_choice(a: Analysis, rd: Path, lines: list[str]) -> None:
+  lines += ["## 3. What validation accuracy chooses, and what it costs", ""]
+  vals = "; ".join(f"{fmt(lv.value)}: {pct(lv.metrics['val_accuracy'].mean, 2)}%"
+                   for lv in a.levels)
+  chosen, base = a.chosen, a.baseline
+  lines += [f"Mean validation accuracy over {_replicates(a)} (evaluated checkpoint of "
+            f"each run): {vals}. It chooses **{_where(a, chosen)}**.", ""]
+  folds = len(_folds(a))
+  if folds:
+    lines += [f"Validation is {folds}-fold cross-validation (`data.fold`): each fold "
+              "holds out a different stratified fold of train, so the choice is "
+              f"the mean over all {folds} folds; each fold's model is also tested on "
+              "the whole test set, and the costs below average over folds (and "
+              f"seeds), paired by fold and seed. Per fold: {_per_fold_val(a)}.", ""]
+  if chosen == base:
+    lines += [f"That is the baseline itself: the choice costs no class anything. The "
+              f"table below shows the strongest value, {_where(a, a.target)}, instead.",
+              ""] if a.target is not None else ["", ""]
+  show = a.target
+  if show is None or show not in a.changes:
+    return
+  ch = a.changes[show]
+  b_lv, s_lv = a.level(base), a.level(show)
+  rows, csv_rows = [], []
+  for c, name in enumerate(a.class_names):
+    b, s = b_lv.accuracy.mean[c], s_lv.accuracy.mean[c]
+    flag = "significant drop" if ch.drop[c] else \
+        "significant rise" if ch.rise[c] else ""
+    rows.append([name, int(a.n[c]), pct(b), pct(s), signed(ch.delta[c]),
+                 f"[{signed(ch.lo[c])}, {signed(ch.hi[c])}]", pval(ch.p_adjusted[c]),
+                 flag])
+    csv_rows.append([name, int(a.n[c]), fmt(base), fmt(show), b, s, ch.delta[c],
+                     ch.lo[c], ch.hi[c], ch.p_adjusted[c], flag])
+  for metric in ("accuracy", "balanced_accuracy", "worst_class_accuracy"):
+    b, s = b_lv.metrics[metric].mean, s_lv.metrics[metric].mean
+    rows.append([f"**{metric.replace('_', ' ')}**", "", pct(b), pct(s), signed(s - b),
+                 "", "", ""])
+    csv_rows.append([f"[{metric}]", "", fmt(base), fmt(show), b, s, s - b, "", "", "",
+                     ""])
+  write_csv(rd / "choice.csv", ["class", "n", "baseline", "chosen", "baseline_acc",
+                                "chosen_acc", "delta", "lo95", "hi95", "p_adjusted",
+                                "flag"], csv_rows)
+  lines += [md_table(["class", "n", f"{fmt(base)} (%)", f"{fmt(show)} (%)",
+                      "change (points)", "95% CI (unadjusted)", "adj. p", ""], rows), ""]
+  acc_d = s_lv.metrics["accuracy"].mean - b_lv.metrics["accuracy"].mean
+  worst_d = (s_lv.metrics["worst_class_accuracy"].mean
+             - b_lv.metrics["worst_class_accuracy"].mean)
+  which = "choice" if show == chosen else "strongest value"
+  text = (f"Against {_where(a, base)}, the {which} {_where(a, show)} changes test "
+          f"accuracy by {signed(acc_d)} points and worst-class accuracy by "
+          f"{signed(worst_d)} points.")
+  drops = [c for c in np.argsort(np.nan_to_num(ch.delta)) if ch.drop[c]]
+  names = a.class_names
+  if drops:
+    text += " It costs " + "; ".join(
+        f"{label(names[c], a.n[c])} {abs(100 * ch.delta[c]):.1f} points (95% CI "
+        f"{signed(ch.lo[c])} to {signed(ch.hi[c])})" for c in drops) + \
+        f", significant after {a.correction_name}."
+  else:
+    c = int(np.nanargmin(ch.delta))
+    if ch.delta[c] < 0:
+      text += (f" No class drops significantly; the largest cost is "
+               f"{label(names[c], a.n[c])} at {signed(ch.delta[c])} points (95% CI "
+               f"{signed(ch.lo[c])} to {signed(ch.hi[c])}, unadjusted).")
+    else:
+      text += " No class loses accuracy on average over the paired seeds."
+  lines += [text, ""]
+
+
+def section_confusion(a: Analysis, rd: Path, lines: list[str]) -> None:
+  lines += ["## 4. Which classes absorb the lost examples", ""]
+  d = a.confusion_diff
+  if d is None:
+    lines += ["Only the baseline has runs: nothing to compare.", ""]
+    return
+  figures.fig_confusion_diff(a, rd / "confusion_change.png")
+  names = a.class_names
+  write_csv(rd / "confusion_change.csv", ["true \\ predicted", *names],
+            [[names[i], *map(int, d[i])] for i in range(len(names))])
+  which = "chosen" if a.target == a.chosen else "strongest"
+  lines += [f"![confusion change]({REPORT_DIR}/confusion_change.png)", "",
+            f"Test confusion matrix at the {which} value {_where(a, a.target)} minus "
+            f"the baseline {_where(a, a.baseline)}, counts summed over "
+            f"{a.paired_for_diff} paired seed(s) (rows: true class; the diagonal is the "
+            "change in correct predictions, off-diagonal cells the change in each "
+            "confusion). Table: report/confusion_change.csv.", ""]
+  lost = -np.diag(d)
+  total = int(np.trace(d))
+  text = [f"In total {abs(total)} {'fewer' if total < 0 else 'more'} test "
+          f"predictions are right at {_where(a, a.target)} (over "
+          f"{a.paired_for_diff} seed(s))."]
+  off = d.copy()
+  np.fill_diagonal(off, 0)
+  for i in np.argsort(-lost)[:3]:
+    if lost[i] <= 0:
+      break
+    gone = [(int(off[i, j]), names[j]) for j in np.argsort(-off[i]) if off[i, j] > 0][:3]
+    where = ", ".join(f"{k} more to {nm}" for k, nm in gone)
+    text.append(f"Class {label(names[i], a.n[i])} loses {int(lost[i])} correct "
+                f"predictions" + (f" ({where})." if where else "."))
+  absorbed = np.clip(off, 0, None).sum(axis=0)
+  top = [j for j in np.argsort(-absorbed)[:3] if absorbed[j] > 0]
+  if top:
+    text.append("The classes that absorb them, counting new wrong predictions of each "
+                "class: " + ", ".join(f"{names[j]} +{int(absorbed[j])}" for j in top)
+                + ".")
+  entries = sorted(((int(off[i, j]), names[i], names[j]) for i in range(len(names))
+                    for j in range(len(names)) if off[i, j] > 0), reverse=True)[:10]
+  lines += [" ".join(text), ""]
+  if entries:
+    lines += ["Largest increases in a confusion (true -> predicted):", "",
+              md_table(["true", "predicted", "change"],
+                       [[t, p, f"+{k}"] for k, t, p in entries]), ""]
+
+
+def section_pairs(sweep: Sweep, rd: Path, lines: list[str]) -> None:
+  if len(sweep.setting_axes) < 2:
+    return
+  lines += ["## 5. Pairs of hyperparameters: mean validation accuracy", ""]
+  for p in pair_grids(sweep):
+    stem = f"val_heatmap__{p.key_a}__{p.key_b}"
+    figures.fig_pair(p, rd / f"{stem}.png")
+    write_csv(rd / f"{stem}.csv", [f"{p.key_a} \\ {p.key_b}", *map(fmt, p.values_b)],
+              [[fmt(x), *p.grid[i]] for i, x in enumerate(p.values_a)])
+    i, j = np.unravel_index(np.nanargmax(p.grid), p.grid.shape)
+    lines += [f"![{p.key_a} x {p.key_b}]({REPORT_DIR}/{stem}.png)", "",
+              f"Best cell: {p.key_a}={fmt(p.values_a[i])}, {p.key_b}="
+              f"{fmt(p.values_b[j])} at {pct(p.grid[i, j], 2)}% mean validation "
+              "accuracy"
+              + (f" (best over {', '.join(p.others)})" if p.others else "") + "; worst "
+              f"cell {pct(np.nanmin(p.grid), 2)}%.", ""]
+
+
+def small_class_note(sweep: Sweep) -> str:
+  n, names = sweep.n, sweep.class_names
+  present = [i for i in range(len(n)) if n[i] > 0]
+  i = min(present, key=lambda i: n[i])
+  small = [names[j] for j in present if n[j] < SMALL_N]
+  if small:
+    return (f"Classes with fewer than {SMALL_N} test examples carry their count, e.g. "
+            f"`{label(names[i], n[i])}`: there, one test error moves the "
+            f"class's accuracy by 100/n points ({names[i]}: "
+            f"{100 / n[i]:.1f} points). Small classes: {', '.join(small)}.")
+  return (f"Every class has at least {SMALL_N} test examples; the smallest, "
+          f"{names[i]} (n={int(n[i])}), moves {100 / n[i]:.1f} points per "
+          "test error.")
+
+
+def header_lines(sweep: Sweep, a: Analysis | None) -> list[str]:
+  meta = sweep.meta
+  counts: dict[str, int] = {}
+  for r in sweep.runs:
+    counts[r.status] = counts.get(r.status, 0) + 1
+  axes = "; ".join(f"`{ax.key}` = {ax.describe()}" for ax in sweep.axes)
+  lines = [f"# Class-dependent effects: {sweep.workdir.name}", "",
+           f"Sweep `{sweep.workdir}` ({meta['mode']}"
+           + (f", budget {meta['budget']}, sampler seed {meta['sampler_seed']}"
+              if meta["mode"] == "random" else "") + f"): {axes}. "
+           f"{len(sweep.runs)} runs: "
+           + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ". "
+           f"Test set: {len(sweep.class_names)} classes, {int(sweep.n.sum())} examples "
+           f"({', '.join(f'{nm} {int(k)}' for nm, k in zip(sweep.class_names, sweep.n))}).",
+           ""]
+  failed = [r for r in sweep.runs if r.status in records.FAILED]
+  if failed:
+    lines += ["Left out (no summary): " + "; ".join(
+        f"{r.name} ({r.status})" for r in failed) + ".", ""]
+  if a is not None and a.null_split:
+    lines += [f"**Null comparison (`--null_split`): {a.null_split}.** The two "
+              "\"settings\" differ only in the randomness of training, so every class "
+              "flagged below is a false positive of the report's test.", ""]
+  if a is not None:
+    reps = a.replicate_keys
+    lines += [f"Analysed axis: `{a.key}`, baseline {fmt(a.baseline)}. "
+              + (f"Replicates: {', '.join(reps)} (averaged over, and pairing the runs). "
+                 if reps else "No seed axis: one run per value. ")
+              + (f"Other axes held at {', '.join(f'{k}={fmt(v)}' for k, v in a.fixed.items())}"
+                 f" ({a.fixed_how})." if a.fixed else ""), ""]
+    lines += seeds_banner(a)
+  lines += [small_class_note(sweep), ""]
+  return lines
+
+
+def methods_lines(a: Analysis) -> list[str]:
+  family = (f"the family of {a.family} tests: every class with test examples x every "
+            "compared value" if a.family else "no family: no value has "
+            f"{stats.MIN_SEEDS} paired seeds")
+  return [
+      "## Methods", "",
+      "- Numbers are each run's final test evaluation from its summary.json: the "
+      "checkpoint `train.final_checkpoint` names (`best` by validation "
+      "`train.checkpoint_metric`, or `latest`); evaluated here: "
+      f"{a.evaluated}.",
+      "- Intervals in section 1: with two or more seeds, the mean over seeds "
+      "+/- t(0.975, K-1) x sqrt(max(s^2, v) / K), clipped to [0, 100], where s^2 is "
+      "the variance over seeds and v the class's binomial variance p(1-p)/n with p "
+      "= (correct + 1/2) / (K n + 1) pooled over the seeds: the test examples are a "
+      "sample of the class too, so seeds that agree exactly still get an interval "
+      "of positive width. With one seed, the Wilson score interval of the class's "
+      "correct count; for a single seed's balanced and worst-class accuracy, a "
+      "percentile bootstrap of binomially resampled per-class counts.",
+      "- The flag (section 2): for each class and compared value, the per-seed "
+      "changes d_k = acc(value, seed k) - acc(baseline, seed k) over the K seeds both "
+      f"have (paired by {', '.join(a.replicate_keys) or 'run'}), tested with "
+      "t = mean(d) / sqrt(max(s_d^2, floor) / K) on K-1 degrees of freedom "
+      "(scipy.stats.t), floor = the binomial variance of one seed's difference, "
+      "pa(1-pa)/n + pb(1-pb)/n with each accuracy pooled over seeds and shrunk as "
+      "above, so identical seed differences never give p = 0. The unit of "
+      "replication is the seed: a flag says the setting changes the class's "
+      "expected accuracy over the randomness of training. With fewer than "
+      f"{stats.MIN_SEEDS} paired seeds nothing is flagged (p is empty). P-values are "
+      f"adjusted with {a.correction_name} over {family}; a drop or rise is flagged "
+      f"when the adjusted p < {a.alpha}. The interval is the same t interval (it "
+      "excludes 0 exactly when the unadjusted p < 0.05: it is unadjusted); with one "
+      "seed, Newcombe's square-and-add interval for paired proportions (method 10) "
+      "from the per-example predictions, or his interval for independent "
+      "proportions from the counts when no predictions were stored. `python -m "
+      "jaxreg.report calibrate` checks by simulation that the flag's false-positive "
+      "rate stays at or below alpha and its intervals cover (README, Statistics).",
+      "- Evidence on these runs: the exact McNemar test (binomial, p = 1/2) on the "
+      "discordant (seed, example) pairs, pooled over the paired seeds and "
+      "unadjusted, from each run's predictions_test.npz (or eval/test-*.npz of the "
+      "evaluated step from `jaxreg.evaluate`); empty where a run stored none. "
+      "`detectable`: the smallest drop with 80% power for the flag at the observed "
+      "seed sd, K and alpha / family size (noncentral t).",
+      "- Section 3: the value with the highest mean validation accuracy over all "
+      "its runs (ties: the weaker value); the validation split is the held-out "
+      "`data.val_fraction` of train fixed by `data.split_seed`, or with "
+      "`jaxreg.sweep --folds=K` each of K stratified folds in turn (`data.fold`), "
+      "which makes it a K-fold cross-validated choice (the mean over folds and "
+      "seeds). Sweeping `data.split_seed` gives repeated hold-out instead. The test "
+      "costs are those of the runs themselves (each fold's model trained on the "
+      "other K-1 folds), not of a model retrained on all of train.",
+      "",
+  ]
+
+
+def random_report(sweep: Sweep, rd: Path, lines: list[str]) -> None:
+  """Random search with non-repeating values: a ranking and scatter plots."""
+  runs = ranking(sweep)
+  keys = [a.key for a in sweep.axes]
+  rows = []
+  for r in runs[:20]:
+    t = r.summary["test"]
+    rows.append([r.name, *[fmt(r.values[k]) for k in keys], pct(r.val_accuracy, 2),
+                 pct(t["accuracy"], 2), pct(t["worst_class_accuracy"], 2)])
+  lines += ["## Runs ranked by validation accuracy", "",
+            md_table(["run", *keys, "val acc (%)", "test acc (%)", "worst class (%)"],
+                     rows, "l" * (1 + len(keys)) + "rrr"), ""]
+  best = runs[0]
+  t = best.summary["test"]
+  lines += [f"The best run by validation accuracy, {best.name}, reaches "
+            f"{pct(t['accuracy'], 2)}% test accuracy; its per-class test accuracy: "
+            + ", ".join(f"{label(nm, k)} {pct(acc)}%" for nm, k, acc in
+                        zip(t["class_names"], sweep.n, t["per_class_accuracy"])) + ".",
+            ""]
+  numeric = [a for a in sweep.setting_axes if a.type_name in ("int", "float")]
+  if numeric:
+    figures.fig_random_scatter(sweep, numeric, rd / "random_val_scatter.png")
+    lines += [f"![val accuracy per axis]({REPORT_DIR}/random_val_scatter.png)", ""]
+  pairs = list(itertools.combinations(numeric, 2))
+  if pairs:
+    figures.fig_random_pairs(sweep, pairs, rd / "random_pairs.png")
+    lines += [f"![pairs of settings]({REPORT_DIR}/random_pairs.png)", ""]
+  write_csv(rd / "ranking.csv", ["run", *keys, "val_accuracy", "test_accuracy",
+                                 "test_worst_class_accuracy"],
+            [[r.name, *[r.values[k] for k in keys], r.val_accuracy,
+              r.summary["test"]["accuracy"], r.summary["test"]["worst_class_accuracy"]]
+             for r in runs])
+
+
+def write_report(workdir, axis: str | None = None, baseline=None,
+                 fix: dict | None = None, correction: str = "holm", alpha: float = 0.05,
+                 reps: int = 2000, seed: int = 0, null_split: bool = False) -> Path:
+  """Writes DIR/report.md and DIR/report/ (arguments as `analyse`); returns the
+  report.md path."""
+  sweep = load_sweep(workdir)
+  rd = sweep.workdir / REPORT_DIR
+  rd.mkdir(exist_ok=True)
+  lines: list[str]
+  if null_split or values_repeat(sweep):
+    a = analyse(sweep, axis, baseline, fix, correction, alpha, reps, seed, null_split)
+    lines = header_lines(sweep, a)
+    section_accuracy(a, rd, lines)
+    section_change(a, rd, lines)
+    section_choice(a, rd, lines)
+    section_confusion(a, rd, lines)
+    section_pairs(sweep, rd, lines)
+    lines += methods_lines(a)
+  else:
+    lines = header_lines(sweep, None)
+    random_report(sweep, rd, lines)
+  files = sorted(p.name for p in rd.iterdir() if p.suffix in (".png", ".csv"))
+  lines += ["## Files", "", f"In `{REPORT_DIR}/`: " + ", ".join(f"`{f}`" for f in files)
+            + f". Per-run numbers: `{records.RUNS_FILE}`.", ""]
+  out = sweep.workdir / REPORT_FILE
+  io.atomic_write(out, "\n".join(lines))
+  return out

@@ -1,0 +1,230 @@
+"""A sweep's plan: its points (grid or random search), their run names, configs and
+directories, and sweep.json, written before anything trains and checked on a rerun."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from jaxreg import config as config_lib, io, lock, records
+from jaxreg.sweep.axes import FOLD_KEY, Axis, SweepError, format_value
+
+SIGNIFICANT_DIGITS = 4  # random draws are rounded to this many
+
+
+# ------------------------------------------------------------------ points
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def run_name(values: dict) -> str:
+  """A readable, filesystem-safe directory name, e.g. 'reg.weight_decay=0.001__seed=2'."""
+  name = "__".join(f"{k}={_UNSAFE.sub('_', format_value(v))}" for k, v in values.items())
+  if len(name) > 200:
+    digest = hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:10]
+    name = f"{name[:180]}__{digest}"
+  return name
+
+
+def _round(value: float, type_name: str):
+  if type_name == "int":
+    return int(round(value))
+  return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+def _sample(axis: Axis, rng) -> Any:
+  if axis.kind in ("values", "choice"):
+    return axis.values[int(rng.integers(len(axis.values)))]
+  if axis.kind == "uniform":
+    return _round(rng.uniform(axis.low, axis.high), axis.type_name)
+  return _round(math.exp(rng.uniform(math.log(axis.low), math.log(axis.high))),
+                axis.type_name)
+
+
+def expand(axes: Sequence[Axis], budget: int = 0, sampler_seed: int = 0) -> list[dict]:
+  """The sweep's points, each {key: value} in axis order.
+
+  budget == 0: the grid (cartesian product, first axis outermost). budget > 0: that
+  many distinct random points (fewer if the space has fewer), deterministic in
+  `sampler_seed`.
+  """
+  if budget < 0:
+    raise SweepError(f"--budget={budget} must be >= 0 (0: grid)")
+  if budget == 0:
+    continuous = [a.key for a in axes if a.kind in ("loguniform", "uniform")]
+    if continuous:
+      raise SweepError(f"--axis={continuous[0]} is a distribution: random search "
+                       "needs --budget=N")
+    return [dict(zip([a.key for a in axes], combo))
+            for combo in itertools.product(*(a.values for a in axes))]
+  # k-fold (--folds) is not sampled: every drawn point runs on every fold
+  folds = [a for a in axes if a.key == FOLD_KEY]
+  drawn = [a for a in axes if a.key != FOLD_KEY]
+  rng = np.random.default_rng(sampler_seed)
+  points, names = [], set()
+  attempts = 0
+  while len(points) < budget and attempts < 100 * budget + 1000:
+    attempts += 1
+    point = {a.key: _sample(a, rng) for a in drawn}
+    name = run_name(point)
+    if name not in names:
+      names.add(name)
+      points.append(point)
+  if folds:
+    keys = [a.key for a in axes]
+    points = [{k: {**p, FOLD_KEY: f}[k] for k in keys}
+              for p in points for f in folds[0].values]
+  return points
+
+
+@dataclasses.dataclass
+class Run:
+  """One point of the sweep: its name, axis values, full config and directory."""
+  index: int      # 0-based position in the plan
+  name: str
+  values: dict
+  config: Any     # ml_collections.ConfigDict
+  workdir: Path
+
+  @property
+  def finished(self) -> bool:
+    """Its summary.json exists and reads (written last and atomically by a run)."""
+    return records.read_summary(self.workdir) is not None
+
+
+def config_for(base, values: dict):
+  """A copy of `base` with each dotted key of `values` set."""
+  config = base.copy_and_resolve_references()
+  for key, value in values.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+def plan_runs(base, workdir: Path, points: Sequence[dict]) -> list[Run]:
+  runs, seen = [], {}
+  for i, values in enumerate(points):
+    name = run_name(values)
+    if name in seen:  # two values that sanitize alike: keep the directories apart
+      name = f"{name}__{i}"
+    seen[name] = i
+    runs.append(Run(i, name, dict(values), config_for(base, values), workdir / name))
+  return runs
+
+
+def group_runs(runs: Sequence[Run], batchable: Iterable[str]) -> list[list[Run]]:
+  """Runs whose configs are equal except for the `batchable` keys, in plan order:
+  the groups a vmapped program can train, carrying those keys as traced values."""
+  batchable = set(batchable)
+  groups: dict[str, list[Run]] = {}
+  for run in runs:
+    flat = config_lib.flatten(json.loads(run.config.to_json()))
+    static = {k: v for k, v in flat.items() if k not in batchable}
+    groups.setdefault(json.dumps(static, sort_keys=True), []).append(run)
+  return list(groups.values())
+
+
+def plan(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
+         sampler_seed: int = 0) -> list[Run]:
+  """The runs of the sweep, every point's config validated (SweepError naming the
+  run); writes nothing."""
+  runs = plan_runs(base_config, Path(workdir), expand(axes, budget, sampler_seed))
+  for run in runs:  # every point is checked before anything trains
+    try:
+      config_lib.validate(run.config)
+    except config_lib.ConfigError as e:
+      raise SweepError(f"run {run.name}: {e}") from None
+  return runs
+
+
+# --------------------------------------------------------------- sweep.json
+
+
+def _plan_record(axes, budget, sampler_seed, base_config) -> dict:
+  return {
+      "mode": "random" if budget else "grid",
+      "budget": budget or None,
+      "sampler_seed": sampler_seed if budget else None,
+      "axes": [a.to_json() for a in axes],
+      "base_config": json.loads(base_config.to_json()),
+  }
+
+
+def _differences(old: dict, new: dict) -> str:
+  """What makes the plan `new` another sweep than the recorded `old` ('' if none)."""
+  if old["mode"] != new["mode"] or old["budget"] != new["budget"] \
+      or old["sampler_seed"] != new["sampler_seed"]:
+    return (f"mode {old['mode']} budget {old['budget']} sampler_seed "
+            f"{old['sampler_seed']}, not {new['mode']} budget {new['budget']} "
+            f"sampler_seed {new['sampler_seed']}")
+  if old["axes"] != new["axes"]:
+    o, n = (" ".join(f"{a['key']}={Axis.from_json(a).describe()}" for a in m["axes"])
+            for m in (old, new))
+    return f"axes {o}, not {n}"
+  flat_old = config_lib.flatten(old["base_config"])
+  flat_new = config_lib.flatten(new["base_config"])
+  keys = sorted(k for k in flat_old.keys() | flat_new.keys()
+                if flat_old.get(k) != flat_new.get(k))
+  return f"another base config ({', '.join(keys)})" if keys else ""
+
+
+def _pending(runs: Sequence[Run]) -> list[dict]:
+  return [{"name": r.name, "values": r.values, "status": "pending"} for r in runs]
+
+
+def prepare(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
+            sampler_seed: int = 0, command: Sequence[str] | None = None
+            ) -> tuple[list[Run], dict]:
+  """Plans the runs and writes (or checks) DIR/sweep.json. Returns (runs, meta).
+  The caller holds the directory's lock (`locked`)."""
+  workdir = Path(workdir)
+  runs = plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed)
+  record = _plan_record(axes, budget, sampler_seed, base_config)
+  meta = records.read_sweep(workdir)
+  if meta is None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    meta = {"version": 1, **record,
+            "command": list(command) if command is not None else list(sys.argv),
+            "runs": _pending(runs)}
+    records.write_sweep(workdir, meta)
+    return runs, meta
+  diff = _differences(meta, record)
+  old_names = [r["name"] for r in meta["runs"]]
+  if (diff and meta["mode"] == "random" and budget > (meta["budget"] or 0)
+      and not _differences(meta, {**record, "budget": meta["budget"]})
+      and [r.name for r in runs[:len(old_names)]] == old_names):
+    # a larger budget extends a random search: its first draws are the old points
+    meta["budget"] = budget
+    meta["runs"] += _pending(runs[len(old_names):])
+    records.write_sweep(workdir, meta)
+    diff = ""
+  if diff:
+    raise SweepError(f"{workdir} holds a sweep with {diff}; use a new --workdir "
+                     "(or rerun the original command to resume it)")
+  return runs, meta
+
+
+@contextlib.contextmanager
+def locked(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
+           sampler_seed: int = 0):
+  """Validates the sweep (every point, the directory), then holds the sweep
+  directory's lock for the block: one process at a time writes sweep.json and
+  runs.csv (each run also locks its own directory while it trains)."""
+  plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed)
+  io.check_writable_dir(workdir, "sweep directory")
+  with lock.acquire(workdir, "sweep directory"):
+    yield
