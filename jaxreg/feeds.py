@@ -159,10 +159,8 @@ class TextFeed:
   def group_train_step(self, shared: bool, configs):
     """jit(vmap(member_train)): (state[K], values[K], batch, counts[K]); the batch
     [B, ...] shared by every member when `shared`, else [K, B, ...]."""
-    return _memo(self._jitted, ("train", shared), lambda: self._group_train_step(shared))
-
-  def _group_train_step(self, shared: bool):
-    return jit_group_host_step(self.steps, self.mesh, shared)
+    return _memo(self._jitted, ("train", shared),
+                 lambda: jit_group_host_step(self.steps, self.mesh, shared))
 
   def epoch_batches(self, orders: Sequence[np.ndarray], start: int = 0,
                     stop: int | None = None) -> Iterator[dict]:
