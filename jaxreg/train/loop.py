@@ -64,9 +64,9 @@ def run(configs, workdirs, devices=None, executor: dict | None = None) -> list[d
   `jaxreg.evaluate --workdir=<member>` works and a member's workdir resumes alone (and
   the other way round). Returns one dict per member, in order: its summary.json dict,
   or {"status": "diverged", "error": message} for a member whose loss became NaN/inf.
-  `executor`: {"kind", "size", "why"} of how the caller chose to train these runs,
-  written into each summary.json (a group writes {"kind": "group", "size": K} even
-  without it)."""
+  `executor`: {"why": ...} (and "kind", "size") of how the caller chose to train these
+  runs, written into each summary.json with "kind" ('group' or 'alone') and "size" (K)
+  filled in (a group writes them even without it)."""
   configs = list(configs)
   workdirs = [Path(w) for w in workdirs]
   if len(configs) != len(workdirs):
@@ -79,7 +79,9 @@ def run(configs, workdirs, devices=None, executor: dict | None = None) -> list[d
     config_lib.validate(c)
   if len(configs) > 1:
     population.check_group(configs)
-    executor = {"kind": "group", "size": len(configs), **(executor or {})}
+  if len(configs) > 1 or executor:
+    executor = {**(executor or {}), "kind": "group" if len(configs) > 1 else "alone",
+                "size": len(configs)}
   for c, w in zip(configs, workdirs):
     workdir_lib.check(c, w)  # the same rules for every member; reads only
   with config_lib.as_config_error():
