@@ -10,11 +10,13 @@ weight decay, output dropout 0.1. The K members differ in seed (so each has its 
 batches: a [K, B, T] batch per step, as in a seed sweep; `--shared` gives all one batch,
 as in a sweep at a fixed seed) and in weight decay.
 
-- group: `jaxreg.group.compile_group_steps`, the jit(vmap(train.train_step)) program
-  that `group.train_group` runs, on the stacked state of the K members;
+- group: `jaxreg.feeds.jit_group_host_step`, the jit(vmap(member train step)) program
+  that a group of text runs trains with (`jaxreg.train.run` over K configs), on the
+  stacked state of the K members (`jaxreg.train.population`);
 - sequential: the solo program of `train.compile_steps` (what `train.train_and_evaluate`
   runs) on the K members' own states, one member after another (n steps of member 1,
   then n of member 2, ...: consecutive steps on one state, as K runs in a row do).
+  (`jaxreg.group.probe_timings` times the same two ways on a sweep's real batches.)
 
 Both include the host-to-device copy of each step's batch, both are compiled and warmed
 up first, then timed in alternating rounds (drift on a busy machine hits both alike).
@@ -66,9 +68,10 @@ class Bench:
 
   def __init__(self, k: int, shared: bool, pool: int = 4):
     import jax
-    from jaxreg import config as config_lib, group, metrics, parallel, train
+    from jaxreg import config as config_lib, feeds, metrics, parallel, train
     from jaxreg.models import Model, rnn
-    self.jax, self.group, self.parallel = jax, group, parallel
+    from jaxreg.train import population, steps
+    self.jax, self.feeds, self.parallel = jax, feeds, parallel
     self.k, self.shared = k, shared
     configs = []
     for i in range(k):
@@ -93,38 +96,39 @@ class Bench:
     for c, p in zip(configs, params):
       state = train.TrainState.create(apply_fn=model.apply, params=p, tx=solo_tx,
                                       rng=jax.random.key_data(jax.random.key(c.seed)))
-      hp = group.member_hyperparams(c)
-      state = state.replace(opt_state=group._with_hyperparams(state.opt_state, hp))  # noqa: SLF001
+      hp = population.member_hyperparams(c)
+      state = state.replace(opt_state=population.with_hyperparams(state.opt_state, hp))
       self.solo_states.append(parallel.put_replicated(state, mesh))
     self.solo_counts = [parallel.put_replicated(metrics.zero_counts(SHAPE["classes"]),
                                                 mesh) for _ in configs]
     self.solo_step, _ = train.compile_steps(model, mesh, SHAPE["classes"])
     # Group: the stacked state, the vmapped program.
-    group_tx = train.make_optimizer(group.group_config(configs), params[0],
+    group_tx = train.make_optimizer(population.group_config(configs), params[0],
                                     steps_per_epoch)
-    self.state = parallel.put_replicated(group.stack([
-        group.group_state(s, group_tx, model.apply, group.member_hyperparams(c))
+    self.state = parallel.put_replicated(population.stack([
+        population.group_state(s, group_tx, model.apply,
+                               population.member_hyperparams(c))
         for s, c in zip(self.solo_states, configs)]), mesh)
-    self.rates = parallel.put_replicated(
-        np.stack([group.dropout_rates(c) for c in configs]), mesh)
-    self.counts = parallel.put_replicated(
-        group._zero_counts(k, SHAPE["classes"]), mesh)  # noqa: SLF001
-    self.group_step, _ = group.compile_group_steps(model, mesh, SHAPE["classes"],
-                                                   shared_batch=shared)
+    self.values = parallel.put_replicated(
+        population.stack([population.member_values(c) for c in configs]), mesh)
+    self.counts = parallel.put_replicated(population.stack(
+        [metrics.zero_counts(SHAPE["classes"])] * k), mesh)
+    self.group_step = feeds.jit_group_host_step(steps.bind(model, SHAPE["classes"]),
+                                                mesh, shared)
     self.pool = pool
     self.t = 0
 
   def run_group(self, n: int) -> float:
-    g, jax = self.group, self.jax
+    jax, feeds = self.jax, self.feeds
     t0 = time.perf_counter()
     for _ in range(n):
       j = self.t % self.pool
       self.t += 1
-      batch = self.batches[0][j] if self.shared else \
-          g.stack_batches([m[j] for m in self.batches])
-      self.state, self.counts, out = self.group_step(
-          self.state, self.rates,
-          g._put_batch(batch, self.mesh, self.shared), self.counts)  # noqa: SLF001
+      batch = (self.parallel.put_batch(self.batches[0][j], self.mesh) if self.shared else
+               feeds.put_stacked(feeds.stack_batches([m[j] for m in self.batches]),
+                                 self.mesh))
+      self.state, self.counts, out = self.group_step(self.state, self.values, batch,
+                                                     self.counts)
     jax.block_until_ready((self.state, out))
     return time.perf_counter() - t0
 

@@ -96,12 +96,14 @@ import math
 import numbers
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import (
     AnyPreservationPolicy,
     BestN,
@@ -434,7 +436,6 @@ class Checkpointer:
     if problem == "unverified":
       if warn and step not in self._unverified_warned and _is_main():
         self._unverified_warned.add(step)
-        import sys
         print(f"warning: checkpoint step {step} ({self.step_dir(step)}) has no "
               f"{CHECKSUM_FILE} (written before jaxreg checked checkpoints): read "
               "unverified", file=sys.stderr, flush=True)
@@ -459,9 +460,7 @@ class Checkpointer:
     if _is_main():
       os.makedirs(aside, exist_ok=True)
       shutil.move(self.step_dir(step), target)
-    import jax
     if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices(f"jaxreg set aside {step}")
     self._mngr.reload()
     return target
@@ -498,5 +497,4 @@ class Checkpointer:
 
 
 def _is_main() -> bool:
-  import jax
   return jax.process_index() == 0

@@ -8,12 +8,15 @@ should instead see one line naming the key and what is allowed.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import logging as std_logging
 import os
 import sys
+from pathlib import Path
 
-from absl import flags
+from absl import flags, logging
 
-from jaxreg import config as config_lib  # light: ml_collections only
+from jaxreg import config as config_lib, io  # light: ml_collections only
 
 USAGE_ERROR = 2
 DIVERGED = 1
@@ -24,8 +27,6 @@ def quiet_libraries() -> None:
   unless -v is given (-v 0: warnings and info, -v 1: debugging); jaxreg's own
   warnings (absl records from jaxreg/) still show. orbax alone logs every save at
   INFO, and warnings such as 'Requested tracked_metric' on a preemption save."""
-  import logging as std_logging
-  from absl import logging
   if not any(a.startswith(("-v", "--verbosity")) for a in sys.argv[1:]):
     logging.set_verbosity(logging.WARNING)
     std_logging.captureWarnings(True)  # warnings.warn -> the 'py.warnings' logger
@@ -41,7 +42,6 @@ def quiet_libraries() -> None:
 
 
 def _unraisable_to_log(unraisable) -> None:
-  from absl import logging
   logging.info("ignored in %r: %s: %s", unraisable.object,
                getattr(unraisable.exc_type, "__name__", unraisable.exc_type),
                unraisable.exc_value)
@@ -60,8 +60,7 @@ def enable_compilation_cache() -> None:
 
   JAXREG_COMPILATION_CACHE=DIR moves it; =off disables it.
   """
-  import os
-  import jax
+  import jax  # here: `--help` and flag errors need no jax
   where = os.environ.get("JAXREG_COMPILATION_CACHE",
                          os.path.expanduser("~/.cache/jaxreg/xla"))
   if where.lower() in ("off", "0", ""):
@@ -97,7 +96,6 @@ def _unknown_key(argv, config) -> str | None:
 def _config_root_on_path(argv) -> None:
   """configs/*.py import their siblings (`from configs import datasets`): put the
   folder that holds configs/ on sys.path, wherever the command runs from."""
-  from pathlib import Path
   for arg in argv[1:]:
     if arg.startswith("--config="):
       path = Path(arg.split("=", 1)[1].partition(":")[0]).resolve()
@@ -124,13 +122,15 @@ def parse_flags(argv):
 
 def _try_load_config(argv):
   """The config file named by --config, loaded without overrides (for messages)."""
-  from ml_collections.config_flags import config_flags as cf
   for arg in argv[1:]:
     if arg.startswith("--config="):
       spec = arg.split("=", 1)[1]
       path, _, variant = spec.partition(":")
       try:
-        module = cf._LoadConfigModule("config_probe", path)  # same loader absl uses
+        # As ml_collections' config_flags loads it: the file as a module.
+        module_spec = importlib.util.spec_from_file_location("config_probe", path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
         return module.get_config(variant) if variant else module.get_config()
       except Exception:  # the original error is reported instead
         return None
@@ -181,7 +181,7 @@ def define_distributed_flags() -> None:
 def start_processes(flag_values) -> None:
   """jax.distributed.initialize when launched as several processes; preemption
   signals (SIGTERM, SIGUSR1) become a checkpoint at the next step boundary."""
-  from jaxreg import distributed, preemption
+  from jaxreg import distributed, preemption  # here: after flag parsing (they load jax)
   try:
     distributed.initialize(flag_values.coordinator_address,
                            flag_values.num_processes, flag_values.process_id)
@@ -197,7 +197,8 @@ def user_errors(workdir=None):
   preemption -> requeue under SLURM (exit 0), else exit PREEMPTED_EXIT; SIGINT ->
   exit 130 (see README "Exit codes"). `workdir`: named for a refused write that
   carries no file name (a library's flush)."""
-  from jaxreg import checkpoint, io, preemption, train
+  # Here: the trainer loads jax, flax and orbax, which flag errors need not.
+  from jaxreg import checkpoint, preemption, train
   try:
     yield
   except (config_lib.ConfigError, FileNotFoundError, checkpoint.CorruptCheckpoint) as e:

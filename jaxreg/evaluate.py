@@ -27,7 +27,9 @@ flags.DEFINE_string("checkpoint", "best", "best, latest, or a step number.")
 def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
                      devices=None) -> dict:
   """The evaluation object for `split` at `checkpoint`; also writes it under eval/."""
-  from jaxreg import checkpoint as checkpoint_lib, config as config_lib, train
+  # Here, not at the top: the trainer imports jax and flax, which `--help` need not.
+  from jaxreg import checkpoint as checkpoint_lib, config as config_lib, io, metrics
+  from jaxreg import train
   workdir = Path(workdir)
   if not workdir.is_dir():
     raise FileNotFoundError(f"--workdir={workdir} is not a directory written by "
@@ -41,32 +43,27 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
   _merge(config, saved)
   s = train.setup(config, workdir, devices, checkpoints="read")
   try:
-    return _evaluate(s, workdir, split, checkpoint)
+    steps = s.checkpointer.all_steps()
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
+    if checkpoint == "best":
+      step = s.checkpointer.best_step()
+    elif checkpoint == "latest":
+      step = s.checkpointer.latest_step()
+    elif checkpoint.isdigit() and int(checkpoint) in steps:
+      step = int(checkpoint)
+    else:
+      raise config_lib.ConfigError(
+          f"--checkpoint={checkpoint!r} is not one of: best, latest, "
+          f"{', '.join(map(str, steps))}")
+    state, meta = train.restore(s, step)
+    result, preds = train.evaluate_params(s, state, split, predictions=True)
   except checkpoint_lib.CorruptCheckpoint as e:
     raise config_lib.ConfigError(
         f"{e}; rerun the training command on this workdir to set it aside and "
         "replay it from an earlier checkpoint") from None
   finally:
     s.checkpointer.close()
-
-
-def _evaluate(s, workdir: Path, split: str, checkpoint: str) -> dict:
-  from jaxreg import config as config_lib, io, metrics, train
-  steps = s.checkpointer.all_steps()
-  if not steps:
-    raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
-  if checkpoint == "best":
-    step = s.checkpointer.best_step()
-  elif checkpoint == "latest":
-    step = s.checkpointer.latest_step()
-  elif checkpoint.isdigit() and int(checkpoint) in steps:
-    step = int(checkpoint)
-  else:
-    raise config_lib.ConfigError(
-        f"--checkpoint={checkpoint!r} is not one of: best, latest, "
-        f"{', '.join(map(str, steps))}")
-  state, meta = train.restore(s, step)
-  result, preds = train.evaluate_params(s, state, split, predictions=True)
   evaluation = {"split": split, "step": step, "epoch": meta["epoch"], **result}
   out = records.eval_path(workdir, split, checkpoint)
   out.parent.mkdir(exist_ok=True)

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import jax
 import tqdm
 
 from jaxreg import io
@@ -26,7 +27,6 @@ def _finite_or_none(x):
 
 
 def _is_main() -> bool:
-  import jax
   return jax.process_index() == 0
 
 
@@ -97,7 +97,7 @@ class TensorBoard:
   """
 
   def __init__(self, logdir: Path, purge_step: int | None):
-    from tensorboardX import SummaryWriter
+    from tensorboardX import SummaryWriter  # here: only runs that write events need it
     self.logdir = Path(logdir)
     # purge_step hides events past the restored step after a resume.
     self._writer = (SummaryWriter(str(logdir), purge_step=purge_step) if _is_main()

@@ -29,6 +29,10 @@ import subprocess
 import sys
 import threading
 
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
 SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 PREEMPTED_EXIT = 75  # EX_TEMPFAIL: checkpoint saved, run again to resume
 INTERRUPTED_EXIT = 130  # 128 + SIGINT: stopped by a person
@@ -111,11 +115,8 @@ def stop_now() -> bool:
   stop at the same step (the checkpoint save is collective); a blocking exchange per
   step, negligible beside a multi-host model's step.
   """
-  import jax
   if jax.process_count() == 1:
     return _flag.is_set()
-  import numpy as np
-  from jax.experimental import multihost_utils
   flags = multihost_utils.process_allgather(np.int32(_flag.is_set()))
   return bool(np.any(flags))
 
@@ -131,7 +132,6 @@ def requeue(out=None) -> bool:
   job = os.environ.get("SLURM_JOB_ID")
   if not job:
     return False
-  import jax
   if jax.process_index() != 0:
     return True
   try:

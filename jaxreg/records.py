@@ -7,8 +7,10 @@ A run directory (`jaxreg.main --workdir=DIR`, or one point of a sweep) holds
   predictions_test.npz  the evaluated checkpoint's per-example test predictions:
                         `labels`, `predictions` (int32, test order) and `step`
   eval/<split>-<checkpoint>.json and .npz   `jaxreg.evaluate`'s outputs (`eval_path`)
-  outcome.json          a run that ended without a summary as a SLURM task:
-                        {"status": "diverged" | "error", "error": one line}
+  outcome.json          a run that ended without a summary: {"status": "diverged" |
+                        "error", "error": one line}; a diverged loss also gives "step"
+                        and "epoch" (its last good checkpoint is kept). Removed when
+                        the run is retried.
 
 and a sweep directory
 
@@ -102,10 +104,12 @@ def stored_test_predictions(run_dir: PathLike) -> Iterator[tuple[np.ndarray, np.
       yield found
 
 
-def write_outcome(run_dir: PathLike, status: str, error: str) -> Path:
+def write_outcome(run_dir: PathLike, status: str, error: str, **details) -> Path:
+  """A run that ended without a summary: the trainer's diverged run (with `step` and
+  `epoch`), or a SLURM task's failure."""
   assert status in FAILED, status
   return io.atomic_write_json(Path(run_dir) / OUTCOME_FILE,
-                              {"status": status, "error": error}, indent=None)
+                              {"status": status, "error": error, **details}, indent=None)
 
 
 def read_outcome(run_dir: PathLike) -> dict | None:

@@ -99,3 +99,32 @@ def test_from_config_reads_every_strength():
   a = Augment.from_config(c.data.augment)
   assert a.hue == 0.1 and a.cutout == 4 and a.active
   assert not Augment.from_config(get_base_config().data.augment).active
+
+
+# Members of one vmapped group: each its own strengths, some transforms off for some.
+MEMBERS = [Augment(crop_padding=2, flip=0.5, hue=0.1, cutout=4),
+           Augment(resized_crop_min_scale=0.3, brightness=0.4, contrast=0.2),
+           Augment(saturation=0.8, crop_padding=1),
+           Augment()]
+
+
+def test_a_group_member_augments_exactly_as_its_run_alone():
+  """The group's program holds every transform some member uses (Augment.widest); a
+  member's own strengths are traced values: its images must equal its run alone's,
+  transforms it does not use included (off = its image unchanged). Equal up to float
+  rounding (the vmapped colour matmuls round differently: 1 ulp); a crop, flip, cutout
+  or colour factor drawn from another key or strength moves pixels by 1e-2 or more."""
+  x = _images()
+  widest = Augment.widest(MEMBERS)
+  assert widest == Augment(crop_padding=2, resized_crop_min_scale=0.3, flip=0.5,
+                           brightness=0.4, contrast=0.2, saturation=0.8, hue=0.1,
+                           cutout=4)
+  values = jax.tree.map(lambda *v: jnp.stack(v), *[augment.member_values(a)
+                                                   for a in MEMBERS])
+  keys = jax.random.split(jax.random.key(5), len(MEMBERS))
+  group = jax.jit(jax.vmap(lambda k, v: augment.train_images(k, x, widest, ZERO, ONE, v)))
+  out = np.asarray(group(keys, values))
+  for i, a in enumerate(MEMBERS):
+    alone = np.asarray(jax.jit(lambda k: augment.train_images(k, x, a, ZERO, ONE))(
+        keys[i]))
+    np.testing.assert_allclose(out[i], alone, rtol=0, atol=1e-6, err_msg=str(a))

@@ -233,8 +233,6 @@ def test_sweep_over_dropout_runs_sequentially(tmp_path, capsys):
   the auto executor must train BERT runs one after another (no vmapped group)."""
   base = tiny_bert_config(tmp_path, "bert", **{"train.epochs": 1})
   axes = sweep.parse_axes(["model.dropout.hidden=0,0.3"], base)
-  from jaxreg import group
-  assert not group.vmappable(base)
   from jaxreg.sweep import local
   outcomes = local.run_sweep(base, tmp_path / "sweep", axes,
                              executor=local.EXECUTORS["auto"](), out=None)
@@ -245,6 +243,8 @@ def test_sweep_over_dropout_runs_sequentially(tmp_path, capsys):
   a, b = (json.loads((tmp_path / "sweep" / n / "summary.json").read_text())
           for n in sorted(outcomes))
   assert a["test"]["loss"] != b["test"]["loss"]  # the rate reached the model
+  assert a["executor"]["kind"] == b["executor"]["kind"] == "alone"
+  assert a["executor"]["why"].startswith("no two runs differ only in values")
 
 
 def test_dropout_keys_map_to_each_architectures_config(tmp_path):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxreg import checkpoint, evaluate, feed, group, records, train
+from jaxreg import augment, checkpoint, evaluate, feeds, metrics, parallel, records, train
 
 
 def _config(**overrides):
@@ -94,8 +94,8 @@ def test_checkpoint_restores_batch_stats_and_identical_logits(tmp_path):
   s = train.setup(config, tmp_path / "w")
   assert "batch_stats" in s.state.model_state
   initial = jax.device_get(s.state.model_state)
-  state, counts = s.state, train.parallel.put_replicated(
-      train.metrics.zero_counts(s.data.num_classes), s.mesh)
+  state, counts = s.state, parallel.put_replicated(
+      metrics.zero_counts(s.data.num_classes), s.mesh)
   for batch in train.epoch_batches(s, 0):
     state, counts, _ = s.train_step(state, batch, counts)
   trained = jax.device_get(state.model_state)
@@ -106,7 +106,7 @@ def test_checkpoint_restores_batch_stats_and_identical_logits(tmp_path):
 
   fresh = train.setup(config, tmp_path / "w")
   restored, _ = train.restore(fresh, int(state.step))
-  images = feed.augment_lib.eval_images(jnp.asarray(s.data.val.images), s.feed.mean,
+  images = augment.eval_images(jnp.asarray(s.data.val.images), s.feed.mean,
                                         s.feed.std)
   apply = lambda st: s.model.apply(train.eval_variables(st), {"images": images},  # noqa: E731
                                    train=False)[0]
@@ -126,8 +126,8 @@ def test_padding_rows_of_the_last_batch_stay_out_of_batchnorm_statistics(tmp_pat
                       "data.augment.crop_padding": 0, "data.augment.flip": 0.0})
   s = train.setup(config, tmp_path / "w")
   assert len(s.data.train) == 88
-  state, counts = s.state, train.parallel.put_replicated(
-      train.metrics.zero_counts(s.data.num_classes), s.mesh)
+  state, counts = s.state, parallel.put_replicated(
+      metrics.zero_counts(s.data.num_classes), s.mesh)
   handles = list(train.epoch_batches(s, 0))
   for batch in handles[:-1]:
     state, counts, _ = s.train_step(state, batch, counts)
@@ -135,7 +135,7 @@ def test_padding_rows_of_the_last_batch_stay_out_of_batchnorm_statistics(tmp_pat
   state, counts, _ = s.train_step(state, handles[-1], counts)
   index, mask = (np.asarray(handles[-1][k])[-1] for k in ("index", "mask"))
   assert mask.sum() == 24
-  real = feed.augment_lib.eval_images(jnp.asarray(s.data.train.images[index[mask]]),
+  real = augment.eval_images(jnp.asarray(s.data.train.images[index[mask]]),
                                       s.feed.mean, s.feed.std)
   _, alone = jax.jit(lambda v, x: s.model.apply(v, {"images": x}, train=True))(before,
                                                                              real)
@@ -159,13 +159,9 @@ def test_epoch_batches_put_the_order_once_and_gather_in_jit(tmp_path):
 
 
 def test_index_rows_pads_and_masks_the_last_row():
-  idx, mask = feed.index_rows(np.array([4, 2, 0, 3, 1]), 2)
+  idx, mask = feeds.index_rows(np.array([4, 2, 0, 3, 1]), 2)
   assert idx.tolist() == [[4, 2], [0, 3], [1, 4]]  # filler: the order's first
   assert mask.tolist() == [[True, True], [True, True], [True, False]]
-
-
-def test_resnet_runs_are_not_vmapped_groups():
-  assert not group.vmappable(_config())
 
 
 def _per_class(summary):

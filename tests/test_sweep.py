@@ -177,11 +177,12 @@ def test_run_names_are_readable_and_filesystem_safe():
       "model.resnet.bn_stages='' seed=0"
 
 
-def test_group_runs_separates_static_settings(tmp_path):
+def test_groups_separate_static_settings(tmp_path):
+  from jaxreg import group
   config = tiny_config()
   axes = sweep.parse_axes(["optim.name=adam,sgd", "reg.l2=0,1e-3", "seed=0,1"], config)
   runs = sweep.plan_runs(config, tmp_path, sweep.expand(axes))
-  groups = sweep.group_runs(runs, ["seed", "reg.l2"])
+  groups = [[runs[i] for i in g] for g in group.partition([r.config for r in runs])]
   assert [len(g) for g in groups] == [4, 4]
   assert {r.values["optim.name"] for r in groups[0]} == {"adam"}
   assert runs[5].config.reg.l2 == 0.0 and runs[5].config.optim.name == "sgd"

@@ -235,18 +235,18 @@ def test_train_and_eval_steps_compile_at_most_once_per_bucket(tmp_path, monkeypa
       "train.batch_size": 8, "train.epochs": 1,
       "model.cell": "rnn", "model.embed_size": 8, "model.hidden_size": 8})
   captured = {}
-  real_setup = train.setup
+  real_setup = train.build.setup
 
   def spy(*args, **kwargs):
     captured["s"] = real_setup(*args, **kwargs)
     return captured["s"]
-  monkeypatch.setattr(train, "setup", spy)
+  monkeypatch.setattr(train.build, "setup", spy)
   train.train_and_evaluate(config, tmp_path / "run")
   s = captured["s"]
   buckets = dataset.parse_buckets(config.data.buckets, config.data.max_length)
   assert len(buckets) == 3
-  assert 2 <= s.train_step._cache_size() <= len(buckets)
-  assert 1 <= s.eval_step._cache_size() <= len(buckets)
+  assert 2 <= s.feed.train_step._cache_size() <= len(buckets)
+  assert 1 <= s.feed.eval_step._cache_size() <= len(buckets)
 
 
 # ------------------------------------------------------------------ config

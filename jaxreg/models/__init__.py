@@ -1,67 +1,64 @@
-"""`config.model.family` -> a Model: how the trainer builds, initializes and calls a network.
+"""`config.model.family` -> a Model: how the trainer builds, initializes and calls a network,
+and what a vmapped group of its runs may vary.
 
-train.py, evaluate.py and group.py see only this interface, so a model family (RNN text
-classifier, BERT through transformers, ResNet) plugs in without touching the loop:
+The trainer (jaxreg/train/) sees only the `Model` interface (jaxreg/models/base.py), so
+a family (RNN text classifier, BERT through transformers, ResNet) plugs in without
+touching the loop. A family with other needs (BERT: pretrained weights, its own call
+signature) subclasses Model and overrides ``init`` / ``apply``.
 
-* ``init(key, batch) -> variables``: ``{'params': ..., <other collections>}``, e.g.
-  ``batch_stats`` for BatchNorm; the trainer keeps the non-params collections as
-  ``TrainState.model_state``.
-* ``apply(variables, batch, *, train, rngs=None) -> (logits, model_state_updates)``: the
-  updates are the new values of the mutable collections in training (``{}`` when the
-  model has none, and always ``{}`` in evaluation).
+Each family also declares (`Family`) what the runs of a vmapped group (jaxreg/group.py)
+may vary besides the optimizer's strengths, which every family carries in
+``opt_state.hyperparams``:
 
-A family with other needs (BERT: pretrained weights, its own call signature) subclasses
-Model and overrides ``init`` / ``apply`` (jaxreg/models/bert.py).
+* ``traced``: config key -> module field that accepts a traced value (one per member):
+  RNN: its three dropout rates; ResNet: its dropout rate; BERT: none (transformers'
+  dropout layers test their Python rates).
+* ``padding_free_masks``: whether dropout masks stay the same when a batch is padded
+  wider. Members with different seeds draw different batches, which a group pads to
+  the widest; only a family whose masks do not depend on that width (RNN: per-position
+  masks; ResNet: images have one shape) can group runs of different seeds on bucketed
+  batches. BERT's masks are drawn for the whole [B, T, D] shape, so its group members
+  share one seed unless every batch has the same width (data.buckets='').
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
-import flax.linen as nn
+from typing import Callable, Mapping
 
 from jaxreg.config import FAMILIES
+from jaxreg.models import bert, resnet, rnn
+from jaxreg.models.base import Model
+
+__all__ = ["Family", "Model", "family", "from_config"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Model:
-  """A Linen module and the batch keys it takes, in order, as positional inputs."""
-  module: nn.Module
-  inputs: tuple[str, ...] = ("tokens", "lengths")
-  # Collections updated in training (BatchNorm: ('batch_stats',)).
-  mutable: tuple[str, ...] = ()
-  # Batch keys passed as keyword arguments when the batch has them (ResNet: 'mask',
-  # so BatchNorm's statistics leave out the padding rows of a last batch).
-  keyword_inputs: tuple[str, ...] = ()
+class Family:
+  build: Callable[..., Model]       # (config, data) -> Model
+  traced: Mapping[str, str]         # config key -> module field a member may vary
+  padding_free_masks: bool
 
-  def _kwargs(self, batch) -> dict:
-    return {k: batch[k] for k in self.keyword_inputs if k in batch}
 
-  def init(self, key, batch) -> dict:
-    return dict(self.module.init(key, *(batch[k] for k in self.inputs), train=False,
-                                 **self._kwargs(batch)))
+_FAMILIES = {
+    "rnn": Family(
+        lambda config, data: Model(rnn.from_config(config.model, len(data.vocab),
+                                                   data.num_classes)),
+        rnn.TRACED, padding_free_masks=True),
+    "bert": Family(lambda config, data: bert.from_config(config.model, data.num_classes),
+                   {}, padding_free_masks=False),
+    "resnet": Family(lambda config, data: resnet.from_config(config.model,
+                                                             data.num_classes),
+                     resnet.TRACED, padding_free_masks=True),
+}
 
-  def apply(self, variables, batch, *, train: bool, rngs=None) -> tuple[Any, dict]:
-    args = [batch[k] for k in self.inputs]
-    kwargs = self._kwargs(batch)
-    if train and self.mutable:
-      logits, updates = self.module.apply(variables, *args, train=True, rngs=rngs,
-                                          mutable=list(self.mutable), **kwargs)
-      return logits, dict(updates)
-    return self.module.apply(variables, *args, train=train, rngs=rngs, **kwargs), {}
+
+def family(name: str) -> Family:
+  if name not in _FAMILIES:
+    raise ValueError(f"model.family={name!r} is not one of: {', '.join(FAMILIES)}")
+  return _FAMILIES[name]
 
 
 def from_config(config, data) -> Model:
   """The model of `config.model.family` sized to `data` (vocabulary, classes)."""
-  family = config.model.family
-  if family == "rnn":
-    from jaxreg.models import rnn
-    return Model(rnn.from_config(config.model, len(data.vocab), data.num_classes))
-  if family == "bert":
-    from jaxreg.models import bert
-    return bert.from_config(config.model, data.num_classes)
-  if family == "resnet":
-    from jaxreg.models import resnet
-    return resnet.from_config(config.model, data.num_classes)
-  raise ValueError(f"model.family={family!r} is not one of: {', '.join(FAMILIES)}")
+  return family(config.model.family).build(config, data)

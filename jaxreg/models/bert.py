@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
-from jaxreg.models import Model
+from jaxreg.models.base import Model
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxreg import models
+from jaxreg.models.base import Model
 from jaxreg.models.layers import Dropout
 
+# Config keys a vmapped group member may vary -> ResNet fields (models.Family).
+TRACED = {"model.resnet.dropout_rate": "dropout_rate"}
 # Blocks per stage; 10 is the tiny variant for tests (one basic block a stage).
 STAGE_SIZES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3)}
 # Stage index (0-based) after which dropout layer k (k >= 2) sits.
@@ -252,10 +254,10 @@ def module_from_config(model_cfg, num_classes: int) -> ResNet:
                 dropout_rate=r.dropout_rate, dtype=jnp.dtype(model_cfg.dtype))
 
 
-def from_config(model_cfg, num_classes: int) -> models.Model:
+def from_config(model_cfg, num_classes: int) -> Model:
   """config.model -> a Model taking batch['images']; mutable batch_stats iff BatchNorm."""
   module = module_from_config(model_cfg, num_classes)
   uses_bn = module.norm == "batch" and bool(module.bn_stages)
-  return models.Model(module, inputs=("images",),
+  return Model(module, inputs=("images",),
                       mutable=("batch_stats",) if uses_bn else (),
                       keyword_inputs=("mask",) if uses_bn else ())

@@ -15,6 +15,10 @@ import jax.numpy as jnp
 
 from jaxreg.models.layers import Dropout
 
+# Config keys a vmapped group member may vary -> TextClassifier fields (models.Family).
+TRACED = {"model.dropout.embed": "embed_dropout", "model.dropout.between": "between_dropout",
+          "model.dropout.output": "output_dropout"}
+
 _CELLS = {
     "rnn": nn.SimpleCell,
     "gru": nn.GRUCell,

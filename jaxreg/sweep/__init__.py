@@ -16,5 +16,5 @@ from jaxreg.records import read_runs_csv
 from jaxreg.sweep.axes import (FOLD_KEY, REPLICATE_KEYS, Axis, SweepError, add_folds,
                                cast_value, display_value, display_values, format_value,
                                load_axes, parse_axes, parse_axis)
-from jaxreg.sweep.plan import (Run, config_for, expand, group_runs, plan, plan_runs,
+from jaxreg.sweep.plan import (Run, config_for, expand, plan, plan_runs,
                                prepare, run_name)

@@ -18,7 +18,7 @@ from typing import Callable, Protocol, Sequence
 
 from jaxreg import group, preemption, records, train
 from jaxreg.sweep.axes import Axis, display_values
-from jaxreg.sweep.plan import Run, group_runs, locked, prepare
+from jaxreg.sweep.plan import Run, locked, prepare
 
 
 @dataclasses.dataclass
@@ -36,16 +36,21 @@ class Executor(Protocol):
 
 
 class SequentialExecutor:
-  """One run after another, in this process (the compile cache makes repeats cheap)."""
+  """One run after another, in this process (the compile cache makes repeats cheap).
+  `executor`: what each summary.json records of how the run was trained."""
 
-  def __init__(self, devices=None):
+  def __init__(self, devices=None, executor: dict | None = None):
     self.devices = devices
+    self.executor = executor or {"kind": "alone", "size": 1,
+                                 "why": "asked for one run after another "
+                                        "(--executor=sequential)"}
 
   def execute(self, runs, on_done):
     for run in runs:
       t0 = time.perf_counter()
       try:
-        summary = train.train_and_evaluate(run.config, run.workdir, self.devices)
+        summary = train.train_and_evaluate(run.config, run.workdir, self.devices,
+                                           executor=self.executor)
         outcome = Outcome("done", summary=summary)
       except train.TrainingDiverged as e:
         outcome = Outcome("diverged", error=records.one_line(e))
@@ -57,11 +62,14 @@ class SequentialExecutor:
       on_done(run, outcome)
 
 
-def train_as_group(members: Sequence[Run], devices=None) -> list[Outcome]:
+def train_as_group(members: Sequence[Run], devices=None,
+                   why: str | None = None) -> list[Outcome]:
   """The group trainer's one call site: `members` as one vmapped program."""
   try:
     results = group.train_group([m.config for m in members],
-                                [m.workdir for m in members], devices)
+                                [m.workdir for m in members], devices, why)
+  except preemption.Preempted:
+    raise  # the whole sweep stops (every member's checkpoint is saved)
   except Exception as e:  # noqa: BLE001 - recorded for every member
     results = [{"status": "error", "error": records.one_line(e)}] * len(members)
   outcomes = []
@@ -73,34 +81,27 @@ def train_as_group(members: Sequence[Run], devices=None) -> list[Outcome]:
 
 
 class GroupExecutor:
-  """Runs that differ only in continuous hyperparameters and seed train together as
-  one vmapped program (jaxreg.group); each member still writes its own run dir.
-
-  With `probe` (the `auto` executor), a short timing of a few steps of both ways
-  decides per group, and the group falls back to sequential runs where vmap is not
-  faster (as on a 2-core CPU, where one LSTM step already uses the cores).
+  """Runs that differ only in values one vmapped program can carry (jaxreg.group)
+  train together; each member still writes its own run dir. `group.plan` decides once
+  for all runs: groups, or every run alone (never a mix across the compared settings);
+  with `probe` (the `auto` executor) it times both ways on the real batches first and
+  groups only where that is faster.
   """
 
   def __init__(self, devices=None, probe: bool = False, out=None):
     self.devices, self.probe, self.out = devices, probe, out or sys.stderr
 
   def execute(self, runs, on_done):
-    sequential = SequentialExecutor(self.devices)
-    for members in group_runs(runs, group.GROUPABLE_KEYS):
-      configs = [m.config for m in members]
-      why = None
-      if len(members) > 1 and not group.vmappable(configs[0]):
-        why = (f"model.family={configs[0].model.family!r} does not train as a vmapped "
-               "group (rnn only)")
-      elif len(members) > 1 and self.probe and not group.probe(configs):
-        why = "one vmapped group was not faster than one run after another here"
-      if len(members) == 1 or why:
-        if why:
-          print(f"{len(members)} runs: {why}; training them sequentially", file=self.out)
-        sequential.execute(members, on_done)
+    plan = group.plan([r.config for r in runs], probe=self.probe, devices=self.devices)
+    print(f"{len(runs)} runs: {'in groups' if plan.kind == 'group' else 'alone'}: "
+          f"{plan.why}", file=self.out)
+    for indices in plan.groups:
+      members = [runs[i] for i in indices]
+      if plan.kind == "alone":
+        SequentialExecutor(self.devices, plan.executor(indices)).execute(members, on_done)
         continue
       t0 = time.perf_counter()
-      outcomes = train_as_group(members, self.devices)
+      outcomes = train_as_group(members, self.devices, plan.why)
       seconds = (time.perf_counter() - t0) / len(members)
       for member, outcome in zip(members, outcomes):
         outcome.seconds = seconds

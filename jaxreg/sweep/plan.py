@@ -126,18 +126,6 @@ def plan_runs(base, workdir: Path, points: Sequence[dict]) -> list[Run]:
   return runs
 
 
-def group_runs(runs: Sequence[Run], batchable: Iterable[str]) -> list[list[Run]]:
-  """Runs whose configs are equal except for the `batchable` keys, in plan order:
-  the groups a vmapped program can train, carrying those keys as traced values."""
-  batchable = set(batchable)
-  groups: dict[str, list[Run]] = {}
-  for run in runs:
-    flat = config_lib.flatten(json.loads(run.config.to_json()))
-    static = {k: v for k, v in flat.items() if k not in batchable}
-    groups.setdefault(json.dumps(static, sort_keys=True), []).append(run)
-  return list(groups.values())
-
-
 def plan(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
          sampler_seed: int = 0) -> list[Run]:
   """The runs of the sweep, every point's config validated (SweepError naming the

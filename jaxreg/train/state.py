@@ -1,0 +1,32 @@
+"""What a run trains: its TrainState and the optax chain its config asks for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+from flax.training import train_state
+
+from jaxreg import optim
+from jaxreg.data import embeddings
+
+
+class TrainState(train_state.TrainState):
+  # Raw uint32 key data (orbax stores plain arrays); each step's dropout key is
+  # fold_in(rng, step), so a resumed run draws exactly the keys it would have.
+  rng: jax.Array
+  # The model's collections other than params (BatchNorm's batch_stats); {} for most.
+  model_state: Any = flax.struct.field(default_factory=dict)
+
+
+class TrainingDiverged(RuntimeError):
+  """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+def make_optimizer(config, params, steps_per_epoch: int):
+  """config.optim + config.reg -> the optax chain (optim.build_optimizer)."""
+  return optim.build_optimizer(
+      config.optim, config.reg, params, steps_per_epoch,
+      steps_per_epoch * config.train.epochs,
+      frozen=embeddings.FROZEN_REGEX if config.model.get("freeze_embeddings") else None)
