@@ -12,8 +12,8 @@ images) on the tar unpacked into --work; --epochs sets the length (`auto`: what 
 the cap at the images/s the last bench/gpu_suite.sh run on this machine measured, else
 20). Everything counts against --cap, measured from this script's start: unpacking,
 decoding the 60,000 JPEGs, compiling, training, the final test evaluation. At the cap
-the run gets SIGTERM (jaxreg saves a checkpoint at the next step and exits), SIGKILL 15
-s later: the script ends within about cap + 20 s whatever happens.
+the run gets SIGTERM (jaxreg saves a checkpoint at the next step and exits), SIGKILL
+--grace (15) s later: the script ends within about cap + 20 s whatever happens.
 
 Reported (printed last, and resnet50_cifar_93.json + resnet50_cifar_93.log in --out,
 default $OUT when set, else runs/resnet50_cifar_93): the validation accuracy after each
@@ -50,7 +50,8 @@ import benchlib  # noqa: E402
 TARGET = 0.93
 TRAIN_IMAGES = 45_000  # CIFAR-10's 50,000 less the 10% held out for validation
 BATCH = 512            # configs/resnet.py:cifar10
-OVERHEAD_S = 150       # unpack, decode, compile, evaluations: kept out of auto epochs
+OVERHEAD_S = 150       # unpack, decode, compile, final evaluation: kept out of auto epochs
+EPOCH_EXTRA_S = 2.5    # each epoch's validation and checkpoint (~190 MB of state)
 TAR_NAME = "cifar10_jpeg.tar.gz"
 TARS = (benchlib.CARRY_DIR / "data" / TAR_NAME,
         benchlib.ROOT.parent / "shared" / "data" / "cifar10_jpeg" / TAR_NAME)
@@ -80,18 +81,21 @@ def tiny_tar(path: Path) -> Path:
   return path
 
 
-def auto_epochs(cap: float) -> tuple[int, str]:
-  """Epochs that fit in the cap at the last suite's ResNet-50 images/s (80% of it,
-  batch 256 there, 512 here), between 8 and 40; 20 without a suite result."""
+def auto_epochs(cap: float, suite_path: Path = benchlib.LAST_SUITE) -> tuple[int, str]:
+  """Epochs that fit in the cap at the last suite's ResNet-50 images/s (80% of it: batch
+  256 there, 512 here) with OVERHEAD_S once and EPOCH_EXTRA_S an epoch, between 8 and
+  40; 20 without a suite result."""
   try:
-    suite = json.loads(benchlib.LAST_SUITE.read_text())
-    ips = suite["parts"]["resnet50"]["result"]["jaxreg_images_per_s"]
+    suite = json.loads(Path(suite_path).read_text())
+    ips = float(suite["parts"]["resnet50"]["result"]["jaxreg_images_per_s"])
   except (OSError, KeyError, TypeError, ValueError):
     return 20, "20 (no earlier bench/gpu_suite.sh result on this machine)"
-  fit = int(0.8 * (cap - OVERHEAD_S) * ips / TRAIN_IMAGES)
+  epoch_s = TRAIN_IMAGES / (0.8 * ips) + EPOCH_EXTRA_S
+  fit = int((cap - OVERHEAD_S) / epoch_s)
   epochs = min(40, max(8, fit))
-  return epochs, (f"{epochs} (the suite measured {ips:.0f} images/s: 80% of it fills "
-                  f"the cap less {OVERHEAD_S} s of overhead with {fit} epochs)")
+  return epochs, (f"{epochs} (the suite measured {ips:.0f} images/s: at 80% of it an "
+                  f"epoch takes ~{epoch_s:.1f} s, {fit} fit in the cap less "
+                  f"{OVERHEAD_S} s of overhead)")
 
 
 def read_lines(path: Path, seen: int) -> tuple[list[dict], int]:
@@ -108,7 +112,7 @@ def main(argv=None) -> int:
   argv = argv[:argv.index("--")] if "--" in argv else argv
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--cap", type=float, default=None,
-                      help="hard cap in seconds for everything (default 420; 600 with "
+                      help="hard cap in seconds for everything (default 360; 600 with "
                            "--dry_run, a slow shared CPU)")
   parser.add_argument("--epochs", default="auto", help="an integer, or auto")
   parser.add_argument("--tar", type=Path, default=None,
@@ -118,11 +122,13 @@ def main(argv=None) -> int:
                       help="scratch folder (emptied first): data, cache, workdir")
   parser.add_argument("--out", type=Path, default=None,
                       help="results folder (default: $OUT, else runs/resnet50_cifar_93)")
+  parser.add_argument("--grace", type=float, default=15,
+                      help="seconds from the cap's SIGTERM to SIGKILL")
   parser.add_argument("--dry_run", action="store_true",
                       help="a tiny generated folder, ResNet-10, one epoch")
   args = parser.parse_args(argv)
   start = time.monotonic()
-  cap = args.cap or (600 if args.dry_run else 420)
+  cap = args.cap or (600 if args.dry_run else 360)
   out_dir = args.out or Path(os.environ.get("OUT") or
                              benchlib.ROOT / "runs" / "resnet50_cifar_93")
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,8 +187,8 @@ def main(argv=None) -> int:
       if term_at is None and now >= cap:
         stopped, term_at = "SIGTERM at the cap", now
         os.killpg(proc.pid, signal.SIGTERM)
-      elif term_at is not None and now >= term_at + 15:
-        stopped = "SIGKILL 15 s after the cap's SIGTERM"
+      elif term_at is not None and now >= term_at + args.grace:
+        stopped = f"SIGKILL {args.grace:g} s after the cap's SIGTERM"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
       time.sleep(0.5)
