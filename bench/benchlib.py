@@ -97,7 +97,9 @@ def environment(torch=None) -> dict:
   dev = jax.devices()[0]
   env = {"jax_device": f"{dev.platform} x{len(jax.devices())} ({dev.device_kind})",
          "backend": jax.default_backend(),
-         "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+         # getattr: a record must never fail a finished measurement on another jax.
+         "jax_default_matmul_precision": getattr(
+             jax.config, "jax_default_matmul_precision", "unknown"),
          "xla_flags": os.environ.get("XLA_FLAGS", ""),
          "xla_mem_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION", ""),
          "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
@@ -120,13 +122,25 @@ def fix_torch_settings(torch) -> None:
   torch.backends.cudnn.benchmark = True
 
 
+def _fp32_precision(module) -> str | None:
+  value = getattr(module, "fp32_precision", None)
+  return None if value is None else str(value)
+
+
 def torch_settings(torch) -> dict:
   out = {"version": torch.__version__, "device": torch_device(torch),
          "threads": torch.get_num_threads(),
          "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
          "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
          "cudnn_benchmark": torch.backends.cudnn.benchmark,
-         "cudnn_version": torch.backends.cudnn.version()}
+         # torch >= 2.9's view of the same flags (absent before).
+         "fp32_precision": {
+             k: _fp32_precision(m)
+             for k, m in (("matmul", torch.backends.cuda.matmul),
+                          ("conv", getattr(torch.backends.cudnn, "conv", None)),
+                          ("rnn", getattr(torch.backends.cudnn, "rnn", None)))},
+         "cudnn_version": torch.backends.cudnn.version()
+         if torch.backends.cudnn.is_available() else None}
   if torch.cuda.is_available():
     out["gpu"] = torch.cuda.get_device_name()
   return out
