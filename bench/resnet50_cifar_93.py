@@ -128,14 +128,17 @@ def main(argv=None) -> int:
                       help="a tiny generated folder, ResNet-10, one epoch")
   args = parser.parse_args(argv)
   start = time.monotonic()
-  cap = args.cap or (600 if args.dry_run else 360)
-  out_dir = args.out or Path(os.environ.get("OUT") or
-                             benchlib.ROOT / "runs" / "resnet50_cifar_93")
-  out_dir.mkdir(parents=True, exist_ok=True)
   if args.epochs != "auto" and not (args.epochs.isdigit() and int(args.epochs) > 0):
     print(f"error: --epochs={args.epochs!r} must be a positive integer or auto",
           file=sys.stderr)
     return 2
+  if args.cap is not None and args.cap <= 0:
+    print(f"error: --cap={args.cap:g} must be a number of seconds > 0", file=sys.stderr)
+    return 2
+  cap = args.cap or (600 if args.dry_run else 360)
+  out_dir = args.out or Path(os.environ.get("OUT") or
+                             benchlib.ROOT / "runs" / "resnet50_cifar_93")
+  out_dir.mkdir(parents=True, exist_ok=True)
   shutil.rmtree(args.work, ignore_errors=True)
   args.work.mkdir(parents=True)
   if args.dry_run:

@@ -149,13 +149,18 @@ def test_resnet50_cifar_93_sizes_its_epochs_from_the_last_suite(tmp_path):
   assert auto(360) == 8  # slower than the cap allows: the floor, and the cap cuts it
 
 
-def test_resnet50_cifar_93_refuses_bad_epochs(tmp_path):
+@pytest.mark.parametrize("arg, message", [
+    ("--epochs=ten", "error: --epochs='ten' must be a positive integer or auto"),
+    ("--epochs=0", "error: --epochs='0' must be a positive integer or auto"),
+    ("--cap=-5", "error: --cap=-5 must be a number of seconds > 0"),
+])
+def test_resnet50_cifar_93_refuses_bad_arguments(tmp_path, arg, message):
   proc = subprocess.run([sys.executable, str(ROOT / "bench" / "resnet50_cifar_93.py"),
-                         "--epochs=ten", f"--out={tmp_path}", f"--work={tmp_path / 'w'}"],
+                         arg, f"--out={tmp_path / 'out'}", f"--work={tmp_path / 'w'}"],
                         capture_output=True, text=True, env=python_env(), timeout=60)
   assert proc.returncode == 2
-  assert proc.stderr.strip() == ("error: --epochs='ten' must be a positive integer or "
-                                 "auto")
+  assert proc.stderr.strip() == message
+  assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_gpu_carry_check_accounts_for_every_dependency():
