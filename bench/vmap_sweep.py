@@ -3,6 +3,7 @@
   .venv/bin/python bench/vmap_sweep.py              # K = 1, 4, 16, 64
   .venv/bin/python bench/vmap_sweep.py --quick      # K = 1, 4; a few steps (smoke run)
   .venv/bin/python bench/vmap_sweep.py --ks=16 --rounds=7 --shared
+  .venv/bin/python bench/vmap_sweep.py --ks=16 --steps=20 --json=vmap.json   # GPU
 
 The TREC-sized LSTM classifier (B=32, sequences of 5-20 tokens padded to T=20, E=300,
 H=200, V=8700, 6 classes; random token ids: only the shapes matter), Adam with decoupled
@@ -21,7 +22,8 @@ as in a sweep at a fixed seed) and in weight decay.
 Both include the host-to-device copy of each step's batch, both are compiled and warmed
 up first, then timed in alternating rounds (drift on a busy machine hits both alike).
 Printed per K: milliseconds per group step and per K solo steps, model-steps per second
-of each, and ratio = group throughput / sequential throughput (> 1: the group is faster).
+of each, and ratio = group throughput / sequential throughput (> 1: the group is faster;
+the JSON also holds its inverse, the time ratio group / sequential, < 1: faster).
 Time it on a quiet machine: other jobs change the ratio (the machine's load average is
 printed).
 """
@@ -29,7 +31,6 @@ printed).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -39,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib  # noqa: E402
 
 SHAPE = dict(batch=32, length=20, min_length=5, vocab=8700, classes=6, embed=300,
              hidden=200)
@@ -164,14 +166,8 @@ def bench_k(k: int, shared: bool, rounds: int, steps: int) -> dict:
   return {"k": k, "shared_batch": shared, "group_ms_per_step": 1e3 * g,
           "sequential_ms_per_k_steps": 1e3 * s, "group_model_steps_per_s": k / g,
           "sequential_model_steps_per_s": k / s, "ratio": s / g,
+          "time_ratio_group_over_sequential": g / s,
           "compile_and_first_steps_s": compile_s, "rounds": rounds, "steps": steps}
-
-
-def _load() -> str:
-  try:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-  except OSError:
-    return "unknown"
 
 
 def main(argv=None):
@@ -183,7 +179,7 @@ def main(argv=None):
                       help="one batch for all members (a sweep at a fixed seed)")
   parser.add_argument("--quick", action="store_true",
                       help="K = 1, 4 with 2 rounds of 2 steps (a smoke run)")
-  parser.add_argument("--json", action="store_true", help="also print JSON lines")
+  parser.add_argument("--json", type=Path, help="also write the results here")
   args = parser.parse_args(argv)
   ks = [int(k) for k in args.ks.split(",")]
   rounds, steps = args.rounds, args.steps
@@ -200,7 +196,7 @@ def main(argv=None):
         f"H={SHAPE['hidden']} V={SHAPE['vocab']} C={SHAPE['classes']}; "
         f"{'one shared batch' if args.shared else 'a batch per member'}; "
         f"{rounds} rounds x {steps} steps, medians")
-  print(f"load average before: {_load()}")
+  print(f"load average before: {benchlib.load_average()}")
   print(f"{'K':>4} {'group ms/step':>14} {'seq ms/K steps':>15} {'group steps/s':>14} "
         f"{'seq steps/s':>12} {'ratio':>6}")
   results = []
@@ -210,10 +206,11 @@ def main(argv=None):
     print(f"{k:>4} {r['group_ms_per_step']:>14.1f} {r['sequential_ms_per_k_steps']:>15.1f} "
           f"{r['group_model_steps_per_s']:>14.1f} {r['sequential_model_steps_per_s']:>12.1f}"
           f" {r['ratio']:>6.2f}", flush=True)
-    if args.json:
-      print(json.dumps(r))
-  print(f"load average after: {_load()}")
-  return results
+  print(f"load average after: {benchlib.load_average()}")
+  out = {"bench": "vmap_sweep", "quick": args.quick, "torch_skipped": None,
+         "env": benchlib.environment(), "results": results}
+  benchlib.write_json(args.json, out)
+  return out
 
 
 if __name__ == "__main__":
