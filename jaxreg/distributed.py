@@ -76,3 +76,13 @@ def is_main() -> bool:
   compute (and take part in every checkpoint save and restore, which are
   collective)."""
   return process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Every process waits here for the others (a no-op for one process). Reads of a
+  shared workdir go before one, writes after it, so no process reads what another
+  just wrote (orbax's managers, opened on what a process sees, sync collectively)."""
+  import jax
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)

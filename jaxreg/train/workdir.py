@@ -39,6 +39,10 @@ def opened(configs, workdirs):
   created for the others are removed again, so a refusal writes nothing. Call after
   everything is validated."""
   workdirs = [Path(w) for w in workdirs]
+  # Every process has checked (read) the workdirs before process 0 writes in them: a
+  # process that saw checkpoints/ another had just created would open a read-only
+  # manager the others do not, and orbax's collective syncs would then mismatch.
+  distributed.barrier("jaxreg: workdirs checked")
   with contextlib.ExitStack() as held:
     created = [w for w in workdirs if not w.exists()]
     try:
@@ -53,6 +57,7 @@ def opened(configs, workdirs):
           (w / lock.LOCK_FILE).unlink()
           w.rmdir()
       raise
+    distributed.barrier("jaxreg: workdirs checked under the lock")
     for c, w in zip(configs, workdirs):
       write_config(c, w)
     yield
