@@ -18,9 +18,9 @@ overriding the model also switches the tokenizer.
 Variants: '' (MiniLM, TREC), electra (ELECTRA-small's usual fine-tuning rates; give its
 directory or hub name in model.pretrained), imdb (aclImdb folder, 256 subwords), tiny
 (1 epoch of tiny batches for tests; tests set model.pretrained and the data).
-Measured (README "Results"): the default, seeds 0-2, 96.5 ± 0.4% test accuracy
-(96.6 / 96.0 / 96.8; ENTY the weakest class, 88.3%), 52-69 minutes per run on the 2-core
-CPU shared with four other jobs (one epoch took 93 s on the machine when quiet).
+Measured (docs/results/bert.md): the default, seeds 0-2, 96.5 ± 0.4% test accuracy
+(96.6 / 96.0 / 96.8; ENTY the weakest class, 88.3%); on the 2-core CPU
+one epoch takes 93 s (about 5 minutes a run).
 """
 
 import importlib.util

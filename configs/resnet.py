@@ -22,7 +22,8 @@ Bases:
 - `shapes_sweep`: the augmentation-sweep base: 1200 generated 16x16 images, 100 test
   images a class, no augmentation, 4 epochs. Measured: 91.7% test (mean of seeds 0-2;
   colour classes 99-100%, shapes 74-87%), 11-50 s a run; hue 0.5 costs red and green
-  ~52 points, crops at min scale 0.05 cost square 29 and cross 41 points (README).
+  ~52 points, crops at min scale 0.05 cost square 29 and cross 41 points
+  (docs/results/resnet.md).
 - `cifar10`: ResNet-50 (bottleneck, CIFAR stem, BatchNorm) on tfds:cifar10, crop 4 +
   flip, SGD Nesterov 0.1 (batch 512) with a one-cycle schedule (5-epoch linear warmup,
   cosine to 0) over 30 epochs, weight decay 5e-4, bfloat16 compute (the GPU recipe;
@@ -40,13 +41,13 @@ Bases:
   --config.data.train_per_class=1000 --config.train.epochs=10: 53.6% test (deer 31.8%
   to automobile 69.8%), 15 min 34 s; --config.data.train_per_class=0
   --config.train.epochs=8 (all 45,000): 70.1% test (cat 46.4% to ship 85.4%), 22 min 28 s
-  (README "ResNet on images").
+  (docs/results/resnet.md).
 
 Modifiers (the course ablations; on any base):
 - `nobn_dK_pR`: no BatchNorm (model.resnet.norm='none') with K in 0..3 dropout layers of
   rate R (1: before the head, 2: + after stage 3, 3: + after stage 2), e.g. nobn_d0_p0,
   nobn_d3_p0.8. The course grid: K in 0..3 x R in 0.2, 0.5, 0.8. Unmeasured on the
-  ResNet-50. Measured on cifar10_small, 3 seeds (README "ResNet on images"):
+  ResNet-50. Measured on cifar10_small, 3 seeds (docs/results/resnet.md):
     python -m jaxreg.sweep --config=configs/resnet.py:cifar10_small,nobn_d1_p0 \
         --workdir=runs/ablations/dropout --axis=model.resnet.dropout_layers=1,2,3 \
         --axis=model.resnet.dropout_rate=0,0.2,0.5,0.8 --axis=seed=0,1,2 \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's TREC-6 results: each setup x seeds 0,1,2, one run at a time.
+# The TREC-6 results of docs/results/trec.md: each setup x seeds 0,1,2, one run at a time.
 #   bash results/run_trec.sh [OUT [SETUP ...]]   (default OUT: runs/results/trec,
 #   SETUPs: rnn:trec rnn:trec_reg lstm:trec_reg bilstm:trec_reg)
 # Finished runs (summary.json present) are skipped, so it resumes and can be split

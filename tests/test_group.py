@@ -1,6 +1,7 @@
 """K runs as one vmapped group (jaxreg.group, jaxreg.train.run) against the same runs alone.
 
-"Equal" means what README "Groups" says: step for step, a member sees its run alone's
+"Equal" means what docs/sweeps.md says ("What 'equal to its run alone' means"): step for
+step, a member sees its run alone's
 batches (order, length buckets, padding), dropout masks, augmentation draws and
 BatchNorm masks, so its logged losses and its parameters agree with the run alone's to
 float rounding over these short runs (a vmapped program rounds differently; over long

@@ -1,4 +1,4 @@
-"""End-to-end claims of the README on the built-in dataset (slow tier)."""
+"""End-to-end claims of docs/results/builtin.md on the built-in dataset (slow tier)."""
 
 import numpy as np
 import pytest

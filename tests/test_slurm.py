@@ -19,8 +19,8 @@ import pytest
 from tests import slurm_cluster
 from tests.conftest import ROOT, python_env, tiny_config
 
-# 4 runs by default; JAXREG_SLURM_SWEEP_SEEDS=0,1,2,3 makes it the 8-run check of the
-# README ("Running on a cluster").
+# 4 runs by default; JAXREG_SLURM_SWEEP_SEEDS=0,1,2,3 makes it an 8-run check (seeds 0-3
+# x two L2 values; docs/cluster.md, "How it is tested").
 SEEDS = os.environ.get("JAXREG_SLURM_SWEEP_SEEDS", "0,1")
 SWEEP_AXES = [f"--axis=seed={SEEDS}", "--axis=reg.l2=0,0.001"]
 NUM_RUNS = 2 * len(SEEDS.split(","))
