@@ -97,6 +97,47 @@ def test_every_reader_sees_the_same_status_of_each_run(tmp_path):
   assert not (root / failed / records.OUTCOME_FILE).exists()
 
 
+class _FakeGroups:
+  """An executor that trains nothing: the first two runs 'train' as a group of 2 (one
+  finishes, one fails), the rest alone, as the real executors report them."""
+
+  def execute(self, runs, on_done):
+    group = {"kind": "group", "size": 2, "why": "probe: a group was faster"}
+    for i, run in enumerate(runs):
+      executor = group if i < 2 else {"kind": "alone", "size": 1, "why": "asked"}
+      if i == 1:
+        on_done(run, local.Outcome("error", error="ValueError: boom", executor=executor))
+        continue
+      summary = _summary([[9, 1], [2, 8]], 0.9)
+      summary["test"]["class_names"] = ["a", "b"]
+      summary["executor"] = executor
+      run.workdir.mkdir(parents=True, exist_ok=True)
+      records.write_summary(run.workdir, summary)
+      on_done(run, local.Outcome("done", summary=summary))
+
+
+def test_sweep_json_and_runs_csv_record_how_each_run_was_trained(tmp_path):
+  # Issue 15: a vmapped member is not bit-identical to its run alone, so the sweep's
+  # records say how each run was trained (group of K or alone, and why), failed runs
+  # included, and the SLURM roll-up keeps it.
+  config = tiny_config()
+  root = tmp_path / "s"
+  axes = parse_axes(["seed=0,1,2"], config)
+  local.run_sweep(config, root, axes, executor=_FakeGroups(), out=open(os.devnull, "w"))
+  names = [e["name"] for e in records.read_sweep(root)["runs"]]
+  want = [("group", 2, "probe: a group was faster"),
+          ("group", 2, "probe: a group was faster"), ("alone", 1, "asked")]
+  for _ in range(2):  # as the local launcher wrote them, then after SLURM's collect
+    entries = records.read_sweep(root)["runs"]
+    assert [(e["executor"]["kind"], e["executor"]["size"], e["executor"]["why"])
+            for e in entries] == want
+    rows = records.read_runs_csv(root / records.RUNS_FILE)
+    assert [r["run"] for r in rows] == names
+    assert [(r["status"], r["executor"], r["executor_size"]) for r in rows] == \
+        [("done", "group", "2"), ("error", "group", "2"), ("done", "alone", "1")]
+    slurm.collect(root, out=open(os.devnull, "w"))
+
+
 def test_slurm_submission_resubmits_only_unfinished_runs(tmp_path, monkeypatch):
   # A stand-in sbatch on PATH records its arguments and answers a job id.
   bin_dir = tmp_path / "bin"

@@ -306,6 +306,8 @@ def test_a_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
   rows = records.read_runs_csv(tmp_path / "runs.csv")
   assert [r["status"] for r in rows] == ["diverged", "done"]
   assert "loss is" in rows[0]["error"] and rows[0]["test_accuracy"] == ""
+  # how each was trained, the failed run too (the default executor: one after another)
+  assert [(r["executor"], r["executor_size"]) for r in rows] == [("alone", "1")] * 2
   out = capsys.readouterr().out
   assert "[1/2] optim.step_factor=1e+38: diverged: TrainingDiverged: loss is" in out
   # rerun: the diverged run is skipped (it would diverge again), nothing trains

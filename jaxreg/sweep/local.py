@@ -27,6 +27,8 @@ class Outcome:
   summary: dict | None = None
   error: str | None = None
   seconds: float = 0.0
+  # how the run was trained ({kind, size, why}); a finished run's summary says it too
+  executor: dict | None = None
 
 
 class Executor(Protocol):
@@ -59,6 +61,7 @@ class SequentialExecutor:
       except Exception as e:  # noqa: BLE001 - recorded; the sweep goes on
         outcome = Outcome("error", error=records.one_line(e))
       outcome.seconds = time.perf_counter() - t0
+      outcome.executor = self.executor
       on_done(run, outcome)
 
 
@@ -105,6 +108,7 @@ class GroupExecutor:
       seconds = (time.perf_counter() - t0) / len(members)
       for member, outcome in zip(members, outcomes):
         outcome.seconds = seconds
+        outcome.executor = plan.executor(indices)
         on_done(member, outcome)
 
 
@@ -165,6 +169,9 @@ def _run_sweep(base_config, workdir: Path, axes, *, budget, sampler_seed, execut
     entry = entries[run.name]
     entry["status"] = outcome.status
     entry["seconds"] = round(outcome.seconds, 3)
+    executor = (outcome.summary or {}).get("executor") or outcome.executor
+    if executor:
+      entry["executor"] = executor
     if outcome.status == "done":
       entry.pop("error", None)
       summaries[run.name] = outcome.summary
