@@ -345,6 +345,47 @@ def test_cycles_are_found():  # the check above can fail
       [{"a", "b", "c"}]
 
 
+PROJECT_PACKAGES = ("jaxreg", "bench", "tests", "configs")
+
+
+def private_uses(path: Path) -> list[str]:
+  """Where the file at `path` reaches a private name (`_x`, not dunder) of another
+  module of the project: `from M import _x`, or `m._x` for a module `m` it imports.
+  (A leading underscore means: only this module relies on it.)"""
+  tree = ast.parse(path.read_text())
+  ours = lambda module: (module or "").split(".")[0] in PROJECT_PACKAGES  # noqa: E731
+  private = lambda name: name.startswith("_") and not name.startswith("__")  # noqa: E731
+  modules, found = set(), []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      modules |= {a.asname or a.name.split(".")[0] for a in node.names if ours(a.name)}
+    elif isinstance(node, ast.ImportFrom) and (ours(node.module) or node.level):
+      for a in node.names:
+        if private(a.name):
+          found.append(f"{path.name}:{node.lineno}: from {node.module} import {a.name}")
+        modules.add(a.asname or a.name)  # a module or not: `x._y` is private either way
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Attribute) and private(node.attr) \
+        and isinstance(node.value, ast.Name) and node.value.id in modules:
+      found.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
+  return sorted(found, key=lambda u: int(u.split(":")[1]))
+
+
+def test_no_module_uses_another_modules_private_names():
+  files = [p for d in ("jaxreg", "bench") for p in sorted((ROOT / d).rglob("*.py"))]
+  assert len(files) > 50
+  assert [u for f in files for u in private_uses(f)] == []
+
+
+def test_private_uses_are_found(tmp_path):  # the check above can fail
+  f = tmp_path / "m.py"
+  f.write_text("from jaxreg import train\nfrom jaxreg.train import loop as L\n"
+               "from tests.test_group import _data\nimport os\n"
+               "train._helper()\nL._Loop\nos._exit(0)\nself._x\n")
+  assert private_uses(f) == ["m.py:3: from tests.test_group import _data",
+                             "m.py:5: train._helper", "m.py:6: L._Loop"]
+
+
 @pytest.mark.parametrize("module", ["jaxreg.sweep", "jaxreg.report", "jaxreg.slurm"])
 def test_a_command_loads_each_of_its_modules_once(module, tmp_path):
   # `python -m jaxreg.sweep` used to run sweep.py as __main__ and import it again as
