@@ -5,10 +5,13 @@ the same code the trainer used, prints a per-class table and writes
 DIR/eval/<split>-<checkpoint>.json (for `best` it equals summary.json's) and the
 per-example predictions DIR/eval/<split>-<checkpoint>.npz (labels, predictions, step).
 
-It takes no lock and touches no training file: orbax is opened read-only (no cleanup
-of a running trainer's save in flight), and its only writes are those two files
-(atomic). A checkpoint the trainer deletes while it is read is a one-line error.
+Safe to run while the run is still training: it changes nothing the trainer wrote and
+writes only those two files. A checkpoint the trainer deletes while it is being read
+is a one-line error (run it again).
 """
+
+# It takes no lock; orbax is opened read-only (no cleanup of a running trainer's save
+# in flight) and both files are written atomically.
 
 from __future__ import annotations
 

@@ -403,18 +403,33 @@ def test_a_command_loads_each_of_its_modules_once(module, tmp_path):
   assert "TWICE []" in proc.stderr, proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize("module,names", [
-    ("jaxreg.sweep", ["sweep.json", "runs.csv", "--axis", "--executor", "resume"]),
-    ("jaxreg.report", ["report.md", "--baseline", "--plan", "calibrate", "analyse"]),
+DEVELOPER_NOTES = ("contract", "executors to come", "jaxreg/", "EXECUTORS", "`plan_lines`",
+                   "train_and_evaluate", "Flags only", "orbax", "README")
+
+
+@pytest.mark.parametrize("module,names,flag_names", [
+    ("jaxreg.main", ["summary.json", "checkpoint", "resume", "--config.KEY",
+                     "python -m jaxreg.config", "Exit codes", "--coordinator_address"],
+     ["--workdir", "--config"]),
+    ("jaxreg.sweep", ["sweep.json", "runs.csv", "--axis", "--executor", "resume"],
+     ["--workdir", "--axis"]),
+    ("jaxreg.report", ["report.md", "--baseline", "--plan", "calibrate", "analyse"],
+     ["--workdir", "--axis"]),
+    ("jaxreg.evaluate", ["eval/", "--checkpoint", "while"],
+     ["--workdir", "--split", "--checkpoint"]),
+    ("jaxreg.config", ["--changed", "--markdown", "doc"], ["--config", "--[no]changed"]),
 ])
-def test_help_is_written_for_users(module, names):
+def test_help_is_written_for_users(module, names, flag_names):
+  # What the command does and how to use it, with no notes for jaxreg's developers
+  # (module names, the code's contracts, another document's section).
   proc = _python("-m", module, "--help")
   intro, flags_part = proc.stdout.split("\nflags:")  # absl's --help exits 1
-  assert "--workdir:" in flags_part and "--axis:" in flags_part
+  for flag in flag_names:
+    assert f"{flag}:" in flags_part, flag
   assert intro.startswith(f"python -m {module} ")
   for name in names:
     assert name in intro, name
-  for note in ("contract", "executors to come", "jaxreg/", "EXECUTORS", "`plan_lines`"):
+  for note in DEVELOPER_NOTES:
     assert note not in intro, note
 
 
