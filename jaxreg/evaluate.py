@@ -44,6 +44,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
   # Keys added to jaxreg after the run was written take their defaults.
   config = config_lib.get_base_config()
   _merge(config, saved)
+  config_lib.validate(config)
   s = train.setup(config, workdir, devices, checkpoints="read")
   try:
     steps = s.checkpointer.all_steps()

@@ -126,17 +126,18 @@ def run_sweep(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
   """Plans, resumes and trains a sweep; returns {run name: Outcome} of this call.
   Nothing is written unless every point's config is valid; the sweep directory is
   locked while it runs."""
-  with locked(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed):
-    return _run_sweep(base_config, Path(workdir), axes, budget=budget,
+  with locked(base_config, workdir, axes, budget=budget,
+              sampler_seed=sampler_seed) as planned:
+    return _run_sweep(base_config, Path(workdir), axes, planned, budget=budget,
                       sampler_seed=sampler_seed, executor=executor,
                       retry_diverged=retry_diverged, out=out or sys.stdout,
                       command=command)
 
 
-def _run_sweep(base_config, workdir: Path, axes, *, budget, sampler_seed, executor,
-               retry_diverged, out, command) -> dict[str, Outcome]:
+def _run_sweep(base_config, workdir: Path, axes, planned, *, budget, sampler_seed,
+               executor, retry_diverged, out, command) -> dict[str, Outcome]:
   runs, meta = prepare(base_config, workdir, axes, budget=budget,
-                       sampler_seed=sampler_seed, command=command)
+                       sampler_seed=sampler_seed, command=command, runs=planned)
   entries = {e["name"]: e for e in meta["runs"]}
   summaries = {}
   for run in runs:
