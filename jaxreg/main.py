@@ -24,6 +24,7 @@ Several processes (srun, mpirun, or --coordinator_address, --num_processes and
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -42,7 +43,7 @@ cli.define_distributed_flags()
 def main(argv):
   config, workdir = cli.config_and_workdir(argv, FLAGS)
   cli.start_processes(FLAGS)  # jax.distributed + preemption signal handlers
-  from jaxreg import distributed, train  # after flag parsing: `--help` stays fast
+  from jaxreg import distributed, records, train  # after flag parsing: fast `--help`
   with cli.user_errors(workdir):
     summary = train.train_and_evaluate(config, workdir)
   if not distributed.is_main():
@@ -50,7 +51,7 @@ def main(argv):
   test = summary["test"]
   print(f"test accuracy {test['accuracy']:.4f}  balanced {test['balanced_accuracy']:.4f}"
         f"  worst class {test['worst_class_accuracy']:.4f}  "
-        f"({workdir}/summary.json)")
+        f"({Path(workdir) / records.SUMMARY_FILE})")
 
 
 def run():

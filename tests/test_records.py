@@ -345,6 +345,23 @@ def test_cycles_are_found():  # the check above can fail
       [{"a", "b", "c"}]
 
 
+def test_only_records_spells_the_names_of_its_files():
+  # records.py alone knows the shared files' names: a module that writes its own
+  # "summary.json" would silently disagree with the readers if the name changed.
+  names = {records.SUMMARY_FILE, records.PREDICTIONS_FILE, records.OUTCOME_FILE,
+           records.SWEEP_FILE, records.RUNS_FILE}
+  found = []
+  for path in sorted((ROOT / "jaxreg").rglob("*.py")):
+    if path.name == "records.py":
+      continue
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+          and any(node.value in (n, f"/{n}") or node.value.startswith(f"/{n})")
+                  for n in names):  # a path, not a name in a sentence
+        found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+  assert found == []
+
+
 PROJECT_PACKAGES = ("jaxreg", "bench", "tests", "configs")
 
 
