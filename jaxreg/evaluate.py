@@ -19,7 +19,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from jaxreg import cli, records
+from jaxreg import cli, config as config_lib, io, records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A workdir written by jaxreg.main.")
@@ -31,8 +31,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
                      devices=None) -> dict:
   """The evaluation object for `split` at `checkpoint`; also writes it under eval/."""
   # Here, not at the top: the trainer imports jax and flax, which `--help` need not.
-  from jaxreg import checkpoint as checkpoint_lib, config as config_lib, io, metrics
-  from jaxreg import train
+  from jaxreg import checkpoint as checkpoint_lib, metrics, train
   workdir = Path(workdir)
   if not workdir.is_dir():
     raise FileNotFoundError(f"--workdir={workdir} is not a directory written by "
