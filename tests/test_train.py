@@ -285,6 +285,7 @@ def test_evaluate_fills_keys_missing_from_an_older_config_json(finished_run, tmp
   assert _strip(evaluate_workdir(old, "test", "best")) == summary["test"]
 
 
+@pytest.mark.slow  # three short runs and an evaluation: ~8 s here
 def test_each_entry_point_validates_the_config_once(tmp_path, monkeypatch):
   # Validation runs once where a run, an evaluation or a sweep starts; the builders
   # (train.setup) trust it. A sweep checks every point before anything is written and
