@@ -1,5 +1,6 @@
-"""What the bench scripts share: PyTorch when it is installed, alternating timed rounds,
-and the record of where a number came from (device, commit, versions, load).
+"""What the bench scripts share: PyTorch when it is installed, jaxreg's timed train
+step, alternating timed rounds, and the record of where a number came from (device,
+commit, versions, load).
 
 The scripts put their own directory on sys.path (python bench/NAME.py), so they import
 this module as `benchlib`.
@@ -14,6 +15,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +41,65 @@ def import_torch():
   except ImportError:
     return None
   return torch
+
+
+def start(threads: int = 0):
+  """jaxreg's compilation cache, then jax, then torch, in that order (jax first claims
+  its share of a GPU). Returns torch, or None when it is not installed (said on stdout);
+  `threads` > 0 limits torch's CPU threads."""
+  # Here, not at the top: a script may set XLA_FLAGS before jax starts.
+  from jaxreg import cli
+  cli.enable_compilation_cache()
+  import jax  # noqa: F401
+  torch = import_torch()
+  if torch is None:
+    print(TORCH_SKIPPED, flush=True)
+  elif threads:
+    torch.set_num_threads(threads)
+  return torch
+
+
+def record(path, bench: str, quick: bool, torch, env: dict, **results) -> dict:
+  """A comparison's JSON record, also written to `path` when one is given."""
+  out = {"bench": bench, "quick": quick,
+         "torch_skipped": TORCH_SKIPPED if torch is None else None, "env": env,
+         **results}
+  write_json(path, out)
+  return out
+
+
+class JaxregStep:
+  """jaxreg's optimizer chain and jitted train step (jaxreg.train.compile_steps) for
+  `model` under `config`, on a mesh of every device: `put` moves batches there, `run`
+  trains on them and returns the seconds it took. The model is initialized from key 0
+  on `sample`; `num_params` counts its parameters."""
+
+  def __init__(self, config, model, sample: dict, classes: int):
+    # Here, not at the top: a script imports jax after setting up jaxreg's compilation
+    # cache and before torch (jax first claims its share of a GPU).
+    import jax
+    from jaxreg import metrics, parallel, train
+    self._jax, self._parallel = jax, parallel
+    self.mesh = parallel.make_mesh()
+    variables = dict(jax.jit(model.init)(jax.random.key(0), sample))
+    params = variables.pop("params")
+    self.num_params = sum(int(x.size) for x in jax.tree.leaves(params))
+    tx = train.make_optimizer(config, params, steps_per_epoch=100)
+    self.state = parallel.put_replicated(train.TrainState.create(
+        apply_fn=model.apply, params=params, tx=tx,
+        rng=jax.random.key_data(jax.random.key(1)), model_state=variables), self.mesh)
+    self.step_fn, _ = train.compile_steps(model, self.mesh, classes)
+    self.counts = parallel.put_replicated(metrics.zero_counts(classes), self.mesh)
+
+  def put(self, batches):
+    return [self._parallel.put_batch(b, self.mesh) for b in batches]
+
+  def run(self, batches) -> float:
+    t0 = time.perf_counter()
+    for batch in batches:
+      self.state, self.counts, out = self.step_fn(self.state, batch, self.counts)
+    self._jax.block_until_ready((self.state.params, out["loss"]))
+    return time.perf_counter() - t0
 
 
 def alternate(runs: dict, rounds: int) -> dict:

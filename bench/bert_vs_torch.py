@@ -78,38 +78,15 @@ def model_dir(name: str, workdir: Path) -> tuple[str, bool]:
   return name, False
 
 
-class JaxregStep:
+def jaxreg_step(model_dir: str, dtype: str, sample: dict) -> benchlib.JaxregStep:
   """jaxreg's model (jaxreg/models/bert.py), optimizer chain and jitted train step."""
-
-  def __init__(self, model_dir: str, dtype: str, sample: dict):
-    import jax
-    from configs import bert as bert_config
-    from jaxreg import metrics, parallel, train
-    from jaxreg.models import bert
-    config = bert_config.get_config()
-    config.model.pretrained = model_dir
-    config.model.dtype = dtype
-    self._jax, self._parallel = jax, parallel
-    self.mesh = parallel.make_mesh()
-    model = bert.from_config(config.model, CLASSES)
-    params = jax.jit(model.init)(jax.random.key(0), sample)["params"]
-    self.num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-    tx = train.make_optimizer(config, params, steps_per_epoch=100)
-    self.state = parallel.put_replicated(train.TrainState.create(
-        apply_fn=model.apply, params=params, tx=tx,
-        rng=jax.random.key_data(jax.random.key(1))), self.mesh)
-    self.step_fn, _ = train.compile_steps(model, self.mesh, CLASSES)
-    self.counts = parallel.put_replicated(metrics.zero_counts(CLASSES), self.mesh)
-
-  def put(self, batches):
-    return [self._parallel.put_batch(b, self.mesh) for b in batches]
-
-  def run(self, batches) -> float:
-    t0 = time.perf_counter()
-    for batch in batches:
-      self.state, self.counts, out = self.step_fn(self.state, batch, self.counts)
-    self._jax.block_until_ready((self.state.params, out["loss"]))
-    return time.perf_counter() - t0
+  from configs import bert as bert_config
+  from jaxreg.models import bert
+  config = bert_config.get_config()
+  config.model.pretrained = model_dir
+  config.model.dtype = dtype
+  return benchlib.JaxregStep(config, bert.from_config(config.model, CLASSES), sample,
+                             CLASSES)
 
 
 class TorchStep:
@@ -170,19 +147,12 @@ def main(argv=None) -> dict:
   if args.quick:
     for k, v in QUICK.items():
       setattr(args, k, v)
-  from jaxreg import cli
-  cli.enable_compilation_cache()
-  import jax  # noqa: F401  (before torch: jax first claims its share of a GPU)
-  torch = benchlib.import_torch()
-  if torch is None:
-    print(benchlib.TORCH_SKIPPED, flush=True)
-  elif args.quick:
-    torch.set_num_threads(1)
+  torch = benchlib.start(threads=1 if args.quick else 0)
   with tempfile.TemporaryDirectory() as tmp:
     path, random_init = model_dir(args.model, Path(tmp))
     config = json.loads((Path(path) / "config.json").read_text())
     batches = make_batches(args.batch, args.length, config["vocab_size"], args.steps)
-    sides = {"jaxreg": JaxregStep(path, args.dtype, batches[0])}
+    sides = {"jaxreg": jaxreg_step(path, args.dtype, batches[0])}
     if torch is not None:
       sides["torch"] = TorchStep(path, random_init, args.dtype, torch)
       if sides["jaxreg"].num_params != sides["torch"].num_params:
@@ -215,11 +185,8 @@ def main(argv=None) -> dict:
   if torch is not None:
     env.update(torch_attention=sides["torch"].attention,
                torch_autocast="bfloat16" if args.dtype == "bfloat16" else None)
-  out = {"bench": "bert_vs_torch", "quick": args.quick,
-         "torch_skipped": benchlib.TORCH_SKIPPED if torch is None else None,
-         "env": env, "result": result}
-  benchlib.write_json(args.json, out)
-  return out
+  return benchlib.record(args.json, "bert_vs_torch", args.quick, torch, env,
+                         result=result)
 
 
 if __name__ == "__main__":

@@ -166,11 +166,8 @@ def download(names: dict[str, str], dest: Path) -> list[Path]:
 
 
 def sha256(path: Path) -> str:
-  h = hashlib.sha256()
   with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def tree_bytes() -> int:

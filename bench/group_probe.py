@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 def _varied_data(tmp: Path) -> dict:
   """Short texts with a long one now and then: batches fall in buckets 8, 32 and 64."""
-  from tests.test_group import _varied_length_data
-  return _varied_length_data(tmp)
+  from tests.conftest import varied_length_data
+  return varied_length_data(tmp)
 
 
 def scenarios(tmp: Path, epochs: int) -> dict:

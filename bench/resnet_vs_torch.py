@@ -52,50 +52,22 @@ def make_batches(batch: int, size: int, classes: int, steps: int, seed: int = 0)
            "mask": np.ones(batch, bool)} for _ in range(steps)]
 
 
-def param_count(tree) -> int:
-  import jax
-  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
-
-
-class JaxregStep:
+def jaxreg_step(args, classes: int) -> benchlib.JaxregStep:
   """jaxreg's own model, optimizer chain and jitted train step."""
-
-  def __init__(self, args, classes: int):
-    import jax
-    import ml_collections
-    from jaxreg import config as config_lib, metrics, parallel, train
-    from jaxreg.models import resnet
-    config = config_lib.get_base_config()
-    config.model.dtype = args.dtype
-    config.model.resnet = ml_collections.ConfigDict(
-        {"depth": args.depth, "width": args.width, "stem": args.stem, "norm": "batch",
-         "bn_stages": "all", "dropout_layers": 0, "dropout_rate": 0.0})
-    config.optim.name, config.optim.learning_rate = "momentum", LR
-    config.optim.momentum = MOMENTUM
-    config.reg.weight_decay = WEIGHT_DECAY
-    self._jax, self._parallel = jax, parallel
-    self.mesh = parallel.make_mesh()
-    model = resnet.from_config(config.model, classes)
-    sample = make_batches(args.batch, args.image_size, classes, 1)[0]
-    variables = jax.jit(model.init)(jax.random.key(0), sample)
-    params = variables.pop("params")
-    self.num_params = param_count(params)
-    tx = train.make_optimizer(config, params, steps_per_epoch=100)
-    self.state = parallel.put_replicated(train.TrainState.create(
-        apply_fn=model.apply, params=params, tx=tx,
-        rng=jax.random.key_data(jax.random.key(1)), model_state=variables), self.mesh)
-    self.step_fn, _ = train.compile_steps(model, self.mesh, classes)
-    self.counts = parallel.put_replicated(metrics.zero_counts(classes), self.mesh)
-
-  def put(self, batches):
-    return [self._parallel.put_batch(b, self.mesh) for b in batches]
-
-  def run(self, batches) -> float:
-    t0 = time.perf_counter()
-    for batch in batches:
-      self.state, self.counts, out = self.step_fn(self.state, batch, self.counts)
-    self._jax.block_until_ready((self.state.params, out["loss"]))
-    return time.perf_counter() - t0
+  import ml_collections
+  from jaxreg import config as config_lib
+  from jaxreg.models import resnet
+  config = config_lib.get_base_config()
+  config.model.dtype = args.dtype
+  config.model.resnet = ml_collections.ConfigDict(
+      {"depth": args.depth, "width": args.width, "stem": args.stem, "norm": "batch",
+       "bn_stages": "all", "dropout_layers": 0, "dropout_rate": 0.0})
+  config.optim.name, config.optim.learning_rate = "momentum", LR
+  config.optim.momentum = MOMENTUM
+  config.reg.weight_decay = WEIGHT_DECAY
+  sample = make_batches(args.batch, args.image_size, classes, 1)[0]
+  return benchlib.JaxregStep(config, resnet.from_config(config.model, classes), sample,
+                             classes)
 
 
 def torch_resnet(depth: int, width: int, stem: str, classes: int):
@@ -184,7 +156,7 @@ class TorchStep:
 def bench(args, torch) -> dict:
   classes = 10 if args.stem == "cifar" else 1000
   host = make_batches(args.batch, args.image_size, classes, args.steps)
-  sides = {"jaxreg": JaxregStep(args, classes)}
+  sides = {"jaxreg": jaxreg_step(args, classes)}
   if torch is not None:
     sides["torch"] = TorchStep(args, classes, torch)
     if sides["jaxreg"].num_params != sides["torch"].num_params:
@@ -243,14 +215,7 @@ def main(argv=None) -> dict:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                " --xla_cpu_multi_thread_eigen=false"
                                f" intra_op_parallelism_threads={args.threads}")
-  from jaxreg import cli
-  cli.enable_compilation_cache()
-  import jax  # noqa: F401  (before torch: jax first claims its share of a GPU)
-  torch = benchlib.import_torch()
-  if torch is None:
-    print(benchlib.TORCH_SKIPPED, flush=True)
-  elif args.threads:
-    torch.set_num_threads(args.threads)
+  torch = benchlib.start(args.threads)
   r = bench(args, torch)
   line = (f"resnet{args.depth} {r['stem']} {r['image_size']}px B={r['batch']} "
           f"{r['dtype']} ({r['params']:,} params): jaxreg "
@@ -263,11 +228,7 @@ def main(argv=None) -> dict:
   env.update(threads_flag=args.threads, torch_compile=args.torch_compile,
              torch_memory_format="channels_last",
              torch_autocast="bfloat16" if args.dtype == "bfloat16" else None)
-  out = {"bench": "resnet_vs_torch", "quick": args.quick,
-         "torch_skipped": benchlib.TORCH_SKIPPED if torch is None else None,
-         "env": env, "result": r}
-  benchlib.write_json(args.json, out)
-  return out
+  return benchlib.record(args.json, "resnet_vs_torch", args.quick, torch, env, result=r)
 
 
 if __name__ == "__main__":

@@ -78,38 +78,15 @@ def make_batches(shape: dict, steps: int, seed: int = 0) -> list[dict]:
   return batches
 
 
-class JaxregStep:
+def jaxreg_step(shape: dict) -> benchlib.JaxregStep:
   """jaxreg's own model, optimizer chain and jitted train step."""
-
-  def __init__(self, shape: dict):
-    import jax
-    from jaxreg import config as config_lib, metrics, parallel, train
-    from jaxreg.models import Model, rnn
-    config = config_lib.get_base_config()
-    config.model.embed_size, config.model.hidden_size = shape["embed"], shape["hidden"]
-    config.optim.learning_rate = 1e-3
-    self._jax, self._parallel = jax, parallel
-    self.mesh = parallel.make_mesh()
-    model = Model(rnn.from_config(config.model, shape["vocab"], shape["classes"]))
-    sample = make_batches(shape, 1)[0]
-    params = jax.jit(model.init)(jax.random.key(0), sample)["params"]
-    tx = train.make_optimizer(config, params, steps_per_epoch=100)
-    self.state = parallel.put_replicated(train.TrainState.create(
-        apply_fn=model.apply, params=params, tx=tx,
-        rng=jax.random.key_data(jax.random.key(1))), self.mesh)
-    self.step_fn, _ = train.compile_steps(model, self.mesh, shape["classes"])
-    self.counts = parallel.put_replicated(metrics.zero_counts(shape["classes"]),
-                                          self.mesh)
-
-  def put(self, batches):
-    return [self._parallel.put_batch(b, self.mesh) for b in batches]
-
-  def run(self, batches) -> float:
-    t0 = time.perf_counter()
-    for batch in batches:
-      self.state, self.counts, out = self.step_fn(self.state, batch, self.counts)
-    self._jax.block_until_ready((self.state.params, out["loss"]))
-    return time.perf_counter() - t0
+  from jaxreg import config as config_lib
+  from jaxreg.models import Model, rnn
+  config = config_lib.get_base_config()
+  config.model.embed_size, config.model.hidden_size = shape["embed"], shape["hidden"]
+  config.optim.learning_rate = 1e-3
+  model = Model(rnn.from_config(config.model, shape["vocab"], shape["classes"]))
+  return benchlib.JaxregStep(config, model, make_batches(shape, 1)[0], shape["classes"])
 
 
 class TorchStep:
@@ -157,7 +134,7 @@ class TorchStep:
 
 def bench(name: str, shape: dict, steps: int, rounds: int, torch) -> dict:
   host = make_batches(shape, steps)
-  sides = {"jaxreg": JaxregStep(shape)}
+  sides = {"jaxreg": jaxreg_step(shape)}
   if torch is not None:
     sides["torch"] = TorchStep(shape, torch)
   data = {k: side.put(host) for k, side in sides.items()}
@@ -188,14 +165,7 @@ def main(argv=None) -> dict:
                       help="tiny shapes, 1 step, 1 round (a smoke run)")
   parser.add_argument("--json", type=Path, help="also write the results here")
   args = parser.parse_args(argv)
-  from jaxreg import cli
-  cli.enable_compilation_cache()
-  import jax  # noqa: F401  (before torch: jax first claims its share of a GPU)
-  torch = benchlib.import_torch()
-  if torch is None:
-    print(benchlib.TORCH_SKIPPED, flush=True)
-  elif args.quick:
-    torch.set_num_threads(1)
+  torch = benchlib.start(threads=1 if args.quick else 0)
   names = list(SHAPES) if args.shape == "all" else [args.shape]
   results = []
   for name in names:
@@ -209,11 +179,8 @@ def main(argv=None) -> dict:
       line += (f"  torch {r['torch_ms_per_step']:.2f} ms/step  time ratio jaxreg/torch "
                f"{r['time_ratio_jaxreg_over_torch']:.2f}x")
     print(line, flush=True)
-  out = {"bench": "rnn_vs_torch", "quick": args.quick,
-         "torch_skipped": benchlib.TORCH_SKIPPED if torch is None else None,
-         "env": benchlib.environment(torch), "results": results}
-  benchlib.write_json(args.json, out)
-  return out
+  return benchlib.record(args.json, "rnn_vs_torch", args.quick, torch,
+                         benchlib.environment(torch), results=results)
 
 
 if __name__ == "__main__":

@@ -80,16 +80,9 @@ def _unknown_key(argv, config) -> str | None:
   for arg in argv[1:]:
     if not arg.startswith("--config.") or "=" not in arg:
       continue
-    path = arg[len("--config."):].split("=", 1)[0]
-    node, walked = config, []
-    for part in path.split("."):
-      keys = list(node.keys()) if hasattr(node, "keys") else []
-      if part not in keys:
-        where = ".".join(walked) or "the config"
-        return (f"unknown config key {path!r}{config_lib.unknown_key_hint(path)}: "
-                f"{where} has "
-                f"{', '.join(sorted(map(str, keys))) or 'no keys'}")
-      node, walked = node[part], walked + [part]
+    message = config_lib.unknown_key(config, arg[len("--config."):].split("=", 1)[0])
+    if message:
+      return message
   return None
 
 

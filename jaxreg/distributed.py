@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import os
 
+import jax
+
 _initialized = False
 
 
@@ -43,7 +45,6 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   global _initialized
   if _initialized:
     return True
-  import jax
   explicit = coordinator_address is not None or num_processes is not None
   if explicit:
     if num_processes is None or process_id is None or coordinator_address is None:
@@ -67,7 +68,6 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
 
 
 def process_index() -> int:
-  import jax
   return jax.process_index()
 
 

@@ -5,10 +5,13 @@ the same code the trainer used, prints a per-class table and writes
 DIR/eval/<split>-<checkpoint>.json (for `best` it equals summary.json's) and the
 per-example predictions DIR/eval/<split>-<checkpoint>.npz (labels, predictions, step).
 
-It takes no lock and touches no training file: orbax is opened read-only (no cleanup
-of a running trainer's save in flight), and its only writes are those two files
-(atomic). A checkpoint the trainer deletes while it is read is a one-line error.
+Safe to run while the run is still training: it changes nothing the trainer wrote and
+writes only those two files. A checkpoint the trainer deletes while it is being read
+is a one-line error (run it again).
 """
+
+# It takes no lock; orbax is opened read-only (no cleanup of a running trainer's save
+# in flight) and both files are written atomically.
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from jaxreg import cli, records
+from jaxreg import cli, config as config_lib, io, records
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "A workdir written by jaxreg.main.")
@@ -28,8 +31,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
                      devices=None) -> dict:
   """The evaluation object for `split` at `checkpoint`; also writes it under eval/."""
   # Here, not at the top: the trainer imports jax and flax, which `--help` need not.
-  from jaxreg import checkpoint as checkpoint_lib, config as config_lib, io, metrics
-  from jaxreg import train
+  from jaxreg import checkpoint as checkpoint_lib, metrics, train
   workdir = Path(workdir)
   if not workdir.is_dir():
     raise FileNotFoundError(f"--workdir={workdir} is not a directory written by "
@@ -41,6 +43,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
   # Keys added to jaxreg after the run was written take their defaults.
   config = config_lib.get_base_config()
   _merge(config, saved)
+  config_lib.validate(config)
   s = train.setup(config, workdir, devices, checkpoints="read")
   try:
     steps = s.checkpointer.all_steps()

@@ -111,6 +111,8 @@ def probe_timings(configs: Sequence[ml_collections.ConfigDict], steps: int | Non
   compiles every width; `rounds` alternating rounds, medians. ratio > 1: the group is
   faster."""
   configs = list(configs)
+  for c in configs:
+    config_lib.validate(c)
   check_group(configs)
   k = len(configs)
   with config_lib.as_config_error():

@@ -126,6 +126,8 @@ def acquire_main(directory: str | os.PathLike, what: str = "workdir"
                  ) -> DirectoryLock | None:
   """`acquire` in process 0 of a multi-process run (None elsewhere), with its verdict
   shared so that all processes raise LockHeld together; `acquire` in a single one."""
+  # Here, not at the top: the report and the sweep's planning lock directories and
+  # need no jax; only a run's workdir (jaxreg.train) comes here.
   import jax
   if jax.process_count() == 1:
     return acquire(directory, what)

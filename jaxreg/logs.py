@@ -19,6 +19,8 @@ import tqdm
 from jaxreg import io
 from jaxreg.config import ConfigError
 
+METRICS_FILE = "metrics.jsonl"  # in a run's workdir (MetricsLog)
+
 
 def _finite_or_none(x):
   if isinstance(x, float) and not math.isfinite(x):

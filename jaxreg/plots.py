@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io as stdio
-import json
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +11,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxreg import io  # noqa: E402
+from jaxreg import io, records  # noqa: E402
+from jaxreg.logs import METRICS_FILE, MetricsLog  # noqa: E402
 
 
 MARKERS = "osD^vP*Xph<>"
@@ -80,12 +80,14 @@ def plot_run(workdir: str | Path, summary: dict | None = None) -> list[Path]:
   workdir = Path(workdir)
   out = workdir / "plots"
   out.mkdir(exist_ok=True)
-  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()
-             if l.strip()]
+  logged = MetricsLog(workdir / METRICS_FILE).read()
   if summary is None:
-    summary = json.loads((workdir / "summary.json").read_text())
+    summary = records.read_summary(workdir)
+    if summary is None:
+      raise FileNotFoundError(f"{workdir / records.SUMMARY_FILE} does not read: the "
+                              "run has not finished")
   return [
-      per_class_curves(records, out / "val_per_class_accuracy.png"),
+      per_class_curves(logged, out / "val_per_class_accuracy.png"),
       confusion(summary["test"], out / "test_confusion.png",
                 f"Test confusion matrix (best step {summary['best_step']})"),
   ]

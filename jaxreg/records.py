@@ -15,6 +15,7 @@ A run directory (`jaxreg.main --workdir=DIR`, or one point of a sweep) holds
 and a sweep directory
 
   sweep.json   the plan (mode, axes, base config, command) and each run's status
+               (and `executor`: how it was trained, {kind, size, why}, once known)
   runs.csv     one row per finished or failed run (`RUNS_COLUMNS` below)
 
 Every file is written whole or not at all (jaxreg.io). This module imports no jax: the
@@ -45,10 +46,12 @@ STATUSES = ("done", "diverged", "error", "pending")
 FAILED = ("diverged", "error")
 # runs.csv: after `run`, `status` and the axis values, these per split (val_, test_) ...
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "worst_class_accuracy", "loss")
-# ... then these summary.json keys (empty where a summary lacks one), then `error`,
+# ... then these summary.json keys (empty where a summary lacks one), then
+# EXECUTOR_COLUMNS (how the run was trained: 'group' or 'alone', and K), then `error`,
 # then test_acc/<class> and test_count/<class> for every class of any run.
 SUMMARY_KEYS = ("best_step", "evaluated_step", "evaluated_epoch", "epochs_completed",
                 "stopped_early", "train_seconds")
+EXECUTOR_COLUMNS = ("executor", "executor_size")
 
 PathLike = str | os.PathLike
 
@@ -139,6 +142,8 @@ def roll_up(run_dir: PathLike, entry: dict) -> dict | None:
   if summary is not None:
     entry["status"] = "done"
     entry.pop("error", None)
+    if summary.get("executor"):
+      entry["executor"] = summary["executor"]
   elif outcome is not None:
     entry["status"], entry["error"] = outcome["status"], outcome.get("error", "")
   elif entry.get("status") not in FAILED:
@@ -208,7 +213,7 @@ def runs_table(entries: Sequence[dict], keys: Sequence[str],
   header = ["run", "status", *keys]
   for split in ("val", "test"):
     header += [f"{split}_{m}" for m in METRICS]
-  header += [*SUMMARY_KEYS, "error"]
+  header += [*SUMMARY_KEYS, *EXECUTOR_COLUMNS, "error"]
   header += [f"test_acc/{c}" for c in class_names]
   header += [f"test_count/{c}" for c in class_names]
   rows = []
@@ -217,6 +222,9 @@ def runs_table(entries: Sequence[dict], keys: Sequence[str],
     if s is None and e.get("status") not in FAILED:
       continue
     row = {"run": e["name"], **{k: _csv_value(v) for k, v in e["values"].items()}}
+    executor = (s or {}).get("executor") or e.get("executor") or {}
+    row["executor"], row["executor_size"] = (executor.get("kind", ""),
+                                             executor.get("size", ""))
     if s is None:
       row.update(status=e["status"], error=e.get("error", ""))
     else:

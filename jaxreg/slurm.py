@@ -34,7 +34,8 @@ def run_task(workdir, index: int, out=None) -> int:
         + (f", restart {restarts}" if restarts else "") + ")", file=out, flush=True)
   (run_dir / records.OUTCOME_FILE).unlink(missing_ok=True)  # a retry forgets a failure
   try:
-    summary = train.train_and_evaluate(slurm.run_config(meta, index), run_dir)
+    summary = train.train_and_evaluate(slurm.run_config(meta, index), run_dir,
+                                       executor={"why": "one SLURM array task per run"})
   except preemption.Preempted as e:
     print(str(e), file=out, flush=True)
     if e.interrupted:

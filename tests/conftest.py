@@ -1,9 +1,11 @@
 """Shared test setup: the repo root importable (configs/), the compile cache on."""
 
+import json
 import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +47,36 @@ def python_env(**extra):
   env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
   env.update(extra)
   return env
+
+
+_CUE_WORDS = {"north": "n", "south": "s", "east": "e", "west": "w"}
+
+
+def _varied_length_rows(n: int, seed: int) -> list[dict]:
+  """Texts of 2-8 words, one in 16 of 20-64 words: batches of 16 fall in buckets of
+  8, 32 and 64 tokens (4 classes, a cue word somewhere in each text)."""
+  rng = np.random.default_rng(seed)
+  filler = [f"f{i}" for i in range(40)]
+  rows = []
+  for i in range(n):
+    label = list(_CUE_WORDS)[i % 4]
+    length = int(rng.integers(20, 65) if rng.random() < 1 / 16 else rng.integers(2, 9))
+    words = list(rng.choice(filler, length - 1)) + [label]
+    rng.shuffle(words)
+    rows.append({"text": " ".join(words), "label": label})
+  return rows
+
+
+def varied_length_data(tmp_path) -> dict:
+  """Config overrides for a JSONL text set (written to `tmp_path`) of 4 classes whose
+  batches of 16 fall in length buckets 8, 32 and 64 (tests/test_group.py,
+  bench/group_probe.py)."""
+  files = {}
+  for name, n, seed in (("train", 160, 0), ("test", 40, 1)):
+    files[name] = tmp_path / f"{name}.jsonl"
+    files[name].write_text("".join(json.dumps(r) + "\n"
+                                   for r in _varied_length_rows(n, seed)))
+  return {"data.source": "jsonl", "data.train_file": str(files["train"]),
+          "data.test_file": str(files["test"]), "data.cache_dir": "",
+          "data.val_fraction": 0.2, "data.max_length": 64, "data.buckets": "8,32",
+          "train.batch_size": 16, "train.log_every_steps": 1}

@@ -21,7 +21,7 @@ from jaxreg import preemption, records, sweep, train
 from jaxreg.evaluate import evaluate_workdir
 from jaxreg.sweep import local
 from jaxreg.train import population
-from tests.conftest import tiny_config
+from tests.conftest import tiny_config, varied_length_data
 
 RTOL, ATOL = 1e-4, 1e-5  # float reassociation of the batched program
 EPOCHS = 3
@@ -325,36 +325,6 @@ def test_a_member_ahead_mid_epoch_joins_the_group_at_its_step(trained, tmp_path,
 
 # ------------------------------------------- members on data of widely varying lengths
 
-_CUE_WORDS = {"north": "n", "south": "s", "east": "e", "west": "w"}
-
-
-def _varied_length_rows(n: int, seed: int) -> list[dict]:
-  """Texts of 2-8 words, one in 16 of 20-64 words: batches of 16 fall in buckets of
-  8, 32 and 64 tokens (4 classes, a cue word somewhere in each text)."""
-  rng = np.random.default_rng(seed)
-  filler = [f"f{i}" for i in range(40)]
-  rows = []
-  for i in range(n):
-    label = list(_CUE_WORDS)[i % 4]
-    length = int(rng.integers(20, 65) if rng.random() < 1 / 16 else rng.integers(2, 9))
-    words = list(rng.choice(filler, length - 1)) + [label]
-    rng.shuffle(words)
-    rows.append({"text": " ".join(words), "label": label})
-  return rows
-
-
-def _varied_length_data(tmp_path) -> dict:
-  files = {}
-  for name, n, seed in (("train", 160, 0), ("test", 40, 1)):
-    files[name] = tmp_path / f"{name}.jsonl"
-    files[name].write_text("".join(json.dumps(r) + "\n"
-                                   for r in _varied_length_rows(n, seed)))
-  return {"data.source": "jsonl", "data.train_file": str(files["train"]),
-          "data.test_file": str(files["test"]), "data.cache_dir": "",
-          "data.val_fraction": 0.2, "data.max_length": 64, "data.buckets": "8,32",
-          "train.batch_size": 16, "train.log_every_steps": 1}
-
-
 def _kill_resume_and_compare(tmp_path, monkeypatch, configs, kill_step, train_runs,
                              rtol=RTOL, atol=ATOL):
   """Trains `configs` as one group (`train_runs(dirs)`), preempted after `kill_step`
@@ -383,7 +353,7 @@ def test_rnn_members_equal_their_runs_alone_on_batches_of_many_widths(
   """Other seeds (orders, widths), weight decays and dropout rates, every dropout on:
   a member sees its run alone's batches (data.sort_window included) and drops the same
   units although the group pads its tokens to the widest member's bucket."""
-  common = {**_varied_length_data(tmp_path), "model.cell": "rnn", "model.num_layers": 2,
+  common = {**varied_length_data(tmp_path), "model.cell": "rnn", "model.num_layers": 2,
             "model.embed_size": 16, "model.hidden_size": 16, "train.epochs": 2,
             "data.sort_window": sort_window}
   configs = [tiny_config(**common, **m) for m in (

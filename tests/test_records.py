@@ -97,6 +97,47 @@ def test_every_reader_sees_the_same_status_of_each_run(tmp_path):
   assert not (root / failed / records.OUTCOME_FILE).exists()
 
 
+class _FakeGroups:
+  """An executor that trains nothing: the first two runs 'train' as a group of 2 (one
+  finishes, one fails), the rest alone, as the real executors report them."""
+
+  def execute(self, runs, on_done):
+    group = {"kind": "group", "size": 2, "why": "probe: a group was faster"}
+    for i, run in enumerate(runs):
+      executor = group if i < 2 else {"kind": "alone", "size": 1, "why": "asked"}
+      if i == 1:
+        on_done(run, local.Outcome("error", error="ValueError: boom", executor=executor))
+        continue
+      summary = _summary([[9, 1], [2, 8]], 0.9)
+      summary["test"]["class_names"] = ["a", "b"]
+      summary["executor"] = executor
+      run.workdir.mkdir(parents=True, exist_ok=True)
+      records.write_summary(run.workdir, summary)
+      on_done(run, local.Outcome("done", summary=summary))
+
+
+def test_sweep_json_and_runs_csv_record_how_each_run_was_trained(tmp_path):
+  # Issue 15: a vmapped member is not bit-identical to its run alone, so the sweep's
+  # records say how each run was trained (group of K or alone, and why), failed runs
+  # included, and the SLURM roll-up keeps it.
+  config = tiny_config()
+  root = tmp_path / "s"
+  axes = parse_axes(["seed=0,1,2"], config)
+  local.run_sweep(config, root, axes, executor=_FakeGroups(), out=open(os.devnull, "w"))
+  names = [e["name"] for e in records.read_sweep(root)["runs"]]
+  want = [("group", 2, "probe: a group was faster"),
+          ("group", 2, "probe: a group was faster"), ("alone", 1, "asked")]
+  for _ in range(2):  # as the local launcher wrote them, then after SLURM's collect
+    entries = records.read_sweep(root)["runs"]
+    assert [(e["executor"]["kind"], e["executor"]["size"], e["executor"]["why"])
+            for e in entries] == want
+    rows = records.read_runs_csv(root / records.RUNS_FILE)
+    assert [r["run"] for r in rows] == names
+    assert [(r["status"], r["executor"], r["executor_size"]) for r in rows] == \
+        [("done", "group", "2"), ("error", "group", "2"), ("done", "alone", "1")]
+    slurm.collect(root, out=open(os.devnull, "w"))
+
+
 def test_slurm_submission_resubmits_only_unfinished_runs(tmp_path, monkeypatch):
   # A stand-in sbatch on PATH records its arguments and answers a job id.
   bin_dir = tmp_path / "bin"
@@ -304,6 +345,64 @@ def test_cycles_are_found():  # the check above can fail
       [{"a", "b", "c"}]
 
 
+def test_only_records_spells_the_names_of_its_files():
+  # records.py alone knows the shared files' names: a module that writes its own
+  # "summary.json" would silently disagree with the readers if the name changed.
+  names = {records.SUMMARY_FILE, records.PREDICTIONS_FILE, records.OUTCOME_FILE,
+           records.SWEEP_FILE, records.RUNS_FILE}
+  found = []
+  for path in sorted((ROOT / "jaxreg").rglob("*.py")):
+    if path.name == "records.py":
+      continue
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+          and any(node.value in (n, f"/{n}") or node.value.startswith(f"/{n})")
+                  for n in names):  # a path, not a name in a sentence
+        found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+  assert found == []
+
+
+PROJECT_PACKAGES = ("jaxreg", "bench", "tests", "configs")
+
+
+def private_uses(path: Path) -> list[str]:
+  """Where the file at `path` reaches a private name (`_x`, not dunder) of another
+  module of the project: `from M import _x`, or `m._x` for a module `m` it imports.
+  (A leading underscore means: only this module relies on it.)"""
+  tree = ast.parse(path.read_text())
+  ours = lambda module: (module or "").split(".")[0] in PROJECT_PACKAGES  # noqa: E731
+  private = lambda name: name.startswith("_") and not name.startswith("__")  # noqa: E731
+  modules, found = set(), []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      modules |= {a.asname or a.name.split(".")[0] for a in node.names if ours(a.name)}
+    elif isinstance(node, ast.ImportFrom) and (ours(node.module) or node.level):
+      for a in node.names:
+        if private(a.name):
+          found.append(f"{path.name}:{node.lineno}: from {node.module} import {a.name}")
+        modules.add(a.asname or a.name)  # a module or not: `x._y` is private either way
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Attribute) and private(node.attr) \
+        and isinstance(node.value, ast.Name) and node.value.id in modules:
+      found.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
+  return sorted(found, key=lambda u: int(u.split(":")[1]))
+
+
+def test_no_module_uses_another_modules_private_names():
+  files = [p for d in ("jaxreg", "bench") for p in sorted((ROOT / d).rglob("*.py"))]
+  assert len(files) > 50
+  assert [u for f in files for u in private_uses(f)] == []
+
+
+def test_private_uses_are_found(tmp_path):  # the check above can fail
+  f = tmp_path / "m.py"
+  f.write_text("from jaxreg import train\nfrom jaxreg.train import loop as L\n"
+               "from tests.test_group import _data\nimport os\n"
+               "train._helper()\nL._Loop\nos._exit(0)\nself._x\n")
+  assert private_uses(f) == ["m.py:3: from tests.test_group import _data",
+                             "m.py:5: train._helper", "m.py:6: L._Loop"]
+
+
 @pytest.mark.parametrize("module", ["jaxreg.sweep", "jaxreg.report", "jaxreg.slurm"])
 def test_a_command_loads_each_of_its_modules_once(module, tmp_path):
   # `python -m jaxreg.sweep` used to run sweep.py as __main__ and import it again as
@@ -321,18 +420,33 @@ def test_a_command_loads_each_of_its_modules_once(module, tmp_path):
   assert "TWICE []" in proc.stderr, proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize("module,names", [
-    ("jaxreg.sweep", ["sweep.json", "runs.csv", "--axis", "--executor", "resume"]),
-    ("jaxreg.report", ["report.md", "--baseline", "--plan", "calibrate", "analyse"]),
+DEVELOPER_NOTES = ("contract", "executors to come", "jaxreg/", "EXECUTORS", "`plan_lines`",
+                   "train_and_evaluate", "Flags only", "orbax", "README")
+
+
+@pytest.mark.parametrize("module,names,flag_names", [
+    ("jaxreg.main", ["summary.json", "checkpoint", "resume", "--config.KEY",
+                     "python -m jaxreg.config", "Exit codes", "--coordinator_address"],
+     ["--workdir", "--config"]),
+    ("jaxreg.sweep", ["sweep.json", "runs.csv", "--axis", "--executor", "resume"],
+     ["--workdir", "--axis"]),
+    ("jaxreg.report", ["report.md", "--baseline", "--plan", "calibrate", "analyse"],
+     ["--workdir", "--axis"]),
+    ("jaxreg.evaluate", ["eval/", "--checkpoint", "while"],
+     ["--workdir", "--split", "--checkpoint"]),
+    ("jaxreg.config", ["--changed", "--markdown", "doc"], ["--config", "--[no]changed"]),
 ])
-def test_help_is_written_for_users(module, names):
+def test_help_is_written_for_users(module, names, flag_names):
+  # What the command does and how to use it, with no notes for jaxreg's developers
+  # (module names, the code's contracts, another document's section).
   proc = _python("-m", module, "--help")
   intro, flags_part = proc.stdout.split("\nflags:")  # absl's --help exits 1
-  assert "--workdir:" in flags_part and "--axis:" in flags_part
+  for flag in flag_names:
+    assert f"{flag}:" in flags_part, flag
   assert intro.startswith(f"python -m {module} ")
   for name in names:
     assert name in intro, name
-  for note in ("contract", "executors to come", "jaxreg/", "EXECUTORS", "`plan_lines`"):
+  for note in DEVELOPER_NOTES:
     assert note not in intro, note
 
 

@@ -81,7 +81,8 @@ def test_parse_axis_values_and_distributions():
 
 
 @pytest.mark.parametrize("spec,match", [
-    ("reg.wd=0,1", "unknown config key 'reg.wd': reg has agc, agc_eps"),
+    ("reg.wd=0,1",
+     r"unknown config key 'reg.wd'( \(did you mean .*\))?: reg has agc, agc_eps"),
     ("nope=1", "unknown config key 'nope': the config has"),
     ("model.dropout=0.1", "'model.dropout' is a group of keys"),
     ("seed=0,1.5", "'1.5' is not an integer"),
@@ -202,6 +203,17 @@ def test_unknown_axis_key_is_one_line_with_exit_code_2(tmp_path):
   assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("key,hint", [("reg.wieght_decay", "reg.weight_decay"),
+                                      ("optim.learnig_rate", "optim.learning_rate"),
+                                      ("modle.dropout.output", "model.dropout.output")])
+def test_a_misspelt_axis_key_gets_the_hint_a_misspelt_config_key_gets(key, hint):
+  # The same near-miss hint as `--config.KEY=` (jaxreg.cli), at every depth of the key.
+  config = tiny_config()
+  with pytest.raises(sweep.SweepError) as e:
+    sweep.parse_axes([f"{key}=0,1"], config)
+  assert f"unknown config key {key!r} (did you mean {hint}?)" in str(e.value)
+
+
 def test_a_bad_value_for_any_run_fails_before_training(tmp_path):
   config = tiny_config()
   axes = sweep.parse_axes(["model.dropout.output=0.1,1.5"], config)
@@ -306,6 +318,8 @@ def test_a_diverging_run_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
   rows = records.read_runs_csv(tmp_path / "runs.csv")
   assert [r["status"] for r in rows] == ["diverged", "done"]
   assert "loss is" in rows[0]["error"] and rows[0]["test_accuracy"] == ""
+  # how each was trained, the failed run too (the default executor: one after another)
+  assert [(r["executor"], r["executor_size"]) for r in rows] == [("alone", "1")] * 2
   out = capsys.readouterr().out
   assert "[1/2] optim.step_factor=1e+38: diverged: TrainingDiverged: loss is" in out
   # rerun: the diverged run is skipped (it would diverge again), nothing trains

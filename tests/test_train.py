@@ -283,3 +283,32 @@ def test_evaluate_fills_keys_missing_from_an_older_config_json(finished_run, tmp
   del saved["train"]["final_checkpoint"]  # as if written before the key existed
   (old / "config.json").write_text(json.dumps(saved))
   assert _strip(evaluate_workdir(old, "test", "best")) == summary["test"]
+
+
+@pytest.mark.slow  # three short runs and an evaluation: ~8 s here
+def test_each_entry_point_validates_the_config_once(tmp_path, monkeypatch):
+  # Validation runs once where a run, an evaluation or a sweep starts; the builders
+  # (train.setup) trust it. A sweep checks every point before anything is written and
+  # train.run (a library entry point too) checks again: twice per point, never more.
+  from jaxreg.sweep import local, parse_axes
+  checked = []
+  validate = config_lib.validate
+  monkeypatch.setattr(config_lib, "validate",
+                      lambda c: (checked.append(c.seed), validate(c))[1])
+  config = tiny_config(**{"train.epochs": 1, "data.synthetic.train_size": 200})
+  train.train_and_evaluate(config, tmp_path / "run")
+  assert len(checked) == 1
+  checked.clear()
+  evaluate_workdir(tmp_path / "run")
+  assert len(checked) == 1
+  checked.clear()
+  local.run_sweep(config, tmp_path / "sweep", parse_axes(["seed=3,4"], config),
+                  out=open("/dev/null", "w"))
+  assert sorted(checked) == [3, 3, 4, 4]
+  # and a bad config still fails at each entry, naming the key
+  bad = tiny_config(**{"model.dropout.output": 1.5})
+  for call in (lambda: train.train_and_evaluate(bad, tmp_path / "bad"),
+               lambda: train.run([bad, bad], [tmp_path / "b1", tmp_path / "b2"])):
+    with pytest.raises(config_lib.ConfigError, match="model.dropout.output"):
+      call()
+  assert not (tmp_path / "bad").exists()

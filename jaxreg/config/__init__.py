@@ -92,6 +92,21 @@ def unknown_key_hint(path: str) -> str:
   return near_miss(path, KEY_BY_NAME)
 
 
+def unknown_key(config: ml_collections.ConfigDict, path: str) -> str | None:
+  """None when the dotted `path` leads through `config`, else the one line that
+  names it, the nearest key and the keys at the level where it left the config
+  (for `--config.KEY=` and `--axis=KEY=`)."""
+  node, walked = config, []
+  for part in path.split("."):
+    keys = list(node.keys()) if hasattr(node, "keys") else []
+    if part not in keys:
+      where = ".".join(walked) or "the config"
+      return (f"unknown config key {path!r}{unknown_key_hint(path)}: {where} has "
+              f"{', '.join(sorted(map(str, keys))) or 'no keys'}")
+    node, walked = node[part], walked + [part]
+  return None
+
+
 def missing_file_hint(path: str) -> str:
   """' (did you mean configs/lstm.py?)' for a config file that does not exist: the
   nearest .py file in the folder it was looked for in, or in ./configs, or ''."""

@@ -109,11 +109,8 @@ def _url_basename(url: str) -> str:
 
 
 def _sha256(path: Path) -> str:
-  h = hashlib.sha256()
   with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def seed_download_dir(name: str, files_dir: str | os.PathLike,

@@ -57,6 +57,8 @@ def dropout_names(model_type: str) -> tuple[str, str, str]:
 
 def hf_config(model_cfg, num_classes: int):
   """The transformers config of model.pretrained with our classes and dropout rates."""
+  # transformers is imported where a BERT is built: jaxreg.models imports this module
+  # for every family, and the import takes seconds.
   from transformers import AutoConfig
   cfg = AutoConfig.from_pretrained(model_cfg.pretrained)
   cfg.num_labels = num_classes
@@ -83,7 +85,7 @@ def _pretrained_state(path: str, dtype: str) -> tuple[str, dict]:
   conversion needs `_do_init=True` (it reads the random params' layout), so a base-model
   weight the checkpoint lacks comes from transformers' own seed-0 init, as in HF.
   Cached: a sequential sweep loads (and converts) a checkpoint once per process."""
-  from transformers import FlaxAutoModelForSequenceClassification
+  from transformers import FlaxAutoModelForSequenceClassification  # (see hf_config)
   local = Path(os.path.expanduser(path))
   kwargs = dict(dtype=getattr(jnp, dtype))
   if local.is_dir():
@@ -138,6 +140,7 @@ class TransformerClassifier(Model):
 
 
 def from_config(model_cfg, num_classes: int) -> TransformerClassifier:
+  # (see hf_config)
   from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
   cfg = hf_config(model_cfg, num_classes)
   dtype = str(model_cfg.dtype)

@@ -7,6 +7,8 @@ import dataclasses
 import math
 from typing import Iterable
 
+from jaxreg import config as config_lib
+
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
 # Keys that are replicates rather than settings: the report averages over them and
 # pairs runs by them (data.split_seed: repeated hold-out; data.fold: k-fold).
@@ -78,14 +80,12 @@ def display_values(values: dict) -> str:
 
 def config_leaf(config, key: str):
   """The value of a dotted config key; SweepError naming the key if it is not one."""
-  node, walked = config, []
+  message = config_lib.unknown_key(config, key)
+  if message:
+    raise SweepError(f"--axis: {message}")
+  node = config
   for part in key.split("."):
-    keys = list(node.keys()) if hasattr(node, "keys") else []
-    if part not in keys:
-      where = ".".join(walked) or "the config"
-      raise SweepError(f"--axis: unknown config key {key!r}: {where} has "
-                       f"{', '.join(sorted(map(str, keys))) or 'no keys'}")
-    node, walked = node[part], walked + [part]
+    node = node[part]
   if hasattr(node, "keys"):
     raise SweepError(f"--axis: {key!r} is a group of keys "
                      f"({', '.join(sorted(map(str, node.keys())))}), not a value")

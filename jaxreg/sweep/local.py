@@ -27,6 +27,8 @@ class Outcome:
   summary: dict | None = None
   error: str | None = None
   seconds: float = 0.0
+  # how the run was trained ({kind, size, why}); a finished run's summary says it too
+  executor: dict | None = None
 
 
 class Executor(Protocol):
@@ -59,6 +61,7 @@ class SequentialExecutor:
       except Exception as e:  # noqa: BLE001 - recorded; the sweep goes on
         outcome = Outcome("error", error=records.one_line(e))
       outcome.seconds = time.perf_counter() - t0
+      outcome.executor = self.executor
       on_done(run, outcome)
 
 
@@ -105,6 +108,7 @@ class GroupExecutor:
       seconds = (time.perf_counter() - t0) / len(members)
       for member, outcome in zip(members, outcomes):
         outcome.seconds = seconds
+        outcome.executor = plan.executor(indices)
         on_done(member, outcome)
 
 
@@ -122,17 +126,18 @@ def run_sweep(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
   """Plans, resumes and trains a sweep; returns {run name: Outcome} of this call.
   Nothing is written unless every point's config is valid; the sweep directory is
   locked while it runs."""
-  with locked(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed):
-    return _run_sweep(base_config, Path(workdir), axes, budget=budget,
+  with locked(base_config, workdir, axes, budget=budget,
+              sampler_seed=sampler_seed) as planned:
+    return _run_sweep(base_config, Path(workdir), axes, planned, budget=budget,
                       sampler_seed=sampler_seed, executor=executor,
                       retry_diverged=retry_diverged, out=out or sys.stdout,
                       command=command)
 
 
-def _run_sweep(base_config, workdir: Path, axes, *, budget, sampler_seed, executor,
-               retry_diverged, out, command) -> dict[str, Outcome]:
+def _run_sweep(base_config, workdir: Path, axes, planned, *, budget, sampler_seed,
+               executor, retry_diverged, out, command) -> dict[str, Outcome]:
   runs, meta = prepare(base_config, workdir, axes, budget=budget,
-                       sampler_seed=sampler_seed, command=command)
+                       sampler_seed=sampler_seed, command=command, runs=planned)
   entries = {e["name"]: e for e in meta["runs"]}
   summaries = {}
   for run in runs:
@@ -165,6 +170,9 @@ def _run_sweep(base_config, workdir: Path, axes, *, budget, sampler_seed, execut
     entry = entries[run.name]
     entry["status"] = outcome.status
     entry["seconds"] = round(outcome.seconds, 3)
+    executor = (outcome.summary or {}).get("executor") or outcome.executor
+    if executor:
+      entry["executor"] = executor
     if outcome.status == "done":
       entry.pop("error", None)
       summaries[run.name] = outcome.summary

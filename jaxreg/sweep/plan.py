@@ -175,12 +175,14 @@ def _pending(runs: Sequence[Run]) -> list[dict]:
 
 
 def prepare(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
-            sampler_seed: int = 0, command: Sequence[str] | None = None
-            ) -> tuple[list[Run], dict]:
-  """Plans the runs and writes (or checks) DIR/sweep.json. Returns (runs, meta).
-  The caller holds the directory's lock (`locked`)."""
+            sampler_seed: int = 0, command: Sequence[str] | None = None,
+            runs: Sequence[Run] | None = None) -> tuple[list[Run], dict]:
+  """Plans the runs (or takes `runs`, the plan `locked` yields) and writes (or checks)
+  DIR/sweep.json. Returns (runs, meta). The caller holds the directory's lock."""
   workdir = Path(workdir)
-  runs = plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed)
+  if runs is None:
+    runs = plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed)
+  runs = list(runs)
   record = _plan_record(axes, budget, sampler_seed, base_config)
   meta = records.read_sweep(workdir)
   if meta is None:
@@ -210,9 +212,10 @@ def prepare(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
 def locked(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
            sampler_seed: int = 0):
   """Validates the sweep (every point, the directory), then holds the sweep
-  directory's lock for the block: one process at a time writes sweep.json and
-  runs.csv (each run also locks its own directory while it trains)."""
-  plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed)
+  directory's lock for the block, which gets the planned runs (for `prepare`): one
+  process at a time writes sweep.json and runs.csv (each run also locks its own
+  directory while it trains)."""
+  runs = plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed)
   io.check_writable_dir(workdir, "sweep directory")
   with lock.acquire(workdir, "sweep directory"):
-    yield
+    yield runs

@@ -173,8 +173,9 @@ def submit(base_config, workdir, axes, *, budget: int = 0, sampler_seed: int = 0
   workdir = Path(workdir).resolve()
   # The sweep directory is locked while sweep.json is written and the array submitted
   # (not while `--slurm_wait` waits: the collect job locks it to write runs.csv).
-  with locked(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed):
-    submitted = _submit_array(base_config, workdir, axes, budget, sampler_seed,
+  with locked(base_config, workdir, axes, budget=budget,
+              sampler_seed=sampler_seed) as planned:
+    submitted = _submit_array(base_config, workdir, axes, planned, budget, sampler_seed,
                               retry_diverged, opts, out)
   if submitted is None:
     collect(workdir, out)
@@ -186,12 +187,12 @@ def submit(base_config, workdir, axes, *, budget: int = 0, sampler_seed: int = 0
   return {"array": array_id, "collect": collect_id, "indices": indices}
 
 
-def _submit_array(base_config, workdir: Path, axes, budget: int, sampler_seed: int,
-                  retry_diverged: bool, opts: Options, out):
+def _submit_array(base_config, workdir: Path, axes, planned, budget: int,
+                  sampler_seed: int, retry_diverged: bool, opts: Options, out):
   """sweep.json, the array script and the array job; (array id, indices, slurm dir),
   or None when every run finished or diverged."""
   runs, meta = prepare(base_config, workdir, axes, budget=budget,
-                       sampler_seed=sampler_seed)
+                       sampler_seed=sampler_seed, runs=planned)
   pending = []
   for run, entry in zip(runs, meta["runs"]):
     records.roll_up(run.workdir, entry)

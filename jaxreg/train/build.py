@@ -44,7 +44,9 @@ CHECKPOINTS = ("write", "read", "later")
 
 def setup(config, workdir, devices=None, data=None, checkpoints: str = "write",
           feed=None) -> Setup:
-  """`data`: the loaded dataset of config.data, to share one load between runs; `feed`:
+  """`config`: a valid config (the entry points, `run`, jaxreg.evaluate and
+  group.probe_timings, run jaxreg.config.validate once; setup trusts it). `data`: the
+  loaded dataset of config.data, to share one load between runs; `feed`:
   a feed of that data to share (a group's members share one: images are put on the
   device once).
 
@@ -55,7 +57,6 @@ def setup(config, workdir, devices=None, data=None, checkpoints: str = "write",
   """
   if checkpoints not in CHECKPOINTS:
     raise ValueError(f"checkpoints={checkpoints!r} is not one of {CHECKPOINTS}")
-  config_lib.validate(config)
   workdir = Path(workdir)
   mesh = parallel.make_mesh(devices) if feed is None else feed.mesh
   with config_lib.as_config_error():  # optimizer, data and mesh checks name the key

@@ -32,7 +32,7 @@ import numpy as np
 from jaxreg import checkpoint, config as config_lib, distributed, io, metrics, preemption
 from jaxreg import records
 from jaxreg.data import sources
-from jaxreg.logs import MetricsLog, Progress, TensorBoard
+from jaxreg.logs import METRICS_FILE, MetricsLog, Progress, TensorBoard
 from jaxreg.train import build, population, workdir as workdir_lib
 from jaxreg.train.early_stopping import EarlyStopping
 from jaxreg.train.evaluation import EpochTimes, finish_run
@@ -121,7 +121,7 @@ class _Loop:
     if distributed.is_main():
       # a run that diverged (or failed as a SLURM task) is retried now
       (s.workdir / records.OUTCOME_FILE).unlink(missing_ok=True)
-    m = Member(index, s, MetricsLog(s.workdir / "metrics.jsonl"), None,
+    m = Member(index, s, MetricsLog(s.workdir / METRICS_FILE), None,
                EarlyStopping.from_config(tc.early_stopping),
                EpochTimes(tc.target_accuracy), checkpoint.abstract_like(s.state), s.state)
     latest = workdir_lib.resume_step(s.checkpointer)

@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 
 from jaxreg import checkpoint, config as config_lib, distributed, io, lock
-from jaxreg.logs import MetricsLog
+from jaxreg.logs import METRICS_FILE, MetricsLog
 from jaxreg.train.build import make_checkpointer
 
 
@@ -171,7 +171,7 @@ def _resume_plan(ckpt: checkpoint.Checkpointer, warn: bool = True
 def check_resumable(config, workdir: Path) -> None:
   """What resuming will read, checked without writing: metrics.jsonl parses and an
   intact checkpoint exists to resume from (when there are any)."""
-  MetricsLog(workdir / "metrics.jsonl").check()
+  MetricsLog(workdir / METRICS_FILE).check()
   if (workdir / "checkpoints").is_dir():
     ckpt = make_checkpointer(config, workdir, read_only=True)
     try:
