@@ -188,7 +188,7 @@ def user_errors(workdir=None):
   """Bad values and missing files -> one line, code 2; divergence -> code 1; a write
   the filesystem refuses (full disk, permissions) -> one line, io.WRITE_REFUSED;
   preemption -> requeue under SLURM (exit 0), else exit PREEMPTED_EXIT; SIGINT ->
-  exit 130 (see README "Exit codes"). `workdir`: named for a refused write that
+  exit 130 (see docs/workdir.md, "Exit codes"). `workdir`: named for a refused write that
   carries no file name (a library's flush)."""
   # Here: the trainer loads jax, flax and orbax, which flag errors need not.
   from jaxreg import checkpoint, preemption, train

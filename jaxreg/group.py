@@ -7,7 +7,7 @@ optimizer's strengths, the family's traced fields, the feed's strengths, the see
 in host-side settings (`population.HOST_KEYS`) have the same compiled step up to values,
 so they train as one program over a leading K axis; each member writes its own workdir,
 exactly like a run alone (see jaxreg/train/population.py for how the members are
-stacked, and README "Groups" for what "equal to its run alone" means).
+stacked, and docs/sweeps.md "Groups" for what "equal to its run alone" means).
 
 `plan(configs)` decides how a sweep trains its runs, once for the whole sweep: in
 groups (`partition`) or every run alone, never a mix of the two across the settings it

@@ -186,9 +186,9 @@ KEYS = (
     Key("data.source", "synthetic", Custom(_source, "one of: " + ", ".join(
         f"`{s}`" for s in SOURCES) + ", or `tfds:NAME`"),
         "where the data comes from: `synthetic` (the built-in offline set), `csv`, "
-        "`tsv`, `jsonl`, `folder`, or `tfds:NAME` (README \"Text datasets\"); images: "
+        "`tsv`, `jsonl`, `folder`, or `tfds:NAME` (docs/data.md); images: "
         "`shapes` (generated), `image_folder`, `tfds:cifar10` and other TFDS image sets "
-        "(README \"Images and ResNet\")."),
+        "(docs/images.md)."),
     Key("data.split_seed", 0, Int(None),
         "which training examples are held out for validation (stratified). Fixed when "
         "`seed` changes, so runs that differ in seed share their split."),
@@ -238,7 +238,7 @@ KEYS = (
     Key("data.tokenizer", "word",
         Str(nonempty=True, what="use 'word' or a Hugging Face tokenizer (directory or "
             "hub name)"),
-        "`word`: the word-level pipeline of README \"Text datasets\"; otherwise a "
+        "`word`: the word-level pipeline of docs/data.md; otherwise a "
         "Hugging Face fast tokenizer (local directory or hub name) whose subword ids, "
         "special tokens included, are truncated to `max_length` (the "
         "lowercase/punctuation/vocabulary keys are then unused; the cache key holds the "
@@ -355,7 +355,7 @@ KEYS = (
     Section("model", "The network: family, sizes, dropout."),
     Key("model.family", "rnn", OneOf(FAMILIES),
         "the model family: `rnn` (the RNN/GRU/LSTM text classifier), `bert` "
-        "(transformers' Flax sequence classifiers, README \"BERT and friends\") or "
+        "(transformers' Flax sequence classifiers, docs/bert.md) or "
         "`resnet` (images, `jaxreg/models/resnet.py`). Each family is a "
         "`jaxreg.models.Model` (init, apply): see `jaxreg/models/__init__.py`. A family "
         "that reads images with a text source (or the reverse) is a one-line error."),
@@ -450,8 +450,8 @@ KEYS = (
     Key("optim.step_epochs", 10, Int(1), "`step` schedule: epochs between drops."),
     Key("optim.step_factor", 0.1, POSITIVE, "`step` schedule: multiplier at each drop."),
 
-    Section("reg", "Regularizers, as one optax chain in a fixed order (README "
-            "\"Regularizers\"); 0 turns a strength off."),
+    Section("reg", "Regularizers, as one optax chain in a fixed order "
+            "(docs/regularizers.md); 0 turns a strength off."),
     Key("reg.l1", 0.0, NONNEG,
         "L1: `l1 * sign(w)` added to the gradient (masked by `decay_mask`); a "
         "subgradient, not proximal: it adds nothing at an exact 0, the loss gradient "

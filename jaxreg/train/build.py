@@ -67,7 +67,7 @@ def setup(config, workdir, devices=None, data=None, checkpoints: str = "write",
       raise ValueError(f"data.val_fraction={config.data.val_fraction} leaves an "
                        "empty train or val split")
     if config.train.batch_size > len(data.train):
-      # A deliberate choice (README "Exit codes"): every step would be the same one
+      # A deliberate choice (docs/workdir.md, "Exit codes"): every step would be the same one
       # padded batch of the whole split, which is almost never what was meant.
       raise ValueError(f"train.batch_size={config.train.batch_size} is larger than "
                        f"the training split ({len(data.train)} examples); use at most "
