@@ -19,9 +19,9 @@ from jaxreg.train.evaluation import EpochTimes, evaluate_params
 from jaxreg.train.loop import run, train_and_evaluate
 from jaxreg.train.state import TrainingDiverged, TrainState, make_optimizer
 from jaxreg.train.steps import eval_step, eval_variables, loss_and_logits, train_step
-from jaxreg.train.workdir import saved_config
+from jaxreg.train.workdir import run_config, saved_config
 
 __all__ = ["EarlyStopping", "EpochTimes", "Setup", "TrainState", "TrainingDiverged", "compile_steps",
            "epoch_batches", "eval_step", "eval_variables", "evaluate_params",
-           "loss_and_logits", "make_optimizer", "restore", "run",
+           "loss_and_logits", "make_optimizer", "restore", "run", "run_config",
            "saved_config", "setup", "train_and_evaluate", "train_step"]
