@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxreg import predict, records, sweep, train
+from jaxreg import inference as predict, records, sweep, train
 from tests.conftest import ROOT, python_env, tiny_config
 
 CLASSES = ("sports/ball", "weather", "food")  # a '/' in a class name, on purpose
