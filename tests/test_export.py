@@ -5,6 +5,8 @@ load. Also a BERT workdir predicts its own test split from its saved tokenizer a
 HF config (item 1: no pretrained weights are read).
 """
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -105,15 +107,14 @@ def test_rnn_export_predicts_and_loads_with_flax_alone(tmp_path):
   np.testing.assert_array_equal(a, stored)
   np.testing.assert_array_equal(b, stored)
 
-  # docs/predict.md's snippet: flax and jaxreg.models only.
-  import ml_collections
-  from flax import serialization
-  from jaxreg.models import rnn
-  spec = json.loads((out / "config.json").read_text())
-  meta = json.loads((out / "model.json").read_text())
-  vocab = json.loads((out / "vocab.json").read_text())
-  module = rnn.from_config(ml_collections.ConfigDict(spec["model"]), len(vocab),
-                           len(meta["class_names"]))
-  variables = serialization.msgpack_restore((out / "flax_model.msgpack").read_bytes())
-  logits = module.apply(variables, data_test.tokens, data_test.lengths)
-  np.testing.assert_array_equal(np.asarray(logits).argmax(-1), stored)
+  # docs/predict.md's ten-line snippet (flax and jaxreg.models only), run as written.
+  doc = (ROOT / "docs" / "predict.md").read_text()
+  start = doc.index("```python\nimport json, ml_collections")
+  code = doc[start + len("```python\n"):doc.index("```", start + 10)]
+  assert len(code.strip().splitlines()) <= 10
+  sentence = " ".join(exported.vocab[2:9])
+  printed = io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    exec(code.replace("DIR2", str(out)).replace("who wrote hamlet ?", sentence), {})
+  _, expected = exported.probabilities_text(exported.encode([sentence]))
+  assert printed.getvalue().strip() == exported.class_names[expected[0]]
