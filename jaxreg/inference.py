@@ -152,8 +152,8 @@ def load(workdir, checkpoint: str = "best", devices=None) -> Predictor:
     raise FileNotFoundError(f"{workdir / 'model.json'} not found: the run was written "
                             "before jaxreg saved what predicting needs; rerun it")
   vocab = model_files.read_vocab(workdir, meta) if "vocab_file" in meta else None
-  if config.model.family == "bert":  # its config and tokenizer, no weights: random init
-    config.model.pretrained = str(workdir / meta["pretrained_dir"])
+  # The workdir's tokenizer and model config (no weights: the checkpoint has them).
+  model_files.localize(config, workdir, meta)
   mesh = parallel.make_mesh(devices)
   with config_lib.as_config_error():
     parallel.check_batch_size("data.eval_batch_size", config.data.eval_batch_size, mesh)

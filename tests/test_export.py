@@ -34,19 +34,31 @@ def bert_run(tmp_path_factory):
   return workdir, config
 
 
-def test_bert_workdir_holds_tokenizer_and_config_and_predicts_its_test_split(bert_run):
+def test_bert_workdir_moved_without_its_model_dir_predicts_and_evaluates(bert_run,
+                                                                          tmp_path):
+  from jaxreg.evaluate import evaluate_workdir
   workdir, config = bert_run
   meta = json.loads((workdir / records.MODEL_FILE).read_text())
   assert meta["pretrained"] == config.model.pretrained and meta["pretrained_sha256"]
   saved = workdir / meta["pretrained_dir"]
   assert (saved / "tokenizer.json").exists() and (saved / "config.json").exists()
   assert not any(saved.glob("*.safetensors")) and not any(saved.glob("*.msgpack"))
-  shutil.rmtree(config.model.pretrained)  # the original model directory is gone
-  p = inference.load(workdir)
-  labels, _, classes = inference.predict_split(p, "test")
+  moved = tmp_path / "moved"
+  shutil.copytree(workdir, moved)
+  # The original model directory is gone (the exports below read the workdir's copy).
+  shutil.copytree(config.model.pretrained, tmp_path / "model_kept")
+  shutil.rmtree(config.model.pretrained)
+  try:
+    p = inference.load(moved)
+    labels, _, classes = inference.predict_split(p, "test")
+    evaluation = evaluate_workdir(moved, "test")
+  finally:
+    shutil.copytree(tmp_path / "model_kept", config.model.pretrained)
+  expected = records.read_summary(workdir)["test"]["confusion_matrix"]
   cm = np.zeros((len(p.class_names),) * 2, int)
   np.add.at(cm, (labels, classes), 1)
-  np.testing.assert_array_equal(cm, records.read_summary(workdir)["test"]["confusion_matrix"])
+  np.testing.assert_array_equal(cm, expected)
+  assert evaluation["confusion_matrix"] == expected
 
 
 def test_bert_export_reloads_in_transformers_with_identical_logits(bert_run, tmp_path):

@@ -106,5 +106,18 @@ def read(workdir) -> dict | None:
   return json.loads(path.read_text())
 
 
+def localize(config, workdir, meta: dict | None) -> None:
+  """Points `config`'s Hugging Face tokenizer and BERT model at the workdir's own copy
+  (pretrained/: same tokenizer content, the model's config without weights), so that a
+  moved workdir evaluates and predicts without the original directory: the weights come
+  from the checkpoint. A run written before model.json keeps its paths."""
+  if not meta or "pretrained_dir" not in meta:
+    return
+  saved = str(Path(workdir) / meta["pretrained_dir"])
+  config.data.tokenizer = saved
+  if config.model.family == "bert":
+    config.model.pretrained = saved
+
+
 def read_vocab(workdir, meta: dict) -> list[str]:
   return json.loads((Path(workdir) / meta["vocab_file"]).read_text())
