@@ -61,6 +61,7 @@ def test_bert_workdir_moved_without_its_model_dir_predicts_and_evaluates(bert_ru
   assert evaluation["confusion_matrix"] == expected
 
 
+@pytest.mark.slow
 def test_bert_export_reloads_in_transformers_with_identical_logits(bert_run, tmp_path):
   workdir, config = bert_run
   out = tmp_path / "hf"
@@ -96,6 +97,7 @@ def test_pytorch_names_and_layouts():
                                 np.arange(6.0).reshape(2, 3).T)
 
 
+@pytest.mark.slow
 def test_rnn_export_predicts_and_loads_with_flax_alone(tmp_path):
   config = tiny_config(**{"data.cache_dir": ""})
   workdir = tmp_path / "run"

@@ -177,3 +177,8 @@ def test_resnet_split_test_and_image_files_reproduce_the_run(tmp_path):
   shown, items = predict.read_inputs(p, [], [str(folder)])
   _, from_files = predict.predict_items(p, items)
   np.testing.assert_array_equal(from_files, classes[:20])
+  # jaxreg.export's flax msgpack (params and BatchNorm statistics) predicts the same.
+  from jaxreg import exports
+  exported = predict.load(exports.export(workdir, tmp_path / "export"))
+  _, again = exported.probabilities_images(sources.load(config.data).test.images)
+  np.testing.assert_array_equal(again, classes)
