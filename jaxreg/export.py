@@ -39,6 +39,7 @@ def main(argv):
   if not FLAGS.workdir or not FLAGS.out:
     cli.fail("--workdir and --out are required")
   with cli.user_errors():
+    # Here, not at the top: jax and flax load in seconds, which `--help` need not.
     from jaxreg.exports import export
     try:
       out = export(FLAGS.workdir, FLAGS.out, FLAGS.checkpoint)

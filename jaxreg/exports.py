@@ -7,14 +7,20 @@ import os
 import shutil
 from pathlib import Path
 
+import jax
+import numpy as np
+from flax import serialization
+from flax.traverse_util import flatten_dict
+
+from jaxreg import inference, records
+from jaxreg.models import bert
+
 
 def pytorch_state_dict(params: dict) -> dict:
   """A transformers Flax params tree -> {PyTorch key: np.ndarray}: the inverse of
   transformers.modeling_flax_pytorch_utils.rename_key_and_reshape_tensor (its own
   Flax-to-PyTorch direction needs a torch model): dense kernels are transposed to
   [out, in], LayerNorm scales and embeddings become `weight`, paths join with '.'."""
-  import numpy as np
-  from flax.traverse_util import flatten_dict
   out = {}
   for path, value in flatten_dict(params).items():
     value = np.asarray(value, np.float32)
@@ -30,7 +36,6 @@ def pytorch_state_dict(params: dict) -> dict:
 
 def export(workdir, out, checkpoint: str = "best") -> Path:
   """Writes the export of `workdir`'s run into `out` (see the module docstring)."""
-  from jaxreg import inference, records
   out = Path(out)
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
     raise FileExistsError(f"--out={out} exists and is not empty; give a new directory")
@@ -43,7 +48,7 @@ def export(workdir, out, checkpoint: str = "best") -> Path:
     if p.config.model.family == "bert":
       _write_hugging_face(p, tmp)
     else:
-      _write_flax(p, tmp, records)
+      _write_flax(p, tmp)
     if out.exists():
       out.rmdir()  # empty (checked above)
     os.replace(tmp, out)
@@ -54,10 +59,9 @@ def export(workdir, out, checkpoint: str = "best") -> Path:
 
 
 def _write_hugging_face(p, tmp: Path) -> None:
-  import jax
+  # Here: only BERT exports need them, and transformers takes seconds to import.
   from safetensors.numpy import save_file
   from transformers import AutoTokenizer
-  from jaxreg.models import bert
   names = p.class_names
   cfg = bert.hf_config(p.config.model, len(names))  # the run's classes and dropout
   cfg.id2label = dict(enumerate(names))
@@ -71,10 +75,7 @@ def _write_hugging_face(p, tmp: Path) -> None:
                                 ).save_pretrained(tmp)
 
 
-def _write_flax(p, tmp: Path, records) -> None:
-  import jax
-  from flax import serialization
-  from jaxreg import inference
+def _write_flax(p, tmp: Path) -> None:
   (tmp / inference.EXPORTED_WEIGHTS).write_bytes(
       serialization.msgpack_serialize(jax.device_get(p.variables)))
   names = ["config.json", records.MODEL_FILE]

@@ -13,8 +13,18 @@ import dataclasses
 import io as stdio
 import json
 import sys
+import types
 from pathlib import Path
 from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from jaxreg import augment, config as config_lib, models, parallel
+from jaxreg.data import dataset, files, hf_tokenizer, images as images_lib, sources, text
+from jaxreg.train import build, model_files, workdir as workdir_lib
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # jaxreg.export's weights of an RNN or ResNet: a directory holding them predicts too.
@@ -42,9 +52,6 @@ class Predictor:
 
   def _apply(self):
     if self._fn is None:
-      import jax
-      import jax.numpy as jnp
-      from jaxreg import augment, parallel
       image = self.meta["modality"] == "image"
       mean = jnp.asarray(self.meta.get("mean", [0.0]), jnp.float32)
       std = jnp.asarray(self.meta.get("std", [1.0]), jnp.float32)
@@ -61,8 +68,6 @@ class Predictor:
 
   def encode(self, texts: list[str]):
     """Texts -> a TextSplit as the training pipeline encodes them (labels 0)."""
-    import numpy as np
-    from jaxreg.data import dataset, hf_tokenizer, text
     d = self.config.data
     max_length = int(d.max_length)
     if self.vocab is not None:
@@ -79,12 +84,9 @@ class Predictor:
 
   def probabilities_text(self, split):
     """A TextSplit -> (probabilities, classes), batched as evaluation batches it."""
-    import jax
-    import numpy as np
-    from jaxreg import parallel
-    from jaxreg.data import dataset
     size = int(self.config.data.eval_batch_size)
-    buckets = dataset.parse_buckets(self.config.data.buckets, int(self.config.data.max_length))
+    buckets = dataset.parse_buckets(self.config.data.buckets,
+                                    int(self.config.data.max_length))
     order = np.argsort(split.lengths, kind="stable")
     probs = np.zeros((len(split), len(self.class_names)), np.float32)
     classes = np.zeros(len(split), np.int32)
@@ -98,9 +100,6 @@ class Predictor:
 
   def probabilities_images(self, images):
     """uint8 [N, H, W, C] -> (probabilities, classes)."""
-    import jax
-    import numpy as np
-    from jaxreg import parallel
     size = int(self.config.data.eval_batch_size)
     probs = np.zeros((len(images), len(self.class_names)), np.float32)
     classes = np.zeros(len(images), np.int32)
@@ -112,22 +111,21 @@ class Predictor:
       batch = {"images": part, "mask": np.arange(size) < n}
       p, c = jax.device_get(self._apply()(self.variables,
                                           parallel.put_batch(batch, self.mesh)))
-      probs[start:start + n], classes[start:start + n] = np.asarray(p)[:n], np.asarray(c)[:n]
+      probs[start:start + n] = np.asarray(p)[:n]
+      classes[start:start + n] = np.asarray(c)[:n]
     return probs, classes
 
   def load_images(self, paths: list[Path]):
     """Image files -> uint8 [N, H, W, C] as the folder sources decode and resize them."""
-    import numpy as np
-    from jaxreg.data import images
     shape = tuple(self.meta["image_shape"])
     out = []
     for path in paths:
       try:
-        a = images.decode(path)
+        a = images_lib.decode(path)
       except Exception as e:  # noqa: BLE001 - PIL raises several types
         raise ValueError(f"{path}: not a readable image ({type(e).__name__})") from None
       if int(self.config.data.image_size) and a.shape[:2] != shape[:2]:
-        a = images.resize(a, int(self.config.data.image_size))
+        a = images_lib.resize(a, int(self.config.data.image_size))
       if a.shape[-1] == 1 and shape[-1] == 3:
         a = np.repeat(a, 3, axis=-1)
       if a.shape != shape:
@@ -139,9 +137,6 @@ class Predictor:
 
 def load(workdir, checkpoint: str = "best", devices=None) -> Predictor:
   """The run in `workdir` ready to predict (its files only; no training data)."""
-  import types
-  from jaxreg import config as config_lib, models, parallel
-  from jaxreg.train import build, model_files, workdir as workdir_lib
   workdir = Path(workdir)
   if not workdir.is_dir():
     raise FileNotFoundError(f"--workdir={workdir} is not a directory written by "
@@ -162,7 +157,6 @@ def load(workdir, checkpoint: str = "best", devices=None) -> Predictor:
   model = models.from_config(config, sized)
   weights = workdir / EXPORTED_WEIGHTS
   if weights.exists() and not (workdir / "checkpoints").is_dir():  # jaxreg.export's
-    from flax import serialization
     variables = serialization.msgpack_restore(weights.read_bytes())
     return Predictor(workdir, config, meta, model,
                      parallel.put_replicated(variables, mesh), mesh, -1, vocab)
@@ -191,8 +185,6 @@ def load(workdir, checkpoint: str = "best", devices=None) -> Predictor:
 
 def predict_split(p: Predictor, split: str):
   """(labels, probabilities, classes) of the run's own `split` (its data source)."""
-  from jaxreg import config as config_lib
-  from jaxreg.data import sources
   with config_lib.as_config_error():
     data = sources.load(p.config.data)
   if list(data.class_names) != p.class_names or (
@@ -210,7 +202,6 @@ def predict_split(p: Predictor, split: str):
 
 def read_inputs(p: Predictor, texts: list[str], inputs: list[str], stdin=None):
   """(names shown in the output, texts or image paths) of the flags' inputs."""
-  from jaxreg.data import files
   image = p.meta["modality"] == "image"
   if image and texts:
     raise ValueError("--text: this run classifies images; give --input=IMAGE|FOLDER")

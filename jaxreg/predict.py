@@ -54,6 +54,7 @@ def main(argv):
   if FLAGS.split and (FLAGS.text or FLAGS.input):
     cli.fail("--split predicts the run's own data: give it without --text/--input")
   with cli.user_errors():
+    # Here, not at the top: jax and flax load in seconds, which `--help` need not.
     from jaxreg import config as config_lib
     from jaxreg.inference import (format_rows, load, predict_items, predict_split,
                                   read_inputs)

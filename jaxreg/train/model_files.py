@@ -91,7 +91,7 @@ def _write_pretrained(config, target: Path) -> None:
     if config.model.family == "bert":
       AutoConfig.from_pretrained(os.path.expanduser(str(config.model.pretrained))
                                  ).save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)  # a leftover of a run killed before model.json
+    shutil.rmtree(target, ignore_errors=True)  # left by a run killed before model.json
     os.replace(tmp, target)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
