@@ -8,6 +8,7 @@
   population.py     members, what a group may vary, solo and stacked (vmapped) programs
   loop.py           run(configs, workdirs) and train_and_evaluate(config, workdir)
   evaluation.py     evaluate_params, the end of a run: summary.json, predictions, plots
+  model_files.py    model.json, vocab.json, pretrained/: what predicting needs, at the start
 
 jaxreg.evaluate reuses `setup` and `evaluate_params`, so it recomputes exactly what was
 logged.

@@ -84,8 +84,9 @@ def _write_pretrained(config, target: Path) -> None:
   renamed into place: a killed write leaves no half directory."""
   from transformers import AutoConfig  # noqa: PLC0415
   from jaxreg.data import hf_tokenizer  # noqa: PLC0415
+  for left in target.parent.glob(f".{target.name}.*.tmp"):  # a killed run's (we hold
+    shutil.rmtree(left, ignore_errors=True)                 # the workdir's lock)
   tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-  shutil.rmtree(tmp, ignore_errors=True)
   try:
     hf_tokenizer.load(str(config.data.tokenizer)).save_pretrained(tmp)
     if config.model.family == "bert":
