@@ -32,17 +32,17 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
   """The evaluation object for `split` at `checkpoint`; also writes it under eval/."""
   # Here, not at the top: the trainer imports jax and flax, which `--help` need not.
   from jaxreg import checkpoint as checkpoint_lib, metrics, train
+  from jaxreg.train import model_files
   workdir = Path(workdir)
   if not workdir.is_dir():
     raise FileNotFoundError(f"--workdir={workdir} is not a directory written by "
                             "jaxreg.main")
-  saved, _ = train.saved_config(workdir)  # config.json, else the checkpoint's copy
-  if saved is None:
-    raise FileNotFoundError(f"{workdir / 'config.json'} not found: --workdir must be "
-                            "a directory written by jaxreg.main")
-  # Keys added to jaxreg after the run was written take their defaults.
-  config = config_lib.get_base_config()
-  _merge(config, saved)
+  # config.json, else the checkpoint's copy; keys added to jaxreg after the run was
+  # written take their defaults.
+  config = train.run_config(workdir)
+  # BERT: the workdir's tokenizer and model config, not model.pretrained's directory
+  # (which a moved workdir may not reach); the checkpoint holds the weights.
+  model_files.localize(config, workdir, model_files.read(workdir))
   config_lib.validate(config)
   s = train.setup(config, workdir, devices, checkpoints="read")
   try:
@@ -79,14 +79,6 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
   print(metrics.format_table(evaluation))
   print(f"wrote {out}")
   return evaluation
-
-
-def _merge(config, saved: dict) -> None:
-  for key, value in saved.items():
-    if isinstance(value, dict) and key in config:
-      _merge(config[key], value)
-    else:
-      config[key] = value
 
 
 def main(argv):

@@ -2,6 +2,10 @@
 
 A run directory (`jaxreg.main --workdir=DIR`, or one point of a sweep) holds
 
+  model.json            what using the model needs besides config.json, written at the
+                        start (`MODEL_FILE`): family, class names, the vocabulary file
+                        (vocab.json) or the Hugging Face files (pretrained/: tokenizer and
+                        model config, no weights), image normalization
   summary.json          written last by a finished run, so its presence means the run
                         and all its files are complete (`write_summary`, `read_summary`)
   predictions_test.npz  the evaluated checkpoint's per-example test predictions:
@@ -36,6 +40,9 @@ import numpy as np
 from jaxreg import io
 
 SUMMARY_FILE = "summary.json"
+MODEL_FILE = "model.json"
+VOCAB_FILE = "vocab.json"
+PRETRAINED_DIR = "pretrained"
 PREDICTIONS_FILE = "predictions_test.npz"
 OUTCOME_FILE = "outcome.json"
 EVAL_DIR = "eval"

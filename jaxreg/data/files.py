@@ -105,6 +105,19 @@ def _read_rows(path: Path, c, digests: dict) -> list[Row]:
   return rows
 
 
+def read_texts(path, c, source: str) -> list[str]:
+  """The texts of a csv, tsv or jsonl file (`source`) read with config.data `c`'s
+  text_fields and header, as training read them; no label is needed (jaxreg.predict)."""
+  path = _path(str(path), "--input")
+  text = path.read_bytes().decode("utf-8-sig", errors="replace")
+  fields = names(c.text_fields)
+  if source == "jsonl":
+    rows = _read_jsonl(path, text, fields, None)
+  else:
+    rows = _read_delimited(path, text, fields, None, bool(c.header), tsv=source == "tsv")
+  return [r[0] for r in rows]
+
+
 def _column(path, line, spec: str, key: str, header: list[str] | None,
             ncols: int) -> int:
   if header is not None and spec in header:
@@ -136,13 +149,14 @@ def _read_delimited(path, text, fields, label_field, header, tsv) -> list[Row]:
         names_row = [h.strip() for h in row] if header else None
         text_idx = [_column(path, line, f, "data.text_fields", names_row, ncols)
                     for f in fields]
-        label_idx = _column(path, line, label_field, "data.label_field", names_row,
-                            ncols)
+        label_idx = None if label_field is None else _column(
+            path, line, label_field, "data.label_field", names_row, ncols)
         if header:
           continue
       if len(row) != ncols:
         raise ValueError(f"{path}:{line}: expected {ncols} columns, got {len(row)}")
-      rows.append((" ".join(row[i] for i in text_idx), row[label_idx].strip(),
+      rows.append((" ".join(row[i] for i in text_idx),
+                   None if label_idx is None else row[label_idx].strip(),
                    f"{path}:{line}"))
   except csv.Error as e:
     raise ValueError(f"{path}:{reader.line_num}: malformed row ({e})") from None
@@ -164,7 +178,8 @@ def _read_jsonl(path, text, fields, label_field) -> list[Row]:
       if not isinstance(part, (str, int, float)) or isinstance(part, bool):
         raise ValueError(f"{where}: field {f!r} (data.text_fields) is "
                          f"{type(part).__name__}, expected a string")
-    label = _json_field(obj, label_field, "data.label_field", where)
+    label = (None if label_field is None else
+             _json_field(obj, label_field, "data.label_field", where))
     rows.append((" ".join(str(p) for p in parts), label, where))
   return rows
 

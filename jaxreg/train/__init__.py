@@ -8,6 +8,7 @@
   population.py     members, what a group may vary, solo and stacked (vmapped) programs
   loop.py           run(configs, workdirs) and train_and_evaluate(config, workdir)
   evaluation.py     evaluate_params, the end of a run: summary.json, predictions, plots
+  model_files.py    model.json, vocab.json, pretrained/: what predicting needs, at the start
 
 jaxreg.evaluate reuses `setup` and `evaluate_params`, so it recomputes exactly what was
 logged.
@@ -19,9 +20,9 @@ from jaxreg.train.evaluation import EpochTimes, evaluate_params
 from jaxreg.train.loop import run, train_and_evaluate
 from jaxreg.train.state import TrainingDiverged, TrainState, make_optimizer
 from jaxreg.train.steps import eval_step, eval_variables, loss_and_logits, train_step
-from jaxreg.train.workdir import saved_config
+from jaxreg.train.workdir import run_config, saved_config
 
 __all__ = ["EarlyStopping", "EpochTimes", "Setup", "TrainState", "TrainingDiverged", "compile_steps",
            "epoch_batches", "eval_step", "eval_variables", "evaluate_params",
-           "loss_and_logits", "make_optimizer", "restore", "run",
+           "loss_and_logits", "make_optimizer", "restore", "run", "run_config",
            "saved_config", "setup", "train_and_evaluate", "train_step"]

@@ -33,7 +33,7 @@ from jaxreg import checkpoint, config as config_lib, distributed, io, metrics, p
 from jaxreg import records
 from jaxreg.data import sources
 from jaxreg.logs import METRICS_FILE, MetricsLog, Progress, TensorBoard
-from jaxreg.train import build, population, workdir as workdir_lib
+from jaxreg.train import build, model_files, population, workdir as workdir_lib
 from jaxreg.train.early_stopping import EarlyStopping
 from jaxreg.train.evaluation import EpochTimes, finish_run
 from jaxreg.train.population import DIVERGED, FINISHED, TRAINING, Member
@@ -95,6 +95,9 @@ def run(configs, workdirs, devices=None, executor: dict | None = None) -> list[d
                               feed=setups[0].feed))
   with workdir_lib.opened(configs, workdirs):
     for s in setups:
+      # What predicting needs without the data (vocabulary, tokenizer, classes,
+      # normalization), beside config.json.
+      model_files.write(s.config, s.workdir, s.data, s.feed)
       build.open_checkpoints(s)
     try:
       return _Loop(setups, executor).train()

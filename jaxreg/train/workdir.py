@@ -99,6 +99,29 @@ def saved_config(workdir: Path) -> tuple[dict | None, str]:
   return None, ""
 
 
+def run_config(workdir: Path):
+  """The ConfigDict of a workdir's run (`saved_config`) over the current defaults, so
+  keys added to jaxreg after the run was written take their defaults; ConfigError
+  when the workdir holds no run. Reads only."""
+  saved, _ = saved_config(workdir)
+  if saved is None:
+    raise config_lib.ConfigError(
+        f"{Path(workdir) / 'config.json'} not found: --workdir must be a directory "
+        "written by jaxreg.main")
+  config = config_lib.get_base_config()
+  merge_saved(config, saved)
+  return config
+
+
+def merge_saved(config, saved: dict) -> None:
+  """Sets every key of `saved` (a config.json dict) in `config`, nested dicts by key."""
+  for key, value in saved.items():
+    if isinstance(value, dict) and key in config:
+      merge_saved(config[key], value)
+    else:
+      config[key] = value
+
+
 def check_config(config, workdir: Path) -> None:
   """A workdir holds one experiment: resuming with other settings is an error.
   Reads only (config.json or, without it, the checkpoint's copy)."""
