@@ -111,6 +111,7 @@ from orbax.checkpoint.checkpoint_managers import (
 )
 
 from jaxreg import io
+from jaxreg.config import ConfigError
 
 __all__ = ["Checkpointer", "CheckpointVanished", "CorruptCheckpoint", "abstract_like"]
 
@@ -323,6 +324,21 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     """The kept steps, ascending."""
     return sorted(int(s) for s in self._mngr.all_steps())
+
+  def named_step(self, name: str) -> int:
+    """The step `--checkpoint=NAME` means: 'best', 'latest' or a kept step number.
+    FileNotFoundError without checkpoints; ConfigError (one line) for another name."""
+    steps = self.all_steps()
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint in {self._directory}")
+    if name == "best":
+      return self.best_step()
+    if name == "latest":
+      return self.latest_step()
+    if name.isdigit() and int(name) in steps:
+      return int(name)
+    raise ConfigError(f"--checkpoint={name!r} is not one of: best, latest, "
+                      f"{', '.join(map(str, steps))}")
 
   def step_dir(self, step: int) -> str:
     return os.path.join(self._directory, str(int(step)))

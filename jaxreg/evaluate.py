@@ -46,19 +46,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
   config_lib.validate(config)
   s = train.setup(config, workdir, devices, checkpoints="read")
   try:
-    steps = s.checkpointer.all_steps()
-    if not steps:
-      raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
-    if checkpoint == "best":
-      step = s.checkpointer.best_step()
-    elif checkpoint == "latest":
-      step = s.checkpointer.latest_step()
-    elif checkpoint.isdigit() and int(checkpoint) in steps:
-      step = int(checkpoint)
-    else:
-      raise config_lib.ConfigError(
-          f"--checkpoint={checkpoint!r} is not one of: best, latest, "
-          f"{', '.join(map(str, steps))}")
+    step = s.checkpointer.named_step(checkpoint)
     state, meta = train.restore(s, step)
     result, preds = train.evaluate_params(s, state, split, predictions=True)
   except checkpoint_lib.CorruptCheckpoint as e:

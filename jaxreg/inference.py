@@ -162,19 +162,7 @@ def load(workdir, checkpoint: str = "best", devices=None) -> Predictor:
                      parallel.put_replicated(variables, mesh), mesh, -1, vocab)
   ckpt = build.make_checkpointer(config, workdir, read_only=True)
   try:
-    steps = ckpt.all_steps()
-    if not steps:
-      raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
-    if checkpoint == "best":
-      step = ckpt.best_step()
-    elif checkpoint == "latest":
-      step = ckpt.latest_step()
-    elif checkpoint.isdigit() and int(checkpoint) in steps:
-      step = int(checkpoint)
-    else:
-      raise config_lib.ConfigError(
-          f"--checkpoint={checkpoint!r} is not one of: best, latest, "
-          f"{', '.join(map(str, steps))}")
+    step = ckpt.named_step(checkpoint)
     state, _ = ckpt.restore(step, None)  # the tree as saved: no optimizer to rebuild
   finally:
     ckpt.close()
