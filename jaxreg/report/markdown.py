@@ -456,7 +456,7 @@ def methods_lines(a: Analysis) -> list[str]:
       "from the per-example predictions, or his interval for independent "
       "proportions from the counts when no predictions were stored. `python -m "
       "jaxreg.report calibrate` checks by simulation that the flag's false-positive "
-      "rate stays at or below alpha and its intervals cover (docs/sweeps.md, "Calibration").",
+      "rate stays at or below alpha and its intervals cover (docs/sweeps.md, Calibration).",
       "- Evidence on these runs: the exact McNemar test (binomial, p = 1/2) on the "
       "discordant (seed, example) pairs, pooled over the paired seeds and "
       "unadjusted, from each run's predictions_test.npz (or eval/test-*.npz of the "
