@@ -138,9 +138,8 @@ class Analysis:
     if c <= k:
       return list(range(c))
     base = self.level(self.baseline).accuracy.mean
-    moves = np.nanmax(np.abs(np.stack([lv.accuracy.mean - base
-                                       for lv in self.levels])), axis=0)
-    moves = np.nan_to_num(moves)
+    moves = np.nan_to_num(np.abs(np.stack([lv.accuracy.mean - base  # NaN: n = 0
+                                           for lv in self.levels]))).max(axis=0)
     flagged = self.flagged
     order = np.lexsort((-moves, ~flagged))[:k]   # flagged first, then by move
     top = [i for i in order if flagged[i] or moves[i] > 0.005]
