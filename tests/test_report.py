@@ -656,17 +656,15 @@ def many_class_sweep(root, c, seeds=(0, 1, 2, 3, 4), predictions=False):
 @pytest.mark.parametrize("c", [50, 100, pytest.param(1000, marks=pytest.mark.slow)])
 def test_many_classes_report_shows_the_movers_and_the_csvs_keep_every_class(
     tmp_path, monkeypatch, c):
-  import time
   root, names, n, hurt = many_class_sweep(tmp_path / "many", c, predictions=c == 100)
   drawn = {}
   save = figures._save
   monkeypatch.setattr(figures, "_save",
                       lambda fig, out: drawn.setdefault(out.name, fig) and save(fig, out))
-  start = time.perf_counter()
+  # 1000 classes took 20-35 s before (a scan of 1000 drops per class, a C x C loop,
+  # 1000 grey lines), ~5 s now on a 2-core machine shared with other jobs: not asserted
+  # here (wall time on a shared machine), measured in docs/sweeps.md
   report.write_report(root, reps=200)
-  seconds = time.perf_counter() - start
-  assert seconds < 30, seconds  # 1000 classes took 20-35 s before (a C x C loop, a
-  # scan of 1000 drops per class, 1000 grey lines); now ~5 s on a busy 2-core machine
   text = (root / "report.md").read_text()
   assert len(text) < 20_000, len(text)   # ~11 kB at 50, 100 and 1000 classes
   assert max(len(line) for line in text.splitlines()) < 2_500
@@ -720,3 +718,29 @@ def test_many_classes_report_shows_the_movers_and_the_csvs_keep_every_class(
   for fig in drawn.values():  # bounded pixels: no figure grows with the classes
     w, h = fig.get_size_inches()
     assert w * h < 400, (fig, w, h)
+
+
+def test_many_classes_random_search_names_the_lowest_classes_of_the_best_run(tmp_path):
+  c = 50
+  names = [f"q/{k} word" for k in range(c)]
+
+  def confusion(p):
+    right = np.arange(c) % 10 + 1            # class k: (k % 10 + 1) of 10 right
+    cm = np.diag(right)
+    cm[np.arange(c), (np.arange(c) + 1) % c] += 10 - right
+    return cm
+
+  root = make_sweep(tmp_path / "rand", {"optim.learning_rate": [0.0123, 0.0456]},
+                    confusion, lambda p: p["optim.learning_rate"], mode="random",
+                    kinds={"optim.learning_rate": "loguniform"})
+  for summary in root.glob("*/summary.json"):
+    s = json.loads(summary.read_text())
+    s["test"]["class_names"] = names
+    summary.write_text(json.dumps(s))
+  report.write_report(root)
+  text = (root / "report.md").read_text()
+  assert "its per-class test accuracy: the lowest 20 of 50 classes, q/0 word (n=10) " \
+      "10.0%" in text
+  assert "(every class: the run's summary.json)" in text
+  best = next(line for line in text.splitlines() if "the lowest 20 of 50" in line)
+  assert best.count("%") == 20 + 1 and "100.0%" not in best  # accuracy 1 + 20 classes
