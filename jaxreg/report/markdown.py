@@ -163,7 +163,7 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
             f"to {signed(ch.hi[c])}, unadjusted; {a.correction_name}-adjusted p "
             f"{p_is(ch.p_adjusted[c])} over {a.family} tests, {ch.paired} {a.unit}), "
             f"significant after {a.correction_name}.")
-  if len(sentences) > TABLE_ROWS:  # the largest changes of each value come first
+  if len(sentences) > TABLE_ROWS:  # value by value, the largest drops first
     more = len(sentences) - TABLE_ROWS
     sentences = sentences[:TABLE_ROWS] + [f"... and {more} more flagged (class, value) "
                                           "pairs: report/per_class_change.csv."]
@@ -443,7 +443,7 @@ def small_class_note(sweep: Sweep) -> str:
           "test error.")
 
 
-def _class_counts(sweep: Sweep) -> str:
+def _class_counts(sweep: Sweep, analysed: bool) -> str:
   """Every class's test count, or past MANY_CLASSES classes their spread."""
   n, names = sweep.n, sweep.class_names
   if len(names) <= MANY_CLASSES:
@@ -451,7 +451,8 @@ def _class_counts(sweep: Sweep) -> str:
   return (f"per class {int(n.min())} to {int(n.max())}, median {fmt(float(np.median(n)))}"
           f"; {int((n < SMALL_N).sum())} classes with fewer than {SMALL_N}"
           + (f", {int((n == 0).sum())} with none" if (n == 0).any() else "")
-          + "; every count: report/per_class_accuracy.csv")
+          + "; every count: " + ("report/per_class_accuracy.csv" if analysed else
+                                 "each run's summary.json"))
 
 
 def header_lines(sweep: Sweep, a: Analysis | None) -> list[str]:
@@ -467,7 +468,7 @@ def header_lines(sweep: Sweep, a: Analysis | None) -> list[str]:
            f"{len(sweep.runs)} runs: "
            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ". "
            f"Test set: {len(sweep.class_names)} classes, {int(sweep.n.sum())} examples "
-           f"({_class_counts(sweep)}).", ""]
+           f"({_class_counts(sweep, a is not None)}).", ""]
   failed = [r for r in sweep.runs if r.status in records.FAILED]
   if failed:
     lines += ["Left out (no summary): " + "; ".join(
