@@ -53,7 +53,7 @@ def test_the_base_config_holds_every_key_at_its_default_and_validates():
 def _shipped_configs():
   sys.path.insert(0, str(ROOT))
   from configs import bert, bilstm, gru, lstm, lstm_2layer, resnet, rnn
-  text = [None, "tiny", "trec", "trec_reg", "imdb", "imdb_reg"]
+  text = [None, "tiny", "trec", "trec_reg", "trec50", "trec50_reg", "imdb", "imdb_reg"]
   out = [(f"{m.__name__}:{v}", m, v) for m in (lstm, gru, rnn, bilstm, lstm_2layer)
          for v in text]
   out += [(f"bert:{v}", bert, v) for v in bert.VARIANTS if v != ""]  # '': MiniLM needed
@@ -70,6 +70,15 @@ def test_every_shipped_config_validates(name, module, variant):
   if name.startswith("bert:"):
     config.model.pretrained = "some/model"  # what configs/bert.py finds when installed
   config_lib.validate(config)
+
+
+def test_trec50_is_trec_with_the_fine_labels():
+  sys.path.insert(0, str(ROOT))
+  from configs import lstm
+  coarse, fine = lstm.get_config("trec_reg"), lstm.get_config("trec50_reg")
+  assert fine.data.trec_fine and not coarse.data.trec_fine
+  fine.data.trec_fine = False
+  assert fine.to_dict() == coarse.to_dict()   # nothing else differs
 
 
 @pytest.mark.parametrize("key", list(config_lib.KEY_BY_NAME))

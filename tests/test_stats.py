@@ -195,6 +195,26 @@ def test_corrections_of_rows_are_one_family_per_row():
   np.testing.assert_allclose(stats.holm(p)[3], stats.holm(p[3]))
 
 
+@pytest.mark.parametrize("seeds,alpha", [(3, 0.05), (5, 0.05 / 1000), (10, 0.01)])
+def test_detectable_drop_is_the_first_grid_point_a_full_scan_finds(seeds, alpha):
+  # detectable_drop bisects the grid of drops (power grows with the drop); it must
+  # give exactly the first point a scan of the whole grid gives, including where the
+  # point with enough power lies above the class's accuracy (no such drop: NaN)
+  rng = np.random.default_rng(seeds)
+  acc = np.concatenate([[0, 1, 0.001, 0.5, 0.999, 0.9], rng.random(120)])
+  n = np.concatenate([[0, 1, 2, 9, 400, 200], rng.integers(1, 400, 120)])
+  seed_var = np.concatenate([[0, 0, np.nan, 0.01, 0, 0], rng.random(120) * 0.05])
+  drops = np.arange(0.001, 1.0005, 0.001)
+  var = np.maximum(np.nan_to_num(seed_var[:, None]),
+                   stats.floor_at(acc[:, None], drops, n[:, None], seeds))
+  ok = (drops <= acc[:, None] + 1e-12) & (
+      stats.t_test_power(drops, var, seeds, alpha) >= 0.8)
+  scan = np.where(ok.any(1) & (n > 0), drops[np.argmax(ok, 1)], np.nan)
+  got = stats.detectable_drop(acc, n, seeds, seed_var, alpha)
+  np.testing.assert_array_equal(got, scan)
+  assert np.isfinite(scan).sum() > 10 and np.isnan(scan).sum() > 3
+
+
 def test_detectable_drop_has_the_power_it_claims():
   acc, n, var, k, level = np.array([1.0, 0.9, 0.6]), np.array([200, 50, 9]), \
       np.array([0.0, 0.002, 0.01]), 5, 0.05 / 8

@@ -130,17 +130,35 @@ class Analysis:
     return next(lv for lv in self.levels if lv.value == value)
 
   def most_changed(self, k: int) -> list[int]:
-    """Indices of the k classes whose mean test accuracy moves most from the
-    baseline at any value (all classes, in class order, when there are <= k)."""
+    """Indices of at most k classes, in class order: every flagged class first (the
+    largest move first when more than k are flagged), then those whose mean test
+    accuracy moves most from the baseline at any value. All classes when there are
+    <= k."""
     c = len(self.class_names)
     if c <= k:
       return list(range(c))
     base = self.level(self.baseline).accuracy.mean
-    moves = np.nanmax(np.abs(np.stack([lv.accuracy.mean - base
-                                       for lv in self.levels])), axis=0)
-    moves = np.nan_to_num(moves)
-    top = [i for i in np.argsort(-moves, kind="stable")[:k] if moves[i] > 0.005]
+    moves = np.nan_to_num(np.abs(np.stack([lv.accuracy.mean - base  # NaN: n = 0
+                                           for lv in self.levels]))).max(axis=0)
+    flagged = self.flagged
+    order = np.lexsort((-moves, ~flagged))[:k]   # flagged first, then by move
+    top = [i for i in order if flagged[i] or moves[i] > 0.005]
     return sorted(top or range(k))
+
+  @property
+  def flagged(self) -> np.ndarray:
+    """[C] bools: a significant drop or rise at some compared value."""
+    out = np.zeros(len(self.class_names), bool)
+    for ch in self.changes.values():
+      out |= ch.drop | ch.rise
+    return out
+
+  def testable_counts(self) -> dict:
+    """Compared value -> (classes the flag could test at its paired seeds, classes
+    with test examples): a class is testable when a fall to 0% in every seed could
+    be flagged (Change.testable)."""
+    present = int((self.n > 0).sum())
+    return {v: (int(ch.testable.sum()), present) for v, ch in self.changes.items()}
 
   def accuracy_table(self) -> list[dict]:
     """per_class_accuracy.csv: every class at every value, then the overall metrics

@@ -17,10 +17,13 @@ from matplotlib.ticker import MaxNLocator
 
 from jaxreg.report.analysis import Analysis, PairGrid
 from jaxreg.report.load import Sweep
-from jaxreg.report.text import fmt, label
+from jaxreg.report.text import MANY_CLASSES, fmt, label
 
-# Figures with many classes show those that move most (CSV tables keep them all).
+# Figures with many classes show those that move most and every flagged class
+# (Analysis.most_changed; the CSV tables keep them all). Above BAND_ABOVE classes the
+# others are one grey band (10th-90th percentile and median) instead of a line each.
 MAX_LINES, MAX_PANELS, MAX_ROWS, MAX_CONFUSION = 10, 24, 40, 30
+BAND_ABOVE = MANY_CLASSES
 # One colour language in every figure: a drop is red, a rise blue (the heatmaps' RdBu
 # runs the same way); class identities use the other colours, with a marker each.
 DROP_COLOR, RISE_COLOR = "tab:red", "tab:blue"
@@ -119,6 +122,15 @@ def _flag_words(a: Analysis) -> str:
   return f"{a.correction_name} over {a.family} tests"
 
 
+def _shown_words(a: Analysis, shown: Sequence[int]) -> str:
+  """'the 24 of 1000 classes that move most (all 3 flagged among them)'."""
+  flagged = int(a.flagged.sum())
+  among = int(a.flagged[list(shown)].sum())
+  return (f"the {len(shown)} of {len(a.class_names)} classes that move most"
+          + ("" if not flagged else f" (all {flagged} flagged among them)"
+             if among == flagged else f" ({among} of the {flagged} flagged)"))
+
+
 def _series(a: Analysis, i: int):
   """Class i's mean, lo and hi test accuracy at every value, as arrays."""
   return (np.array([lv.accuracy.mean[i] for lv in a.levels]),
@@ -142,8 +154,19 @@ def fig_overview(a: Analysis, out: Path) -> Path:
   # classes that sit on top of each other (e.g. all at 100%) stay visible: each has
   # its own marker and a small sideways offset
   dodge = 0.012 * ((x.max() - x.min()) or 1.0)
+  rest = [c for c in range(len(names)) if c not in shown]
+  if len(names) > BAND_ABOVE and rest:  # a band, not a wall of grey lines
+    means = 100 * np.array([lv.accuracy.mean[rest] for lv in a.levels])  # [L, rest]
+    with np.errstate(invalid="ignore"):
+      p10, p50, p90 = np.nanpercentile(means, [10, 50, 90], axis=1)
+    ax1.fill_between(x, p10, p90, color="0.8", lw=0, zorder=0,
+                     label=f"other {len(rest)} classes: 10th-90th percentile")
+    ax1.plot(x, p50, color="0.55", lw=1.2, ls="--", marker=".", ms=3, zorder=1,
+             label=f"other {len(rest)} classes: median")
   for c, name in enumerate(names):
     m, lo, hi = _series(a, c)
+    if c not in shown and len(names) > BAND_ABOVE:
+      continue
     if c not in shown:
       ax1.plot(x, 100 * m, color="0.7", lw=0.8, marker=".", ms=3, zorder=1,
                label="other classes" if c == min(set(range(len(names))) - set(shown))
@@ -158,7 +181,7 @@ def fig_overview(a: Analysis, out: Path) -> Path:
   ax1.set_ylabel("test accuracy (%)")
   ax1.set_title("Per-class test accuracy (mean over seeds, 95% interval)"
                 + ("" if len(shown) == len(names) else
-                   f"\n{len(shown)} classes that move most in color"), fontsize=11)
+                   f"\n{_shown_words(a, shown)} in color"), fontsize=11)
   styles = {"accuracy": ("k", "-", "o", "accuracy"),
             "balanced_accuracy": ("tab:purple", "--", "s", "balanced accuracy"),
             "worst_class_accuracy": ("tab:orange", ":", "v", "worst-class accuracy"),
@@ -224,8 +247,8 @@ def fig_small_multiples(a: Analysis, out: Path) -> Path:
                f"dashed: baseline {fmt(a.baseline)}; red \u25bc / blue \u25b2: "
                f"significant drop / rise ({_flag_words(a)}); gold band: chosen by "
                "validation"
-               + ("" if c == total else f"\nthe {c} of {total} classes "
-                  "that move most (all: per_class_accuracy.csv)"), fontsize=9)
+               + ("" if c == total else f"\n{_shown_words(a, shown)} (all: "
+                  "per_class_accuracy.csv)"), fontsize=9)
   return _save(fig, out)
 
 
@@ -250,7 +273,7 @@ def fig_change_heatmap(a: Analysis, out: Path) -> Path:
                f"{a.key}={fmt(a.baseline)}; * significant ({_flag_words(a)}, alpha "
                f"{a.alpha})"
                + ("" if len(shown) == len(a.class_names) else
-                  f"\nthe {len(shown)} of {len(a.class_names)} classes that move most"),
+                  f"\n{_shown_words(a, shown)} (all: per_class_change.csv)"),
                fontsize=9)
   fig.colorbar(im, ax=ax, fraction=0.05, label="points")
   return _save(fig, out)
@@ -275,7 +298,9 @@ def fig_forest(a: Analysis, value, out: Path) -> Path:
                 f"{fmt(a.baseline)}")
   ax.set_title(f"Per-class change at {a.key}={fmt(value)}: 95% interval, unadjusted "
                f"({ch.interval})\nred: significant drop, blue: significant rise "
-               f"({_flag_words(a)})", fontsize=10)
+               f"({_flag_words(a)})"
+               + ("" if c == len(a.class_names) else f"\n{_shown_words(a, shown)}"),
+               fontsize=10)
   ax.grid(alpha=0.3, axis="x")
   return _save(fig, out)
 
@@ -309,7 +334,10 @@ def fig_confusion_diff(a: Analysis, out: Path) -> Path:
   ax.set_title(f"Confusion change, {a.key}={fmt(a.target)} minus {fmt(a.baseline)}\n"
                f"test counts summed over {a.paired_for_diff} paired seed(s)\n"
                "red: worse (fewer correct on the diagonal,\nnew errors off it); "
-               "blue: better", fontsize=9)
+               "blue: better"
+               + ("" if c == len(a.class_names) else f"\nthe {c} of "
+                  f"{len(a.class_names)} classes whose counts change most"),
+               fontsize=9)
   bar = fig.colorbar(im, ax=ax, fraction=0.046,
                      label="effect on correct predictions (red: worse)")
   bar.locator = MaxNLocator(integer=True)

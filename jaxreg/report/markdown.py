@@ -13,8 +13,9 @@ from jaxreg.report import figures
 from jaxreg.report.analysis import (ACCURACY_COLUMNS, CHANGE_COLUMNS, TOO_FEW, Analysis,
                                     analyse, pair_grids, ranking, values_repeat)
 from jaxreg.report.load import Sweep, load_sweep
-from jaxreg.report.text import (SMALL_N, ci, fmt, label, md_table, p_is, pct, pval,
-                                signed, write_csv, write_table)
+from jaxreg.report.text import (MANY_CLASSES, SMALL_N, TABLE_ROWS, ci, fmt, label,
+                                md_table, p_is, pct, pval, signed, some, write_csv,
+                                write_table)
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.md"
@@ -24,11 +25,27 @@ def _where(a: Analysis, value) -> str:
   return fmt(value) if a.null_split else f"{a.key}={fmt(value)}"
 
 
+def movers_note(a: Analysis, shown: list[int], csv_name: str) -> str:
+  """The sentence above a table that lists only the movers ('' when it lists all)."""
+  total = len(a.class_names)
+  if len(shown) == total:
+    return ""
+  flagged = int(a.flagged.sum())
+  among = int(a.flagged[shown].sum())
+  which = ("" if not flagged else f", every flagged class among them ({flagged})"
+           if among == flagged else f", {among} of the {flagged} flagged classes")
+  return (f"The table lists the {len(shown)} of {total} classes whose mean test "
+          f"accuracy moves most from the baseline{which}, in class order; every "
+          f"class is in report/{csv_name}.")
+
+
 def section_accuracy(a: Analysis, rd: Path, lines: list[str]) -> None:
   values = a.values
   names = a.class_names
+  shown = a.most_changed(TABLE_ROWS)
   rows = []
-  for c, name in enumerate(names):
+  for c in shown:
+    name = names[c]
     rows.append([name, int(a.n[c]), *[ci(lv.accuracy.mean[c], lv.accuracy.lo[c],
                                          lv.accuracy.hi[c]) for lv in a.levels]])
   for metric in ("accuracy", "balanced_accuracy", "worst_class_accuracy",
@@ -46,7 +63,8 @@ def section_accuracy(a: Analysis, rd: Path, lines: list[str]) -> None:
             "Test accuracy in percent, mean over seeds with its 95% interval "
             f"({'; '.join(sorted({lv.method for lv in a.levels}))}). "
             "Rows in bold: accuracy, balanced accuracy, worst-class accuracy and "
-            "validation accuracy (of the evaluated checkpoint).", "",
+            "validation accuracy (of the evaluated checkpoint). "
+            + movers_note(a, shown, "per_class_accuracy.csv"), "",
             md_table(["class", "n", *[fmt(v) for v in values]], rows), ""]
   if len(values) >= 2:
     first, last = a.levels[0], a.levels[-1]
@@ -64,7 +82,10 @@ def section_accuracy(a: Analysis, rd: Path, lines: list[str]) -> None:
           f"{label(names[i], a.n[i])} from {pct(first.accuracy.mean[i])}% to "
           f"{pct(last.accuracy.mean[i])}% ({signed(drops[i])} points)"
           for i in worst) + "."
-    if steady:
+    if steady and len(names) > MANY_CLASSES:
+      text += (f" {len(steady)} of {len(names)} classes end within one point of where "
+               "they started.")
+    elif steady:
       text += (" Within one point of where they started: "
                + ", ".join(names[i] for i in steady) + ".")
     lines += [text, ""]
@@ -99,11 +120,14 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
     lines += ["No other value has runs paired (by seed) with the baseline.", ""]
     return
   lines += seeds_banner(a)
+  if len(names) > MANY_CLASSES:
+    lines += [testable_line(a), ""]
   figures.fig_change_heatmap(a, rd / "change_vs_baseline.png")
   figures.fig_forest(a, a.target, rd / "change_forest.png")
+  shown = a.most_changed(TABLE_ROWS)
   rows = []
-  for c, name in enumerate(names):
-    cells = [label(name, a.n[c])]
+  for c in shown:
+    cells = [label(names[c], a.n[c])]
     for ch in a.changes.values():
       mark = " ▼" if ch.drop[c] else " ▲" if ch.rise[c] else ""
       cells.append(f"{signed(ch.delta[c])} [{signed(ch.lo[c])}, "
@@ -124,7 +148,8 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
             f"{', '.join(a.replicate_keys) or 'run'}) per value: "
             + ", ".join(f"{fmt(v)}: {ch.paired}" for v, ch in a.changes.items())
             + ". " + _pairing_sentence(a)
-            + " Every p-value is in report/per_class_change.csv.", "",
+            + " Every p-value is in report/per_class_change.csv. "
+            + movers_note(a, shown, "per_class_change.csv"), "",
             md_table(["class", *[fmt(v) for v in values]], rows), ""]
   lines += evidence_tables(a)
   sentences = []
@@ -138,6 +163,10 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
             f"to {signed(ch.hi[c])}, unadjusted; {a.correction_name}-adjusted p "
             f"{p_is(ch.p_adjusted[c])} over {a.family} tests, {ch.paired} {a.unit}), "
             f"significant after {a.correction_name}.")
+  if len(sentences) > TABLE_ROWS:  # value by value, the largest drops first
+    more = len(sentences) - TABLE_ROWS
+    sentences = sentences[:TABLE_ROWS] + [f"... and {more} more flagged (class, value) "
+                                          "pairs: report/per_class_change.csv."]
   if sentences:
     lines += ["\n".join(f"- {s}" for s in sentences), ""]
   else:
@@ -154,10 +183,31 @@ def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
                  if np.isfinite(ch.p_mcnemar[c]) else "") + ").", ""]
 
 
+def testable_line(a: Analysis) -> str:
+  """How many classes the flag could test at this n and K, per compared value."""
+  counts = a.testable_counts()
+  present = next(iter(counts.values()))[1]
+  by = {}
+  for v, (k, _) in counts.items():
+    by.setdefault((k, a.changes[v].paired), []).append(fmt(v))
+  parts = [f"{k} of {present} classes at {_where(a, ', '.join(vs))} ({paired} paired "
+           f"{a.unit})" for (k, paired), vs in by.items()]
+  ch = a.changes[a.target] if a.target in a.changes else next(iter(a.changes.values()))
+  untestable = (a.n > 0) & ~ch.testable
+  md = ch.min_detectable[np.isfinite(ch.min_detectable)]
+  return ("**Testable at this n and K:** " + "; ".join(parts) + ". A class is testable "
+          "when even a fall to 0% in every seed could be flagged; the others have "
+          f"\"{TOO_FEW}\""
+          + (f" (at {_where(a, ch.value)}: {int(untestable.sum())} classes, the largest "
+             f"with n={int(a.n[untestable].max())})" if untestable.any() else "")
+          + (f". Median detectable drop (80% power) over the classes that have one: "
+             f"{pct(np.median(md))} points" if md.size else "") + ".")
+
+
 def evidence_tables(a: Analysis) -> list[str]:
   """Per class at each compared value: the flag beside the exact per-run evidence and
   the smallest drop the sweep could have detected."""
-  shown = a.most_changed(figures.MAX_ROWS)
+  shown = a.most_changed(TABLE_ROWS)
   out = ["The flag's adjusted p beside the evidence on these runs. `McNemar p` is the "
          "exact two-sided McNemar test on the (seed, example) pairs of the paired runs, "
          "pooled over seeds and unadjusted: it says that these runs differ on this test "
@@ -262,13 +312,15 @@ def section_choice(a: Analysis, rd: Path, lines: list[str]) -> None:
   ch = a.changes[show]
   b_lv, s_lv = a.level(base), a.level(show)
   rows, csv_rows = [], []
+  shown = set(a.most_changed(TABLE_ROWS))
   for c, name in enumerate(a.class_names):
     b, s = b_lv.accuracy.mean[c], s_lv.accuracy.mean[c]
     flag = "significant drop" if ch.drop[c] else \
         "significant rise" if ch.rise[c] else ""
-    rows.append([name, int(a.n[c]), pct(b), pct(s), signed(ch.delta[c]),
-                 f"[{signed(ch.lo[c])}, {signed(ch.hi[c])}]", pval(ch.p_adjusted[c]),
-                 flag])
+    if c in shown:
+      rows.append([name, int(a.n[c]), pct(b), pct(s), signed(ch.delta[c]),
+                   f"[{signed(ch.lo[c])}, {signed(ch.hi[c])}]", pval(ch.p_adjusted[c]),
+                   flag])
     csv_rows.append([name, int(a.n[c]), fmt(base), fmt(show), b, s, ch.delta[c],
                      ch.lo[c], ch.hi[c], ch.p_adjusted[c], flag])
   for metric in ("accuracy", "balanced_accuracy", "worst_class_accuracy"):
@@ -280,7 +332,9 @@ def section_choice(a: Analysis, rd: Path, lines: list[str]) -> None:
   write_csv(rd / "choice.csv", ["class", "n", "baseline", "chosen", "baseline_acc",
                                 "chosen_acc", "delta", "lo95", "hi95", "p_adjusted",
                                 "flag"], csv_rows)
-  lines += [md_table(["class", "n", f"{fmt(base)} (%)", f"{fmt(show)} (%)",
+  note = movers_note(a, sorted(shown), "choice.csv")
+  lines += ([note, ""] if note else []) + [
+            md_table(["class", "n", f"{fmt(base)} (%)", f"{fmt(show)} (%)",
                       "change (points)", "95% CI (unadjusted)", "adj. p", ""], rows), ""]
   acc_d = s_lv.metrics["accuracy"].mean - b_lv.metrics["accuracy"].mean
   worst_d = (s_lv.metrics["worst_class_accuracy"].mean
@@ -294,7 +348,9 @@ def section_choice(a: Analysis, rd: Path, lines: list[str]) -> None:
   if drops:
     text += " It costs " + "; ".join(
         f"{label(names[c], a.n[c])} {abs(100 * ch.delta[c]):.1f} points (95% CI "
-        f"{signed(ch.lo[c])} to {signed(ch.hi[c])})" for c in drops) + \
+        f"{signed(ch.lo[c])} to {signed(ch.hi[c])})" for c in drops[:TABLE_ROWS]) + \
+        (f" and {len(drops) - TABLE_ROWS} more classes (choice.csv)"
+         if len(drops) > TABLE_ROWS else "") + \
         f", significant after {a.correction_name}."
   else:
     c = int(np.nanargmin(ch.delta))
@@ -316,7 +372,7 @@ def section_confusion(a: Analysis, rd: Path, lines: list[str]) -> None:
   figures.fig_confusion_diff(a, rd / "confusion_change.png")
   names = a.class_names
   write_csv(rd / "confusion_change.csv", ["true \\ predicted", *names],
-            [[names[i], *map(int, d[i])] for i in range(len(names))])
+            [[names[i], *d[i].tolist()] for i in range(len(names))])
   which = "chosen" if a.target == a.chosen else "strongest"
   lines += [f"![confusion change]({REPORT_DIR}/confusion_change.png)", "",
             f"Test confusion matrix at the {which} value {_where(a, a.target)} minus "
@@ -344,8 +400,9 @@ def section_confusion(a: Analysis, rd: Path, lines: list[str]) -> None:
     text.append("The classes that absorb them, counting new wrong predictions of each "
                 "class: " + ", ".join(f"{names[j]} +{int(absorbed[j])}" for j in top)
                 + ".")
-  entries = sorted(((int(off[i, j]), names[i], names[j]) for i in range(len(names))
-                    for j in range(len(names)) if off[i, j] > 0), reverse=True)[:10]
+  ii, jj = np.nonzero(off > 0)   # numpy, not a loop: C x C is 1e6 cells at 1000
+  top10 = np.lexsort((jj, ii, -off[ii, jj]))[:10]
+  entries = [(int(off[ii[k], jj[k]]), names[ii[k]], names[jj[k]]) for k in top10]
   lines += [" ".join(text), ""]
   if entries:
     lines += ["Largest increases in a confusion (true -> predicted):", "",
@@ -380,10 +437,22 @@ def small_class_note(sweep: Sweep) -> str:
     return (f"Classes with fewer than {SMALL_N} test examples carry their count, e.g. "
             f"`{label(names[i], n[i])}`: there, one test error moves the "
             f"class's accuracy by 100/n points ({names[i]}: "
-            f"{100 / n[i]:.1f} points). Small classes: {', '.join(small)}.")
+            f"{100 / n[i]:.1f} points). Small classes: {some(small, MANY_CLASSES)}.")
   return (f"Every class has at least {SMALL_N} test examples; the smallest, "
           f"{names[i]} (n={int(n[i])}), moves {100 / n[i]:.1f} points per "
           "test error.")
+
+
+def _class_counts(sweep: Sweep, analysed: bool) -> str:
+  """Every class's test count, or past MANY_CLASSES classes their spread."""
+  n, names = sweep.n, sweep.class_names
+  if len(names) <= MANY_CLASSES:
+    return ", ".join(f"{nm} {int(k)}" for nm, k in zip(names, n))
+  return (f"per class {int(n.min())} to {int(n.max())}, median {fmt(float(np.median(n)))}"
+          f"; {int((n < SMALL_N).sum())} classes with fewer than {SMALL_N}"
+          + (f", {int((n == 0).sum())} with none" if (n == 0).any() else "")
+          + "; every count: " + ("report/per_class_accuracy.csv" if analysed else
+                                 "each run's summary.json"))
 
 
 def header_lines(sweep: Sweep, a: Analysis | None) -> list[str]:
@@ -399,8 +468,7 @@ def header_lines(sweep: Sweep, a: Analysis | None) -> list[str]:
            f"{len(sweep.runs)} runs: "
            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ". "
            f"Test set: {len(sweep.class_names)} classes, {int(sweep.n.sum())} examples "
-           f"({', '.join(f'{nm} {int(k)}' for nm, k in zip(sweep.class_names, sweep.n))}).",
-           ""]
+           f"({_class_counts(sweep, a is not None)}).", ""]
   failed = [r for r in sweep.runs if r.status in records.FAILED]
   if failed:
     lines += ["Left out (no summary): " + "; ".join(
@@ -475,6 +543,17 @@ def methods_lines(a: Analysis) -> list[str]:
   ]
 
 
+def _best_run_classes(t: dict, n) -> str:
+  """Each class's accuracy, or past MANY_CLASSES the lowest TABLE_ROWS of them."""
+  cells = list(zip(t["class_names"], n, t["per_class_accuracy"]))
+  if len(cells) <= MANY_CLASSES:
+    return ", ".join(f"{label(nm, k)} {pct(acc)}%" for nm, k, acc in cells)
+  low = sorted((c for c in cells if c[1] > 0), key=lambda c: c[2])[:TABLE_ROWS]
+  return (f"the lowest {len(low)} of {len(cells)} classes, " + ", ".join(
+      f"{label(nm, k)} {pct(acc)}%" for nm, k, acc in low)
+      + " (every class: the run's summary.json)")
+
+
 def random_report(sweep: Sweep, rd: Path, lines: list[str]) -> None:
   """Random search with non-repeating values: a ranking and scatter plots."""
   runs = ranking(sweep)
@@ -491,9 +570,7 @@ def random_report(sweep: Sweep, rd: Path, lines: list[str]) -> None:
   t = best.summary["test"]
   lines += [f"The best run by validation accuracy, {best.name}, reaches "
             f"{pct(t['accuracy'], 2)}% test accuracy; its per-class test accuracy: "
-            + ", ".join(f"{label(nm, k)} {pct(acc)}%" for nm, k, acc in
-                        zip(t["class_names"], sweep.n, t["per_class_accuracy"])) + ".",
-            ""]
+            + _best_run_classes(t, sweep.n) + ".", ""]
   numeric = [a for a in sweep.setting_axes if a.type_name in ("int", "float")]
   if numeric:
     figures.fig_random_scatter(sweep, numeric, rd / "random_val_scatter.png")

@@ -13,12 +13,25 @@ from jaxreg import io
 from jaxreg.sweep.axes import display_value
 
 SMALL_N = 50   # classes with fewer test examples get "(n=...)" beside their name
+# Above MANY_CLASSES classes the report shows the movers (Analysis.most_changed): its
+# markdown tables list TABLE_ROWS classes, its figures a bounded number; the CSV
+# tables keep every class.
+MANY_CLASSES = 20
+TABLE_ROWS = 20
 fmt = display_value  # an axis value as the report prints it ('' for the empty string)
 
 
 def label(name: str, n: int) -> str:
   """A class name, with its test count when it is small ('ABBR (n=9)')."""
   return f"{name} (n={int(n)})" if n < SMALL_N else name
+
+
+def some(names: Sequence[str], k: int = 10) -> str:
+  """'a, b, c' or, past k names, 'a, ..., j and 40 more'."""
+  names = list(names)
+  if len(names) <= k:
+    return ", ".join(names)
+  return ", ".join(names[:k]) + f" and {len(names) - k} more"
 
 
 def pct(x, digits: int = 1) -> str:
@@ -75,6 +88,8 @@ def write_table(path: Path, header: Sequence[str], rows: Sequence[dict]) -> None
 
 
 def _csv_cell(c):
+  if type(c) is int or type(c) is str:  # most cells: fast (1e6 of them at 1000 classes)
+    return c
   if isinstance(c, (float, np.floating)):
     return "" if not np.isfinite(c) else repr(float(c))
   if isinstance(c, (np.integer,)):
