@@ -115,6 +115,13 @@ def stored_test_predictions(run_dir: PathLike) -> Iterator[tuple[np.ndarray, np.
       yield found
 
 
+def run_files(run_dir: PathLike) -> list[str]:
+  """What a run directory holds, for the console: its files and folders (folders
+  with a trailing '/'), sorted; hidden ones (the lock file) left out."""
+  return sorted(p.name + ("/" if p.is_dir() else "")
+                for p in Path(run_dir).iterdir() if not p.name.startswith("."))
+
+
 def write_outcome(run_dir: PathLike, status: str, error: str, **details) -> Path:
   """A run that ended without a summary: the trainer's diverged run (with `step` and
   `epoch`), or a SLURM task's failure."""
