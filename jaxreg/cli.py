@@ -103,7 +103,16 @@ def _config_root_on_path(argv) -> None:
         sys.path.insert(0, str(path.parents[1]))
 
 
+def _packaged_configs(argv) -> list[str]:
+  """argv with `--config=lstm[:VARIANT]` (a config shipped in jaxreg/configs, named
+  without a path) given as that file's path, which config_flags loads."""
+  from jaxreg import configs  # the package's configs/ folder; imports nothing
+  return [f"--config={configs.resolve(a.split('=', 1)[1])}"
+          if a.startswith("--config=") else a for a in argv]
+
+
 def parse_flags(argv):
+  argv = _packaged_configs(argv)
   _config_root_on_path(argv)
   try:
     return flags.FLAGS(argv)

@@ -94,12 +94,17 @@ def unknown_key_hint(path: str) -> str:
 
 def missing_file_hint(path: str) -> str:
   """' (did you mean configs/lstm.py?)' for a config file that does not exist: the
-  nearest .py file in the folder it was looked for in, or in ./configs, or ''."""
+  nearest .py file in the folder it was looked for in, or in ./configs, or (for a
+  bare name) the nearest config shipped with jaxreg ('lstm'), or ''."""
   given = Path(path)
   found = {}
   for folder in (Path("configs"), given.parent):
     if folder.is_dir():
       found.update({f.name: str(folder / f.name) for f in sorted(folder.glob("*.py"))
                     if not f.name.startswith("_")})
-  close = difflib.get_close_matches(given.name, list(found), n=1, cutoff=0.6)
+  if given.parent == Path("."):  # a bare name: the configs shipped with jaxreg
+    from jaxreg import configs  # imports nothing of jaxreg
+    found.update({f"{n}.py": n for n in configs.names()})
+  name = given.name if given.suffix == ".py" else f"{given.name}.py"
+  close = difflib.get_close_matches(name, list(found), n=1, cutoff=0.6)
   return f" (did you mean {found[close[0]]}?)" if close else ""
