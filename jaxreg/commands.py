@@ -4,13 +4,14 @@ as that module's main with the remaining flags, so both forms behave the same:
 
   jaxreg train    --config=lstm --workdir=DIR     python -m jaxreg.main
   jaxreg evaluate --workdir=DIR --split=test      python -m jaxreg.evaluate
-  jaxreg predict  --workdir=DIR --text=...        python -m jaxreg.predict
-  jaxreg export   --workdir=DIR --out=DIR         python -m jaxreg.export
+  jaxreg predict  --workdir=DIR ...               python -m jaxreg.predict
+  jaxreg export   --workdir=DIR ...               python -m jaxreg.export
   jaxreg sweep    --config=lstm --workdir=DIR --axis=reg.l2=0,1e-3   python -m jaxreg.sweep
   jaxreg report   --workdir=DIR                   python -m jaxreg.report
   jaxreg config   --config=lstm:trec              python -m jaxreg.config
 
-`jaxreg COMMAND --help` lists a command's flags.
+`jaxreg COMMAND --help` lists a command's flags. A command whose module this jaxreg
+lacks exits 2 with one line saying so.
 """
 
 from __future__ import annotations
