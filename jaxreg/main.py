@@ -35,7 +35,7 @@ def main(argv):
     summary = train.train_and_evaluate(config, workdir)
   if not distributed.is_main():
     return
-  from jaxreg import metrics, records
+  from jaxreg import metrics, records  # with train: `--help` stays fast
   test = summary["test"]
   print(f"test per class, worst first (checkpoint step {summary['evaluated_step']}):")
   print(metrics.format_worst_first(test))
