@@ -19,6 +19,7 @@ from pathlib import Path
 
 import ml_collections
 
+from jaxreg import configs  # the shipped configs' folder (imports no jaxreg module)
 from jaxreg.config.rules import ConfigError, finite, near_miss
 from jaxreg.config.schema import (  # noqa: F401 (the allowed values, for their owners)
     CELLS, CHECKPOINT_METRICS, CROSS_KEY_RULES, DECAY_MASK_FORMS, DECAY_MODES,
@@ -103,7 +104,6 @@ def missing_file_hint(path: str) -> str:
       found.update({f.name: str(folder / f.name) for f in sorted(folder.glob("*.py"))
                     if not f.name.startswith("_")})
   if given.parent == Path("."):  # a bare name: the configs shipped with jaxreg
-    from jaxreg import configs  # imports nothing of jaxreg
     found.update({f"{n}.py": n for n in configs.names()})
   name = given.name if given.suffix == ".py" else f"{given.name}.py"
   close = difflib.get_close_matches(name, list(found), n=1, cutoff=0.6)
