@@ -16,7 +16,7 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from jaxreg import config as config_lib, io  # light: ml_collections only
+from jaxreg import config as config_lib, configs, io  # light: ml_collections only
 
 USAGE_ERROR = 2
 DIVERGED = 1
@@ -96,7 +96,15 @@ def _config_root_on_path(argv) -> None:
         sys.path.insert(0, str(path.parents[1]))
 
 
+def _packaged_configs(argv) -> list[str]:
+  """argv with `--config=lstm[:VARIANT]` (a config shipped in jaxreg/configs, named
+  without a path) given as that file's path, which config_flags loads."""
+  return [f"--config={configs.resolve(a.split('=', 1)[1])}"
+          if a.startswith("--config=") else a for a in argv]
+
+
 def parse_flags(argv):
+  argv = _packaged_configs(argv)
   _config_root_on_path(argv)
   try:
     return flags.FLAGS(argv)

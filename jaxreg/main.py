@@ -48,10 +48,14 @@ def main(argv):
     summary = train.train_and_evaluate(config, workdir)
   if not distributed.is_main():
     return
+  from jaxreg import metrics, records  # with train: `--help` stays fast
   test = summary["test"]
+  print(f"test per class, worst first (checkpoint step {summary['evaluated_step']}):")
+  print(metrics.format_worst_first(test))
   print(f"test accuracy {test['accuracy']:.4f}  balanced {test['balanced_accuracy']:.4f}"
         f"  worst class {test['worst_class_accuracy']:.4f}  "
         f"({Path(workdir) / records.SUMMARY_FILE})")
+  print(f"files in {workdir}: {'  '.join(records.run_files(workdir))}")
 
 
 def run():

@@ -155,6 +155,28 @@ def _fmt(value: Any, spec: str = ".4f") -> str:
   return format(value, spec)
 
 
+def format_worst_first(evaluation: dict) -> str:
+  """The per-class table printed at the end of a run: class, n (its examples),
+  correct and accuracy, worst accuracy first (ties in class order; classes without
+  examples last), from `summarize`."""
+  names = evaluation["class_names"]
+  accs = evaluation["per_class_accuracy"]
+  confusion = evaluation["confusion_matrix"]
+  order = sorted(range(len(names)),
+                 key=lambda k: (accs[k] is None, accs[k] or 0.0, k))
+  headers = ["class", "n", "correct", "accuracy"]
+  rows = [[names[k], str(evaluation["per_class_count"][k]), str(confusion[k][k]),
+           _fmt(accs[k])] for k in order]
+  widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+  def line(cells):
+    return "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                     for i, (cell, w) in enumerate(zip(cells, widths)))
+
+  return "\n".join([line(headers), "  ".join("-" * w for w in widths),
+                    *(line(r) for r in rows)])
+
+
 def format_table(evaluation: dict) -> str:
   """Human-readable per-class table plus overall lines, from `summarize`."""
   names = evaluation["class_names"]

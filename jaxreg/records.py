@@ -18,9 +18,11 @@ A run directory (`jaxreg.main --workdir=DIR`, or one point of a sweep) holds
 
 and a sweep directory
 
-  sweep.json   the plan (mode, axes, base config, command) and each run's status
-               (and `executor`: how it was trained, {kind, size, why}, once known)
-  runs.csv     one row per finished or failed run (`RUNS_COLUMNS` below)
+  sweep.json     the plan (mode, axes, base config, command) and each run's status
+                 (and `executor`: how it was trained, {kind, size, why}, once known)
+  runs.csv       one row per finished or failed run (the columns below), ending with
+                 the run's whole resolved config as `config.<dotted key>` columns
+  per_class.csv  long format: one row per finished run and test class (`PER_CLASS_*`)
 
 Every file is written whole or not at all (jaxreg.io). This module imports no jax: the
 trainer, the sweep launchers, the report and a notebook all read and write through it.
@@ -48,6 +50,7 @@ OUTCOME_FILE = "outcome.json"
 EVAL_DIR = "eval"
 SWEEP_FILE = "sweep.json"
 RUNS_FILE = "runs.csv"
+PER_CLASS_FILE = "per_class.csv"
 
 STATUSES = ("done", "diverged", "error", "pending")
 FAILED = ("diverged", "error")
@@ -55,10 +58,18 @@ FAILED = ("diverged", "error")
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "worst_class_accuracy", "loss")
 # ... then these summary.json keys (empty where a summary lacks one), then
 # EXECUTOR_COLUMNS (how the run was trained: 'group' or 'alone', and K), then `error`,
-# then test_acc/<class> and test_count/<class> for every class of any run.
+# then test_acc/<class> and test_count/<class> for every class of any run, then
+# CONFIG_PREFIX + every dotted key of the run's resolved config (base config + its
+# axis values: a sweep's fixed settings survive concatenating two sweeps' tables).
 SUMMARY_KEYS = ("best_step", "evaluated_step", "evaluated_epoch", "epochs_completed",
                 "stopped_early", "train_seconds")
 EXECUTOR_COLUMNS = ("executor", "executor_size")
+
+CONFIG_PREFIX = "config."
+# per_class.csv: `run`, the axis values, then `seed` (when not an axis), then these.
+# One column holds the class name, so any name (with '/', ',' or quotes) stays one
+# value; runs.csv's wide test_acc/<class> columns are kept for older readers.
+PER_CLASS_COLUMNS = ("split", "class_index", "class", "n", "correct", "accuracy")
 
 PathLike = str | os.PathLike
 
@@ -112,6 +123,13 @@ def stored_test_predictions(run_dir: PathLike) -> Iterator[tuple[np.ndarray, np.
     found = read_predictions(path)
     if found is not None:
       yield found
+
+
+def run_files(run_dir: PathLike) -> list[str]:
+  """What a run directory holds, for the console: its files and folders (folders
+  with a trailing '/'), sorted; hidden ones (the lock file) left out."""
+  return sorted(p.name + ("/" if p.is_dir() else "")
+                for p in Path(run_dir).iterdir() if not p.name.startswith("."))
 
 
 def write_outcome(run_dir: PathLike, status: str, error: str, **details) -> Path:
@@ -195,22 +213,79 @@ def write_sweep(workdir: PathLike, meta: dict) -> Path:
 
 
 def write_status(workdir: PathLike, meta: dict, summaries: dict[str, dict]) -> None:
-  """sweep.json (with every run's status) and then runs.csv from it. `summaries`:
-  run name -> summary of the finished runs."""
+  """sweep.json (with every run's status), then runs.csv and per_class.csv from it.
+  `summaries`: run name -> summary of the finished runs."""
   write_sweep(workdir, meta)
   keys = [a["key"] for a in meta["axes"]]
-  header, rows = runs_table(meta["runs"], keys, summaries)
+  configs = {e["name"]: run_config(meta.get("base_config") or {}, e["values"])
+             for e in meta["runs"]}
+  header, rows = runs_table(meta["runs"], keys, summaries, configs)
+  io.atomic_write(Path(workdir) / RUNS_FILE, _csv_text(header, rows))
+  header, rows = per_class_table(meta["runs"], keys, summaries, configs)
+  io.atomic_write(Path(workdir) / PER_CLASS_FILE, _csv_text(header, rows))
+
+
+def _csv_text(header: Sequence[str], rows: Sequence[dict]) -> str:
   buf = stdio.StringIO()
   writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
   writer.writeheader()
   writer.writerows(rows)
-  io.atomic_write(Path(workdir) / RUNS_FILE, buf.getvalue())
+  return buf.getvalue()
+
+
+def run_config(base_config: dict, values: dict) -> dict:
+  """One run's resolved config as {dotted key: value}: the sweep's base config
+  (sweep.json, nested) with the run's axis values set."""
+  flat = _flatten(base_config)
+  flat.update(values)
+  return flat
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+  # jaxreg.config.flatten does the same; this module stays free of ml_collections.
+  flat = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      flat.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      flat[f"{prefix}{k}"] = v
+  return flat
+
+
+def per_class_table(entries: Sequence[dict], keys: Sequence[str],
+                    summaries: dict[str, dict], configs: dict[str, dict] | None = None
+                    ) -> tuple[list[str], list[dict]]:
+  """per_class.csv's header and rows: every finished run's test classes, in plan
+  order then class order. `configs`: run name -> flat config (for `seed`)."""
+  configs = configs or {}
+  seed = [] if "seed" in keys else ["seed"]
+  header = ["run", *keys, *seed, *PER_CLASS_COLUMNS]
+  rows = []
+  for e in entries:
+    s = summaries.get(e["name"])
+    if s is None:
+      continue
+    fixed = {"run": e["name"], **{k: _csv_value(v) for k, v in e["values"].items()}}
+    if seed:
+      fixed["seed"] = _csv_value(configs.get(e["name"], {}).get("seed"))
+    test = s["test"]
+    confusion = test.get("confusion_matrix")
+    for k, (name, acc, n) in enumerate(zip(test["class_names"],
+                                           test["per_class_accuracy"],
+                                           test["per_class_count"])):
+      correct = confusion[k][k] if confusion else round((acc or 0.0) * n)
+      rows.append({**fixed, "split": "test", "class_index": k, "class": name, "n": n,
+                   "correct": correct, "accuracy": _csv_value(acc)})
+  return header, rows
 
 
 def runs_table(entries: Sequence[dict], keys: Sequence[str],
-               summaries: dict[str, dict]) -> tuple[list[str], list[dict]]:
+               summaries: dict[str, dict], configs: dict[str, dict] | None = None
+               ) -> tuple[list[str], list[dict]]:
   """runs.csv's header and rows: finished runs and failed ones, in plan order.
-  `entries`: sweep.json's runs (name, values, status, error); `keys`: the axes."""
+  `entries`: sweep.json's runs (name, values, status, error); `keys`: the axes;
+  `configs`: run name -> flat resolved config (`run_config`), the last columns."""
+  configs = configs or {}
   class_names: list[str] = []
   for e in entries:
     s = summaries.get(e["name"])
@@ -223,6 +298,12 @@ def runs_table(entries: Sequence[dict], keys: Sequence[str],
   header += [*SUMMARY_KEYS, *EXECUTOR_COLUMNS, "error"]
   header += [f"test_acc/{c}" for c in class_names]
   header += [f"test_count/{c}" for c in class_names]
+  config_keys: list[str] = []
+  for e in entries:
+    for k in configs.get(e["name"], {}):
+      if k not in config_keys:
+        config_keys.append(k)
+  header += [CONFIG_PREFIX + k for k in config_keys]
   rows = []
   for e in entries:
     s = summaries.get(e["name"])
@@ -232,6 +313,8 @@ def runs_table(entries: Sequence[dict], keys: Sequence[str],
     executor = (s or {}).get("executor") or e.get("executor") or {}
     row["executor"], row["executor_size"] = (executor.get("kind", ""),
                                              executor.get("size", ""))
+    row.update({CONFIG_PREFIX + k: _config_value(v)
+                for k, v in configs.get(e["name"], {}).items()})
     if s is None:
       row.update(status=e["status"], error=e.get("error", ""))
     else:
@@ -258,6 +341,13 @@ def _csv_value(v):
   if isinstance(v, bool):
     return "true" if v else "false"
   return v
+
+
+def _config_value(v):
+  """A config value as one CSV cell: lists and tuples as JSON ('[64, 64]')."""
+  if isinstance(v, (list, tuple, dict)):
+    return json.dumps(v)
+  return _csv_value(v)
 
 
 def read_runs_csv(path: PathLike) -> list[dict]:

@@ -312,3 +312,17 @@ def test_batch_counts_on_4_device_mesh():
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert "MESH_OK 52" in proc.stdout
+
+
+def test_end_of_run_table_lists_worst_classes_first_with_counts():
+  # Issue 16 item 7: the end of a run showed only averages. Ties keep class order;
+  # a class without examples in the split comes last.
+  confusion = np.array([[8, 2, 0, 0], [0, 0, 0, 0], [1, 0, 3, 0], [0, 1, 0, 3]])
+  evaluation = metrics.summarize(
+      {"confusion": confusion, "loss_sum": np.ones(4, np.float32)},
+      ["big", "absent", "A/B", "d"])
+  lines = metrics.format_worst_first(evaluation).splitlines()
+  assert lines[0].split() == ["class", "n", "correct", "accuracy"]
+  assert [l.split() for l in lines[2:]] == [
+      ["A/B", "4", "3", "0.7500"], ["d", "4", "3", "0.7500"],
+      ["big", "10", "8", "0.8000"], ["absent", "0", "0", "-"]]

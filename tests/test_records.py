@@ -454,3 +454,60 @@ def test_the_executor_flag_lists_every_executor():
   # (in a fresh process: the CLI's flags would clash with another command's here)
   proc = _python("-m", "jaxreg.sweep", "--help")
   assert f"--executor: <{'|'.join(sorted(local.EXECUTORS))}>:" in proc.stdout
+
+
+# ------------------------------------------------------ tables people load
+
+
+_ODD_CLASSES = ["A/B", "x,y", 'say "hi"']
+
+
+def _finished_sweep(root: Path, optim: str) -> tuple[Path, dict]:
+  """A 2-run sweep over reg.l2 (seed fixed at 7, `optim.name` fixed) whose runs
+  finished with classes whose names hold '/', ',' and quotes; nothing is trained."""
+  config = tiny_config(**{"seed": 7, "optim.name": optim})
+  runs, meta = prepare(config, root, parse_axes(["reg.l2=0,1e-3"], config))
+  summaries = {}
+  for i, run in enumerate(runs):
+    s = _summary([[9 - i, 1 + i, 0], [2, 8, 0], [0, 1, 3 + i]], 0.9)
+    s["test"]["class_names"] = list(_ODD_CLASSES)
+    summaries[run.name] = s
+  for entry in meta["runs"]:
+    entry["status"] = "done"
+  records.write_status(root, meta, summaries)
+  return root, summaries
+
+
+def test_runs_csv_carries_every_config_key_and_per_class_csv_is_long(tmp_path):
+  # Issue 16 item 6: runs.csv held only the swept columns, so the fixed
+  # --config.optim.name of a sweep was lost once two sweeps' tables were concatenated;
+  # a class named 'A/B' gave a column 'test_acc/A/B'. Read with pandas, as users do.
+  import pandas as pd
+  sgd, summaries = _finished_sweep(tmp_path / "sgd", "sgd")
+  adam, _ = _finished_sweep(tmp_path / "adam", "adam")
+  runs = pd.concat([pd.read_csv(d / records.RUNS_FILE) for d in (sgd, adam)])
+  assert list(runs["config.optim.name"]) == ["sgd", "sgd", "adam", "adam"]
+  assert list(runs["config.seed"]) == [7] * 4
+  assert list(runs["config.reg.l2"]) == list(runs["reg.l2"]) == [0.0, 1e-3] * 2
+  # every key of the resolved config, after the columns older readers know
+  flat = records.run_config(records.read_sweep(sgd)["base_config"], {})
+  header = list(pd.read_csv(sgd / records.RUNS_FILE).columns)
+  first_config = header.index("config." + next(iter(flat)))
+  assert header[first_config:] == ["config." + k for k in flat]
+  # older readers see the columns they knew, in their order: the config is appended
+  assert header[:first_config] == records.runs_table(
+      records.read_sweep(sgd)["runs"], ["reg.l2"], summaries)[0]
+  assert header[:3] == ["run", "status", "reg.l2"]
+  assert header[first_config - 2 * len(_ODD_CLASSES):first_config] == \
+      [f"test_acc/{c}" for c in _ODD_CLASSES] + [f"test_count/{c}" for c in _ODD_CLASSES]
+
+  per_class = pd.read_csv(sgd / records.PER_CLASS_FILE)
+  assert list(per_class.columns) == ["run", "reg.l2", "seed", "split", "class_index",
+                                     "class", "n", "correct", "accuracy"]
+  assert len(per_class) == 2 * len(_ODD_CLASSES)
+  assert list(per_class["class"]) == _ODD_CLASSES * 2  # each name one value, as given
+  second = per_class[per_class["reg.l2"] == 1e-3].set_index("class")
+  assert second.loc["A/B", "n"] == 10 and second.loc["A/B", "correct"] == 8
+  assert second.loc['say "hi"', "correct"] == 4 and second.loc['say "hi"', "n"] == 5
+  assert second.loc["x,y", "accuracy"] == pytest.approx(0.8)
+  assert set(per_class["seed"]) == {7} and set(per_class["split"]) == {"test"}

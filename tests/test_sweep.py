@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxreg import records, sweep
+from jaxreg import config as config_lib, records, sweep
 from jaxreg.sweep import local
 from tests.conftest import ROOT, kill_when_exists, python_env, tiny_config
 
@@ -223,6 +223,17 @@ def test_a_bad_value_for_any_run_fails_before_training(tmp_path):
   assert not (tmp_path / "sweep.json").exists()
 
 
+def _cell_value(cell: str, like):
+  """A runs.csv cell read back as the type of `like` (a config.json value)."""
+  if isinstance(like, (list, dict)):
+    return json.loads(cell)
+  if like is None:
+    return None if cell == "" else cell
+  if isinstance(like, bool):
+    return {"true": True, "false": False}[cell]
+  return type(like)(cell)
+
+
 def test_tiny_sweep_writes_runs_csv_and_standard_run_dirs(tiny_sweep):
   meta = json.loads((tiny_sweep / "sweep.json").read_text())
   assert meta["mode"] == "grid"
@@ -249,7 +260,17 @@ def test_tiny_sweep_writes_runs_csv_and_standard_run_dirs(tiny_sweep):
     config = json.loads((tiny_sweep / name / "config.json").read_text())
     assert config["reg"]["l2"] == float(row["reg.l2"])
     assert config["seed"] == int(row["seed"])
+    # runs.csv's config.* columns: the config the run trained with, every key
+    flat = config_lib.flatten(config)
+    assert {k[len("config."):] for k in row if k.startswith("config.")} == set(flat)
+    for key, value in flat.items():
+      assert _cell_value(row["config." + key], value) == value, key
     assert (tiny_sweep / name / "metrics.jsonl").exists()
+  per_class = records.read_runs_csv(tiny_sweep / records.PER_CLASS_FILE)
+  assert len(per_class) == len(RUNS) * len(classes)
+  rare = [r for r in per_class if r["class"] == "rare"]
+  assert [r["run"] for r in rare] == RUNS
+  assert all(r["n"] == "10" for r in rare)
   out = _CACHE["stdout"].splitlines()
   assert out[0].startswith("[1/4] reg.l2=0 seed=0: test acc ")
   assert out[3].startswith("[4/4] reg.l2=0.01 seed=1: test acc ")

@@ -312,3 +312,31 @@ def test_each_entry_point_validates_the_config_once(tmp_path, monkeypatch):
     with pytest.raises(config_lib.ConfigError, match="model.dropout.output"):
       call()
   assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.slow
+def test_end_of_run_prints_per_class_table_worst_first_then_files(tmp_path):
+  # Issue 16 item 7: the last lines of a run are the test classes, worst first with
+  # their counts (as summary.json has them), the averages, then the files written.
+  workdir = tmp_path / "w"
+  proc = subprocess.run(_main(workdir), cwd=ROOT, env=python_env(),
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  test = json.loads((workdir / "summary.json").read_text())["test"]
+  out = proc.stdout.strip().splitlines()
+  start = next(i for i, l in enumerate(out) if l.startswith("test per class"))
+  rows = [l.split() for l in out[start + 3:start + 3 + len(test["class_names"])]]
+  names = test["class_names"]
+  expect = sorted(range(len(names)), key=lambda k: (test["per_class_accuracy"][k], k))
+  assert [r[0] for r in rows] == [names[k] for k in expect]
+  for row, k in zip(rows, expect):
+    assert int(row[1]) == test["per_class_count"][k]
+    assert int(row[2]) == test["confusion_matrix"][k][k]
+    assert float(row[3]) == pytest.approx(test["per_class_accuracy"][k], abs=5e-5)
+  assert out[-2].startswith("test accuracy ")
+  assert out[-1].startswith(f"files in {workdir}: ")
+  listed = out[-1].split(": ", 1)[1].split()
+  for name in ["summary.json", "config.json", "metrics.jsonl", "predictions_test.npz",
+               "checkpoints/", "plots/"]:
+    assert name in listed, name
+  assert all((workdir / n.rstrip("/")).exists() for n in listed)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import ml_collections
 
+from jaxreg import configs  # the shipped configs' folder (imports no jaxreg module)
 from jaxreg.config.rules import ConfigError, finite, near_miss
 from jaxreg.config.schema import (  # noqa: F401 (the allowed values, for their owners)
     CELLS, CHECKPOINT_METRICS, CROSS_KEY_RULES, DECAY_MASK_FORMS, DECAY_MODES,
@@ -109,12 +110,16 @@ def unknown_key(config: ml_collections.ConfigDict, path: str) -> str | None:
 
 def missing_file_hint(path: str) -> str:
   """' (did you mean configs/lstm.py?)' for a config file that does not exist: the
-  nearest .py file in the folder it was looked for in, or in ./configs, or ''."""
+  nearest .py file in the folder it was looked for in, or in ./configs, or (for a
+  bare name) the nearest config shipped with jaxreg ('lstm'), or ''."""
   given = Path(path)
   found = {}
   for folder in (Path("configs"), given.parent):
     if folder.is_dir():
       found.update({f.name: str(folder / f.name) for f in sorted(folder.glob("*.py"))
                     if not f.name.startswith("_")})
-  close = difflib.get_close_matches(given.name, list(found), n=1, cutoff=0.6)
+  if given.parent == Path("."):  # a bare name: the configs shipped with jaxreg
+    found.update({f"{n}.py": n for n in configs.names()})
+  name = given.name if given.suffix == ".py" else f"{given.name}.py"
+  close = difflib.get_close_matches(name, list(found), n=1, cutoff=0.6)
   return f" (did you mean {found[close[0]]}?)" if close else ""

@@ -17,12 +17,13 @@ _INTRO = """\
 Configs are Python files whose `get_config(arg=None)` returns an `ml_collections`
 ConfigDict built on `jaxreg.config.get_base_config()`: they override keys, never add
 them (a key the schema does not know is an error, with the nearest known key).
-`--config=configs/lstm.py:NAME` calls `get_config("NAME")`; `--config.KEY=VALUE`
-overrides one key on the command line. Every key is checked before anything is read or
+`--config=lstm:NAME` (a config shipped in jaxreg/configs, by name) or
+`--config=PATH.py:NAME` (any file, e.g. configs/lstm.py) calls `get_config("NAME")`;
+`--config.KEY=VALUE` overrides one key on the command line. Every key is checked before anything is read or
 written; a bad value exits with code 2 and one line naming the key and what is
 allowed.
 
-    python -m jaxreg.config --config=configs/lstm.py:tiny --config.reg.l2=1e-4
+    jaxreg config --config=lstm:tiny --config.reg.l2=1e-4
     python -m jaxreg.config --config=configs/resnet.py --changed
 
 print a resolved config, every key with its value and doc (`--changed`: only the keys
