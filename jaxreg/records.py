@@ -2,6 +2,7 @@
 
 A run directory (`jaxreg.main --workdir=DIR`, or one point of a sweep) holds
 
+  config.json           the run's resolved config, written at the start (`CONFIG_FILE`)
   model.json            what using the model needs besides config.json, written at the
                         start (`MODEL_FILE`): family, class names, the vocabulary file
                         (vocab.json) or the Hugging Face files (pretrained/: tokenizer and
@@ -41,6 +42,7 @@ import numpy as np
 
 from jaxreg import io
 
+CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
 MODEL_FILE = "model.json"
 VOCAB_FILE = "vocab.json"
@@ -75,6 +77,16 @@ PathLike = str | os.PathLike
 
 
 # ------------------------------------------------------------------ one run
+
+
+def read_config(run_dir: PathLike) -> dict | None:
+  """The run's config.json as written (nested dicts), or None when it is missing or
+  unreadable. (The trainer's checks of a damaged one are jaxreg.train.workdir's.)"""
+  try:
+    config = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
+  except (OSError, ValueError):
+    return None
+  return config if isinstance(config, dict) else None
 
 
 def read_summary(run_dir: PathLike) -> dict | None:
@@ -220,12 +232,13 @@ def write_status(workdir: PathLike, meta: dict, summaries: dict[str, dict]) -> N
   configs = {e["name"]: run_config(meta.get("base_config") or {}, e["values"])
              for e in meta["runs"]}
   header, rows = runs_table(meta["runs"], keys, summaries, configs)
-  io.atomic_write(Path(workdir) / RUNS_FILE, _csv_text(header, rows))
+  io.atomic_write(Path(workdir) / RUNS_FILE, csv_text(header, rows))
   header, rows = per_class_table(meta["runs"], keys, summaries, configs)
-  io.atomic_write(Path(workdir) / PER_CLASS_FILE, _csv_text(header, rows))
+  io.atomic_write(Path(workdir) / PER_CLASS_FILE, csv_text(header, rows))
 
 
-def _csv_text(header: Sequence[str], rows: Sequence[dict]) -> str:
+def csv_text(header: Sequence[str], rows: Sequence[dict]) -> str:
+  """The rows of `runs_table` or `per_class_table` as the CSV file's text."""
   buf = stdio.StringIO()
   writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
   writer.writeheader()
