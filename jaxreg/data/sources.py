@@ -8,6 +8,7 @@ built-in synthetic set is generated as token ids (TextData directly).
 
 from __future__ import annotations
 
+from jaxreg import extras
 from jaxreg.data import catalog, files, folders, images, shapes, synthetic, text
 from jaxreg.data.dataset import TextData, validation_split
 from jaxreg.data.raw import RawData
@@ -38,6 +39,9 @@ def read(data_cfg) -> RawData:
   if source in catalog.FOLDER_SOURCES:
     return folders.read(data_cfg)
   if source.startswith(catalog.TFDS_PREFIX):
+    # The `tfds` extra (TensorFlow): a lean install says so in one line, before any
+    # file is written.
+    extras.require("tfds", f"data.source={source!r}")
     # Imported here: tensorflow_datasets takes seconds to import, and only tfds: runs
     # need it (tests/test_tfds_source.py checks that other runs never import it).
     from jaxreg.data import tfds_source  # noqa: PLC0415
