@@ -97,3 +97,12 @@ def test_install_size_counts_tensorflow_in_the_extra_only():
   assert {"tensorflow-cpu", "tensorflow-datasets", "keras", "pyarrow"} <= added
   assert result["full"]["mib"] - result["lean"]["mib"] > 1000  # TensorFlow's ~1.3 GB
   assert not {d["name"] for d in result["largest_lean"]} & added
+
+
+def test_tfds_prepare_command_names_the_extra_on_a_lean_install(lean_env, tmp_path):
+  proc = subprocess.run([sys.executable, "-m", "jaxreg.data.tfds_prepare", "prepare",
+                         "--dataset=trec", f"--files={tmp_path}"], env=lean_env, cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert proc.stderr.strip() == ("error: python -m jaxreg.data.tfds_prepare needs "
+                                 "TensorFlow: pip install 'jaxreg[tfds]'")

@@ -36,9 +36,17 @@ import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
-import requests
-import tensorflow_datasets as tfds
-from tensorflow_datasets.core.download import checksums, resource
+from jaxreg import extras
+
+if __name__ == "__main__" and extras.missing("tfds"):
+  # Run as a command on a lean install: the one line naming the extra, not an
+  # ImportError traceback from the imports below.
+  sys.exit(f"error: python -m jaxreg.data.tfds_prepare needs "
+           f"{extras.EXTRAS['tfds'][0]}: pip install 'jaxreg[tfds]'")
+
+import requests  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+from tensorflow_datasets.core.download import checksums, resource  # noqa: E402
 
 
 class TfdsNotPreparedError(ValueError):
