@@ -27,6 +27,7 @@ import dataclasses
 from typing import Callable, Mapping
 
 from jaxreg.config import FAMILIES
+from jaxreg.data import embeddings
 from jaxreg.models import bert, resnet, rnn
 from jaxreg.models.base import Model
 
@@ -60,5 +61,11 @@ def family(name: str) -> Family:
 
 
 def from_config(config, data) -> Model:
-  """The model of `config.model.family` sized to `data` (vocabulary, classes)."""
-  return family(config.model.family).build(config, data)
+  """The model of `config.model.family` sized to `data` (vocabulary, classes), with
+  the frozen parameters of model.freeze_embeddings and train.trainable."""
+  model = family(config.model.family).build(config, data)
+  frozen = embeddings.FROZEN_REGEX if config.model.get("freeze_embeddings") else ""
+  trainable = str(config.get("train", {}).get("trainable", "") or "")
+  if not frozen and not trainable:
+    return model
+  return dataclasses.replace(model, frozen_regex=frozen, trainable_regex=trainable)
