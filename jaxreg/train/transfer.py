@@ -102,11 +102,12 @@ def adopt(config):
   out = config.copy_and_resolve_references()
   flat_up = up.flat_config()
   flat = config_lib.flatten(json.loads(out.to_json()))
-  where = f"the upstream run's ({up.workdir / 'config.json'})"
+  where = up.workdir / "config.json"
 
   def conflict(key, value, upstream_value, hint=""):
-    return ConfigError(f"{KEY}={spec!r}: {key}={value!r} differs from {where} "
-                       f"{upstream_value!r}{hint or f'; set {key}={upstream_value!r} or drop it'}")
+    hint = hint or f"; set {key}={upstream_value!r} or drop it"
+    return ConfigError(f"{KEY}={spec!r}: {key}={value!r} differs from the upstream "
+                       f"run's {upstream_value!r} ({where}){hint}")
 
   for key in sorted(k for k in flat if k.startswith("model.") and k in flat_up):
     if key in MAY_DIFFER or key.startswith(MAY_DIFFER_PREFIXES):
