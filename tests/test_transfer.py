@@ -194,3 +194,84 @@ def test_group_of_init_from_runs_equals_each_run_alone(rnn_upstream, tmp_path):
     for k in a:
       np.testing.assert_allclose(a[k], g[k], rtol=1e-5, atol=1e-6, err_msg=k)
     assert grouped[i]["upstream"] == alone["upstream"]
+
+
+# ----------------------------------------------------------------------- ResNet, BERT
+
+
+def _resnet(**overrides):
+  from configs import resnet
+  from jaxreg.sweep import config_for
+  return config_for(resnet.get_config("tiny"), {"train.epochs": 1, **overrides})
+
+
+@pytest.mark.slow
+def test_resnet_probe_keeps_frozen_weights_and_batchnorm_statistics(tmp_path):
+  train.train_and_evaluate(_resnet(), tmp_path / "up")
+  # Another generated set (other seed), dropout before the head; everything but the
+  # head frozen: BatchNorm must use and keep its running statistics.
+  down = _resnet(**{"model.init_from": f"{tmp_path / 'up'}:latest",
+                    "train.trainable": "^head/", "data.shapes.generator_seed": 7,
+                    "model.resnet.dropout_layers": 1, "model.resnet.dropout_rate": 0.5})
+  s = build.setup(transfer.adopt(down), tmp_path / "probe", checkpoints="later")
+  up = _saved(tmp_path / "up")
+  _assert_only_head_differs(up["params"], jax.device_get(s.state.params))
+  _assert_only_head_differs(up["model_state"], jax.device_get(s.state.model_state))
+  # The probe's training forward pass is its inference pass, statistics untouched.
+  batch = {"images": jax.numpy.asarray(s.data.train.images[:32], np.float32) / 255.0}
+  variables = train.eval_variables(s.state)
+  logits, updates = s.model.apply(variables, batch, train=True,
+                                  rngs={"dropout": jax.random.key(0)})
+  assert np.array_equal(np.asarray(logits),
+                        np.asarray(s.model.apply(variables, batch, train=False)[0]))
+  _assert_only_head_differs(up["model_state"], jax.device_get(updates))
+
+  summary = train.train_and_evaluate(down, tmp_path / "probe")
+  after = _saved(tmp_path / "probe")
+  _assert_only_head_differs(up["params"], after["params"])
+  _assert_only_head_differs(up["model_state"], after["model_state"])
+  assert summary["upstream"]["step"] == _saved_step_latest(tmp_path / "up")
+  # Training the last stage too: its BatchNorm statistics move, the others' do not.
+  part = _resnet(**{"model.init_from": str(tmp_path / "up"),
+                    "train.trainable": "^(head|stage3_block0)/"})
+  train.train_and_evaluate(part, tmp_path / "part")
+  stats_up, stats = _flat(up["model_state"]), _flat(_saved(tmp_path / "part")["model_state"])
+  for path, value in stats.items():
+    assert np.array_equal(value, stats_up[path]) == (not path.startswith("batch_stats/"
+                                                                          "stage3")), path
+
+
+def _saved_step_latest(workdir):
+  ckpt = checkpoint.Checkpointer(workdir / "checkpoints", read_only=True)
+  try:
+    return ckpt.latest_step()
+  finally:
+    ckpt.close()
+
+
+@pytest.mark.slow
+def test_bert_probe_keeps_the_encoder_and_takes_over_the_tokenizer(tmp_path):
+  from tests.test_bert import tiny_bert_config
+  up_config = tiny_bert_config(tmp_path / "u", **{"train.epochs": 1})
+  train.train_and_evaluate(up_config, tmp_path / "up")
+  # The downstream names no model: the upstream's model and tokenizer are taken over.
+  down = tiny_bert_config(tmp_path / "d", **{
+      "train.epochs": 1, "model.init_from": str(tmp_path / "up"),
+      "train.trainable": "^classifier/", "model.dropout.hidden": 0.5})
+  down.model.pretrained = ""
+  down.data.tokenizer = "word"
+  adopted = transfer.adopt(down)
+  assert adopted.data.tokenizer == str((tmp_path / "up" / "pretrained").resolve())
+  s = build.setup(adopted, tmp_path / "d0", checkpoints="later")
+  up = _saved(tmp_path / "up", "best")
+  _assert_only_head_differs(up["params"], jax.device_get(s.state.params),
+                            head="classifier/")
+  summary = train.train_and_evaluate(down, tmp_path / "probe")
+  _assert_only_head_differs(up["params"], _saved(tmp_path / "probe")["params"],
+                            head="classifier/")
+  assert summary["upstream"]["init_from"] == str(tmp_path / "up")
+  # Another BERT is a one-line error naming the key.
+  other = tiny_bert_config(tmp_path / "o", "electra",
+                           **{"model.init_from": str(tmp_path / "up")})
+  with pytest.raises(ConfigError, match=r"model\.pretrained="):
+    transfer.adopt(other)
