@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
-from jaxreg import checkpoint, config as config_lib, train
+from jaxreg import checkpoint, evaluate, inference, train
 from jaxreg.config import ConfigError
 from jaxreg.train import build, transfer
 from tests.conftest import tiny_config
@@ -98,6 +98,20 @@ def test_rnn_linear_probe_keeps_every_frozen_parameter_bit_identical(rnn_upstrea
   assert summary["upstream"]["init_from"] == str(upstream)
   meta = json.loads((tmp_path / "down" / "model.json").read_text())
   assert meta["upstream"] == summary["upstream"]
+  # The downstream workdir evaluates and predicts alone: its model.json and vocab.json
+  # hold the upstream preprocessing (the upstream moved away meanwhile).
+  moved = upstream.with_name("up-moved")
+  upstream.rename(moved)
+  try:
+    again = evaluate.evaluate_workdir(tmp_path / "down", "test")
+    assert again["confusion_matrix"] == summary["test"]["confusion_matrix"]
+    p = inference.load(tmp_path / "down")
+    assert p.vocab == json.loads((moved / "vocab.json").read_text())
+    # A started run goes on from its own checkpoint (here: the final evaluation again).
+    assert train.train_and_evaluate(config, tmp_path / "down")["upstream"] == \
+        summary["upstream"]
+  finally:
+    moved.rename(upstream)
   # The head's optimizer state is all there is (no state for frozen parameters).
   opt = _saved(tmp_path / "down")["opt_state"]
   sizes = {np.size(x) for x in jax.tree.leaves(opt)}
@@ -113,6 +127,7 @@ def _saved_step(workdir):
     ckpt.close()
 
 
+@pytest.mark.slow  # the module's upstream run: ~10 s once
 def test_rnn_fine_tune_starts_from_the_upstream_weights_and_vocabulary(rnn_upstream,
                                                                        tmp_path):
   tmp, upstream = rnn_upstream
@@ -130,6 +145,7 @@ def test_rnn_fine_tune_starts_from_the_upstream_weights_and_vocabulary(rnn_upstr
   assert vocab.index("red") in set(np.asarray(s.data.train.tokens).ravel().tolist())
 
 
+@pytest.mark.slow  # the module's upstream run: ~10 s once
 def test_probe_trains_with_the_frozen_part_in_inference_mode(rnn_upstream, tmp_path):
   """With every parameter but the head frozen, the training forward pass (dropout
   0.5 everywhere) computes exactly the inference forward pass."""
@@ -146,6 +162,7 @@ def test_probe_trains_with_the_frozen_part_in_inference_mode(rnn_upstream, tmp_p
     assert np.array_equal(np.asarray(logits_train), np.asarray(logits_eval)) == same
 
 
+@pytest.mark.slow  # the module's upstream run: ~10 s once
 def test_conflicting_architecture_is_one_line_naming_the_key(rnn_upstream):
   tmp, upstream = rnn_upstream
   with pytest.raises(ConfigError, match=r"model\.hidden_size=7 differs from the "
@@ -160,6 +177,7 @@ def test_conflicting_architecture_is_one_line_naming_the_key(rnn_upstream):
     build.setup(config, tmp / "x", checkpoints="later")
 
 
+@pytest.mark.slow  # the module's upstream run: ~10 s once
 def test_shape_mismatch_names_the_parameter_and_both_shapes(rnn_upstream):
   tmp, upstream = rnn_upstream
   config = _down(tmp, upstream)

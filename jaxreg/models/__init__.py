@@ -27,7 +27,6 @@ import dataclasses
 from typing import Callable, Mapping
 
 from jaxreg.config import FAMILIES
-from jaxreg.data import embeddings
 from jaxreg.models import bert, resnet, rnn
 from jaxreg.models.base import Model
 
@@ -61,11 +60,12 @@ def family(name: str) -> Family:
 
 
 def from_config(config, data) -> Model:
-  """The model of `config.model.family` sized to `data` (vocabulary, classes), with
-  the frozen parameters of model.freeze_embeddings and train.trainable."""
+  """The model of `config.model.family` sized to `data` (vocabulary, classes); with
+  train.trainable, the parameters it leaves out are frozen and their layers run in
+  inference mode in training (jaxreg.models.freezing). model.freeze_embeddings is left
+  to the optimizer (zero update) and keeps its embedding dropout, as it always did."""
   model = family(config.model.family).build(config, data)
-  frozen = embeddings.FROZEN_REGEX if config.model.get("freeze_embeddings") else ""
   trainable = str(config.get("train", {}).get("trainable", "") or "")
-  if not frozen and not trainable:
+  if not trainable:
     return model
-  return dataclasses.replace(model, frozen_regex=frozen, trainable_regex=trainable)
+  return dataclasses.replace(model, trainable_regex=trainable)

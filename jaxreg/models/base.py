@@ -34,9 +34,9 @@ class Model:
   keyword_inputs: tuple[str, ...] = ()
   # The classifier head's parameter paths (a regex): what model.init_from leaves fresh.
   head: str = "^head/"
-  # Frozen parameters (jaxreg.models.freezing): model.freeze_embeddings' regex and
-  # train.trainable; '' for none. In training, the layers they make up run in
-  # inference mode and their gradient is exactly zero.
+  # Frozen parameters (jaxreg.models.freezing): those matching `frozen_regex` or not
+  # matching `trainable_regex` (train.trainable); '' for none. In training, the layers
+  # they make up run in inference mode and their gradient is stopped.
   frozen_regex: str = ""
   trainable_regex: str = ""
 

@@ -97,8 +97,11 @@ def setup(config, workdir, devices=None, data=None, checkpoints: str = "write",
                                                    workdir, write_report=False)
     upstream = None
     if pre is not None and checkpoints != "read":  # evaluation restores its own
-      params, variables, upstream = transfer.load_weights(config, params, variables,
-                                                          model.head)
+      # A started run restores its own checkpoint: the upstream is not read again.
+      upstream = transfer.started_from(workdir)
+      if upstream is None:
+        params, variables, upstream = transfer.load_weights(config, params, variables,
+                                                            model.head)
     tx = make_optimizer(config, params, feed.steps_per_epoch)
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                             rng=jax.random.key_data(dropout_key), model_state=variables)

@@ -69,12 +69,13 @@ def run(configs, workdirs, devices=None, executor: dict | None = None) -> list[d
   `executor`: {"why": ...} (and "kind", "size") of how the caller chose to train these
   runs, written into each summary.json with "kind" ('group' or 'alone') and "size" (K)
   filled in (a group writes them even without it)."""
+  configs = list(configs)
   workdirs = [Path(w) for w in workdirs]
-  # model.init_from: the upstream preprocessing taken over (before any check).
-  with config_lib.as_config_error():
-    configs = [transfer.adopt(c) for c in configs]
   if len(configs) != len(workdirs):
     raise ValueError(f"{len(configs)} configs but {len(workdirs)} workdirs")
+  # model.init_from: the upstream preprocessing taken over (before any check).
+  with config_lib.as_config_error():
+    configs = [transfer.adopt(c, w) for c, w in zip(configs, workdirs)]
   if not configs:
     return []
   if len({w.resolve() for w in workdirs}) != len(workdirs):

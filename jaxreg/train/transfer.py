@@ -92,12 +92,29 @@ def open_upstream(spec: str) -> Upstream:
   return Upstream(spec, workdir, name, json.loads(path.read_text()), meta)
 
 
-def adopt(config):
+# The keys `adopt` sets from the upstream run.
+ADOPTED = ("data.tokenizer", "model.pretrained", "data.image_size")
+
+
+def adopt(config, workdir=None):
   """`config` with the upstream preprocessing taken over (a copy; `config` itself
-  when model.init_from is empty). ConfigError on a contradicting setting."""
+  when model.init_from is empty). ConfigError on a contradicting setting.
+
+  `workdir`: the run's own workdir. Once it holds a run of this model.init_from (its
+  config.json and a model.json recording the upstream), the adopted keys are read from
+  its config.json: a started run resumes without the upstream workdir (and any other
+  difference is the workdir check's error)."""
   spec = str(config.model.get("init_from", "") or "")
   if not spec:
     return config
+  own = _own_run(workdir, spec)
+  if own is not None:
+    out = config.copy_and_resolve_references()
+    for key in ADOPTED:
+      section, leaf = key.split(".")
+      if leaf in own.get(section, {}):
+        out[section][leaf] = own[section][leaf]
+    return out
   up = open_upstream(spec)
   out = config.copy_and_resolve_references()
   flat_up = up.flat_config()
@@ -153,6 +170,30 @@ def adopt(config):
   if out.model.family == "bert":
     out.model.pretrained = saved
   return out
+
+
+def _own_run(workdir, spec: str) -> dict | None:
+  """The config.json of `workdir` when it holds a run started from `spec`, else None."""
+  if workdir is None:
+    return None
+  meta = model_files.read(workdir)
+  path = Path(workdir) / "config.json"
+  if not meta or "upstream" not in meta or not path.is_file():
+    return None
+  saved = json.loads(path.read_text())
+  return saved if saved.get("model", {}).get("init_from") == spec else None
+
+
+def started_from(workdir) -> dict | None:
+  """The upstream record of a run in `workdir` that has started (model.json records
+  it and a checkpoint exists: its weights come from there), else None."""
+  meta = model_files.read(workdir) if workdir is not None else None
+  ckpts = Path(workdir) / "checkpoints" if workdir is not None else None
+  if not meta or "upstream" not in meta or not ckpts.is_dir():
+    return None
+  if not any(p.name.isdigit() for p in ckpts.iterdir()):
+    return None
+  return meta["upstream"]
 
 
 # ----------------------------------------------------------------- preprocessing
