@@ -69,10 +69,14 @@ def feed_class(config):
   return ImageFeed if config_lib.is_image_source(config.data) else TextFeed
 
 
-def for_config(config, data, mesh, steps):
+def for_config(config, data, mesh, steps, normalization=None):
   """The feed of `config` over `data`; `steps`: its model's pure steps
   (jaxreg.train.steps.bind). The model evaluates every member of a group (its traced
-  fields do not matter there: evaluation has no dropout)."""
+  fields do not matter there: evaluation has no dropout). `normalization`: images'
+  (mean, std) per channel to use instead of the training split's (model.init_from:
+  the upstream run's)."""
+  if normalization is not None:
+    return feed_class(config)(config, data, mesh, steps, normalization=normalization)
   return feed_class(config)(config, data, mesh, steps)
 
 
@@ -238,13 +242,15 @@ class ImageFeed:
 
   TRACED = tuple(f"data.augment.{f.name}" for f in dataclasses.fields(augment_lib.Augment))
 
-  def __init__(self, config, data, mesh, steps):
+  def __init__(self, config, data, mesh, steps, normalization=None):
     self.config, self.data, self.mesh, self.steps = config, data, mesh, steps
     rep = parallel.replicated(mesh)
     self.batch_size = config.train.batch_size
     self.steps_per_epoch = -(-len(data.train) // self.batch_size)
     self.num_classes = data.num_classes
-    if config.data.normalize:
+    if normalization is not None:
+      mean, std = (np.asarray(v, np.float32) for v in normalization)
+    elif config.data.normalize:
       mean, std = channel_stats(data.train.images)
     else:
       c = data.train.images.shape[-1]

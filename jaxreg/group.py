@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxreg import checkpoint, config as config_lib, train
 from jaxreg.data import sources
-from jaxreg.train import build, population
+from jaxreg.train import build, population, transfer
 from jaxreg.train.early_stopping import EarlyStopping
 from jaxreg.train.evaluation import EpochTimes
 
@@ -110,13 +110,16 @@ def probe_timings(configs: Sequence[ml_collections.ConfigDict], steps: int | Non
   default enough steps for several length buckets), after one untimed pass that
   compiles every width; `rounds` alternating rounds, medians. ratio > 1: the group is
   faster."""
-  configs = list(configs)
+  with config_lib.as_config_error():
+    configs = [transfer.adopt(c) for c in configs]  # model.init_from, as `run` does
   for c in configs:
     config_lib.validate(c)
   check_group(configs)
   k = len(configs)
   with config_lib.as_config_error():
-    data = sources.load(configs[0].data) if data is None else data
+    if data is None:
+      pre = transfer.preprocessing(configs[0])
+      data = sources.load(configs[0].data, vocab=pre.vocab if pre else None)
   # Set up as the runs would be (checkpoints='later': nothing is written anywhere).
   setups = [build.setup(configs[0], Path("jaxreg-probe"), devices, data=data,
                         checkpoints="later")]

@@ -121,6 +121,7 @@ import numpy as np
 import optax
 
 from jaxreg.config import parse_decay_mask
+from jaxreg.models.freezing import frozen_predicate
 
 # The strengths carried in opt_state.hyperparams (always all of them; see the docstring).
 HYPERPARAMS = ("learning_rate", "l1", "l2", "weight_decay", "clip_norm", "clip_value",
@@ -338,16 +339,16 @@ def _negate_mask(mask_fn: Callable[[Any], Any], tree: Any) -> Any:
   return jax.tree.map(lambda m: not m, mask_fn(tree))
 
 
-def _frozen_mask(params: Any, pattern: str) -> Any:
-  """True where the parameter's '/'-joined path matches the regex (re.search)."""
-  regex = re.compile(pattern)
+def _frozen_mask(params: Any, pattern: str, trainable: Optional[str] = None) -> Any:
+  """True where the parameter is frozen (jaxreg.models.freezing.frozen_predicate)."""
+  is_frozen = frozen_predicate(pattern, trainable)
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: regex.search(_path_str(path)) is not None, params)
+      lambda path, _: is_frozen(_path_str(path)), params)
 
 
 def build_optimizer(optim_cfg: Any, reg_cfg: Any, params: Any, steps_per_epoch: int,
-                    total_steps: int, frozen: Optional[str] = None
-                    ) -> optax.GradientTransformation:
+                    total_steps: int, frozen: Optional[str] = None,
+                    trainable: Optional[str] = None) -> optax.GradientTransformation:
   """config.optim + config.reg -> optax transformation (chain order: module docstring).
 
   `params` is the params collection (paths like 'Dense_0/kernel'); it is only used to
@@ -356,6 +357,8 @@ def build_optimizer(optim_cfg: Any, reg_cfg: Any, params: Any, steps_per_epoch: 
   `frozen`: a regex (re.search on the paths) of parameters that get exactly zero update
   (model.freeze_embeddings: '^embed/embedding$'); their gradient is zeroed before the
   chain and the chain runs on the other parameters only (see `regularized_chain`).
+  `trainable` (train.trainable): a regex of the parameters that train; the others are
+  frozen the same way (both given: frozen unless trainable and not frozen).
   The config is validated first (jaxreg.config.validate); what needs the parameters or
   the run's length is checked here, raising a one-line ValueError.
   """
@@ -379,7 +382,7 @@ def build_optimizer(optim_cfg: Any, reg_cfg: Any, params: Any, steps_per_epoch: 
       agc_mask=agc_mask_fn,
       agc_eps=float(r.agc_eps) if agc_on else 0.0,
       schedule=None if o.schedule == "constant" else schedule,
-      frozen_mask=_check_frozen(params, frozen),
+      frozen_mask=_check_frozen(params, frozen, trainable),
   )
   factory = optax.inject_hyperparams(regularized_chain, static_args=("structure",))
   return factory(structure=structure, **values)
@@ -402,20 +405,33 @@ def _check_agc_exclude(params: Any, exclude: str) -> Optional[Callable[[Any], An
   return functools.partial(_agc_mask, exclude=exclude)
 
 
-def _check_frozen(params: Any, frozen: Optional[str]) -> Optional[Callable[[Any], Any]]:
-  if not frozen:
+def _check_frozen(params: Any, frozen: Optional[str], trainable: Optional[str] = None
+                  ) -> Optional[Callable[[Any], Any]]:
+  if not frozen and not trainable:
     return None
-  try:
-    re.compile(frozen)
-  except re.error as e:
-    raise ValueError(f"frozen={frozen!r} is not a valid regex ({e})") from None
-  selected = jax.tree.leaves(_frozen_mask(params, frozen))
-  if not any(selected):
+  for key, pattern in (("frozen", frozen), ("train.trainable", trainable)):
+    try:
+      re.compile(pattern or "")
+    except re.error as e:
+      raise ValueError(f"{key}={pattern!r} is not a valid regex ({e})") from None
+  paths = param_paths(params)
+  if trainable and not any(re.search(trainable, p) for p in paths):
+    raise ValueError(f"train.trainable={trainable!r} matches no parameter; paths look "
+                     f"like: {', '.join(_path_sample(paths))}")
+  if frozen and not any(re.search(frozen, p) for p in paths):
     raise ValueError(f"frozen={frozen!r} matches no parameter (paths look like "
-                     f"{param_paths(params)[:3]})")
-  if all(selected):
-    raise ValueError(f"frozen={frozen!r} matches every parameter: nothing would train")
-  return functools.partial(_frozen_mask, pattern=frozen)
+                     f"{paths[:3]})")
+  if all(jax.tree.leaves(_frozen_mask(params, frozen, trainable))):
+    raise ValueError(f"frozen={frozen!r} with train.trainable={trainable!r} freezes "
+                     "every parameter: nothing would train")
+  return functools.partial(_frozen_mask, pattern=frozen, trainable=trainable)
+
+
+def _path_sample(paths: list[str], n: int = 6) -> list[str]:
+  """A few paths to show in an error: the first ones and the last (the head)."""
+  if len(paths) <= n:
+    return paths
+  return paths[:n - 2] + ["...", paths[-1]]
 
 
 # ------------------------------------------------------- checks of EarlyStopping's fields

@@ -389,6 +389,14 @@ KEYS = (
         "the embedding table gets exactly zero update (no optimizer state, no decay, "
         "left out of clipping norms); needs `model.embeddings_file`."),
 
+    Key("model.init_from", "", Str(empty_means="initialize from scratch (or "
+                                   "`model.pretrained`)"),
+        "`DIR[:best|latest|STEP]`: start from another jaxreg run (default `best`). Every "
+        "parameter and BatchNorm statistic is loaded except the classifier head, which "
+        "is created fresh for this dataset's classes; the run takes over the upstream "
+        "preprocessing the weights depend on (vocabulary, tokenizer, image size, "
+        "normalization) and `model.*` must equal the upstream run's (dropout rates, "
+        "`dtype` and `freeze_embeddings` may differ). See docs/transfer.md."),
     Section("model.dropout", "Dropout rates: `embed`, `between`, `output` for the RNN "
             "family; `hidden`, `attention`, `classifier` for the BERT family."),
     Key("model.dropout.embed", 0.0, RATE, "dropout on word embeddings."),
@@ -500,6 +508,15 @@ KEYS = (
         "> 0: `summary.json`'s `time_to_target_seconds` is the training time until "
         "validation accuracy first reached this (the course's 87%: 0.87)."),
 
+    Key("train.trainable", "", Regex(empty_means="every parameter trains"),
+        "regex (`re.search`) over parameter paths such as `head/kernel`, "
+        "`stage3_block0/bn1/scale`: the parameters that train (`^head/`: a linear "
+        "probe). The others are frozen: exactly zero update (no optimizer state, no "
+        "decay, left out of clipping norms), and the layers they make up run in "
+        "inference mode in training (a BatchNorm layer whose scale and bias are both "
+        "frozen normalizes with, and keeps, its running statistics; a dropout layer is "
+        "off when the layer before it is frozen). See docs/transfer.md."),
+
     Section("train.early_stopping", "Stop when a validation metric stops improving."),
     Key("train.early_stopping.metric", "accuracy", OneOf(CHECKPOINT_METRICS),
         "validation metric watched."),
@@ -593,8 +610,8 @@ def _family_reads_the_source(c) -> None:
 def _bert_inputs(c) -> None:
   """`model.family = bert` needs `model.pretrained`, a text source (not `synthetic`,
   which holds token ids) and a Hugging Face `data.tokenizer` (not `word`)."""
-  if c.model.family != "bert":
-    return
+  if c.model.family != "bert" or c.model.get("init_from"):
+    return  # init_from: the upstream run's model and tokenizer (docs/transfer.md)
   if not c.model.pretrained:
     raise ConfigError("model.pretrained is empty: model.family='bert' needs a Hugging "
                       "Face directory or hub name")

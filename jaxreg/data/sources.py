@@ -14,13 +14,15 @@ from jaxreg.data.dataset import TextData, validation_split
 from jaxreg.data.raw import RawData
 
 
-def load(data_cfg) -> TextData | images.ImageData:
+def load(data_cfg, vocab=None) -> TextData | images.ImageData:
+  """`vocab`: a word-level vocabulary to encode text with (text.prepare); the built-in
+  synthetic set and image sources ignore it."""
   if data_cfg.source == "synthetic":
     return load_synthetic(data_cfg)
   raw = read(data_cfg)
   if is_image(data_cfg):
     return images.prepare(raw, data_cfg)
-  return text.prepare(raw, data_cfg)
+  return text.prepare(raw, data_cfg, vocab)
 
 
 def is_image(data_cfg) -> bool:

@@ -41,6 +41,7 @@ Batches are padded per batch to a fixed list of lengths (`data.buckets`), see
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -109,8 +110,9 @@ def encode(tokens: Sequence[str], word_ids: dict[str, int], max_length: int) -> 
   return ids or [UNK_ID]
 
 
-def settings(data_cfg) -> dict:
-  """Every setting the prepared arrays depend on, besides the source content."""
+def settings(data_cfg, vocab: Sequence[str] | None = None) -> dict:
+  """Every setting the prepared arrays depend on, besides the source content
+  (`vocab`: a given vocabulary, see `prepare`)."""
   tokenizer = str(data_cfg.get("tokenizer", "word"))
   # A Hugging Face tokenizer: its name and content hash (word-level keys unchanged);
   # subword_pipeline 2: data.strip_html applies (entries from before ignored it).
@@ -129,24 +131,31 @@ def settings(data_cfg) -> dict:
       # only with k-fold, so cache entries written before these keys stay valid
       **({"folds": int(data_cfg.folds), "fold": int(data_cfg.fold)}
          if data_cfg.get("folds", 0) else {}),
+      **({"vocab_sha256": hashlib.sha256("\n".join(vocab).encode()).hexdigest()}
+         if vocab is not None else {}),
   }
 
 
-def cache_key(description: str, data_cfg) -> str:
-  return cache.key(description, {"version": CACHE_VERSION, **settings(data_cfg)})
+def cache_key(description: str, data_cfg, vocab: Sequence[str] | None = None) -> str:
+  return cache.key(description, {"version": CACHE_VERSION,
+                                 **settings(data_cfg, vocab)})
 
 
-def prepare(raw: RawData, data_cfg) -> TextData:
-  """Splits off val, tokenizes, builds the vocabulary, encodes; cached on disk."""
+def prepare(raw: RawData, data_cfg, vocab: Sequence[str] | None = None) -> TextData:
+  """Splits off val, tokenizes, builds the vocabulary, encodes; cached on disk.
+  `vocab`: a word-level vocabulary to encode with instead of building one from the
+  training texts (model.init_from: the upstream run's; its words keep their ids)."""
+  if str(data_cfg.get("tokenizer", "word")) != "word":
+    vocab = None  # a Hugging Face tokenizer brings its own
   store = cache.Cache(data_cfg.cache_dir)
-  key = cache_key(raw.description, data_cfg)
+  key = cache_key(raw.description, data_cfg, vocab)
   hit = store.load(key)
   if hit is not None:
     return _from_arrays(*hit)
-  data = _build(raw, data_cfg)
+  data = _build(raw, data_cfg, vocab)
   store.save(key, _to_arrays(data), {
       "version": CACHE_VERSION, "description": raw.description,
-      "settings": settings(data_cfg), "class_names": data.class_names,
+      "settings": settings(data_cfg, vocab), "class_names": data.class_names,
       "vocab": data.vocab, "sizes": {n: len(data.split(n)) for n in _SPLITS}})
   return data
 
@@ -158,7 +167,8 @@ def texts(split: RawSplit) -> list[str]:
   return list(split.texts)
 
 
-def _build(raw: RawData, data_cfg) -> TextData:
+def _build(raw: RawData, data_cfg, given_vocab: Sequence[str] | None = None
+           ) -> TextData:
   s = settings(data_cfg)
   labels = raw.train.labels
   keep, held = validation_split(labels, data_cfg)
@@ -179,7 +189,8 @@ def _build(raw: RawData, data_cfg) -> TextData:
   else:
     train_tokens = toks(train_texts)
     test_tokens = toks(test_texts)
-    vocab = build_vocab((train_tokens[i] for i in keep), s["min_freq"], s["max_vocab"])
+    vocab = list(given_vocab) if given_vocab is not None else \
+        build_vocab((train_tokens[i] for i in keep), s["min_freq"], s["max_vocab"])
     word_ids = {w: i for i, w in enumerate(vocab) if i != PAD_ID}
     train_seqs = [encode(t, word_ids, s["max_length"]) for t in train_tokens]
     test_seqs = [encode(t, word_ids, s["max_length"]) for t in test_tokens]

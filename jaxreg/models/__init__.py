@@ -60,5 +60,12 @@ def family(name: str) -> Family:
 
 
 def from_config(config, data) -> Model:
-  """The model of `config.model.family` sized to `data` (vocabulary, classes)."""
-  return family(config.model.family).build(config, data)
+  """The model of `config.model.family` sized to `data` (vocabulary, classes); with
+  train.trainable, the parameters it leaves out are frozen and their layers run in
+  inference mode in training (jaxreg.models.freezing). model.freeze_embeddings is left
+  to the optimizer (zero update) and keeps its embedding dropout, as it always did."""
+  model = family(config.model.family).build(config, data)
+  trainable = str(config.get("train", {}).get("trainable", "") or "")
+  if not trainable:
+    return model
+  return dataclasses.replace(model, trainable_regex=trainable)

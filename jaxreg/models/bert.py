@@ -129,7 +129,7 @@ class TransformerClassifier(Model):
       log.info("fresh (not in the checkpoint): %s", ", ".join(sorted(fresh)))
     return {"params": unflatten_dict(params)}
 
-  def apply(self, variables, batch, *, train: bool, rngs=None):
+  def forward(self, variables, batch, *, train: bool, rngs=None):
     tokens, lengths = batch["tokens"], batch["lengths"]
     mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]
     input_ids = jnp.where(mask, tokens, self.pad_id)
@@ -151,5 +151,8 @@ def from_config(model_cfg, num_classes: int) -> TransformerClassifier:
     pad_id = AutoTokenizer.from_pretrained(model_cfg.pretrained).pad_token_id or 0
   pretrained = None if _is_random_init(model_cfg.pretrained) else \
       _pretrained_state(model_cfg.pretrained, dtype)[1]
+  # The task head is everything outside the base model (classifier; DistilBERT's
+  # pre_classifier too), as in _pretrained_state.
   return TransformerClassifier(module=hf_model.module, hf_model=hf_model,
-                               pad_id=int(pad_id), pretrained=pretrained)
+                               pad_id=int(pad_id), pretrained=pretrained,
+                               head=f"^(?!{hf_model.base_model_prefix}/)")

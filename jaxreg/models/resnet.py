@@ -134,19 +134,21 @@ class Block(nn.Module):
   norm: Callable | None
   strides: tuple[int, int] = (1, 1)
 
-  def _conv_norm(self, x, features, kernel, strides=(1, 1), *, name, mask, last=False):
+  def _conv_norm(self, x, features, kernel, strides=(1, 1), *, name, mask, train,
+                 last=False):
     if self.norm is None:
       return self.conv(features, kernel, strides, use_bias=True, name=f"conv{name}")(x)
     x = self.conv(features, kernel, strides, use_bias=False, name=f"conv{name}")(x)
     # Zero scale on the branch's last BatchNorm: each block starts as the identity.
     init = nn.initializers.zeros_init() if last else nn.initializers.ones_init()
-    return self.norm(scale_init=init, name=f"bn{name}")(x, mask=mask)
+    return self.norm(scale_init=init, name=f"bn{name}")(
+        x, use_running_average=not train, mask=mask)
 
   @nn.compact
-  def __call__(self, x, mask=None):
+  def __call__(self, x, mask=None, train: bool = False):
     """`mask`: None or bool [B, 1, 1, 1], the rows BatchNorm's statistics count."""
     expansion = 4 if self.bottleneck else 1
-    cn = functools.partial(self._conv_norm, mask=mask)
+    cn = functools.partial(self._conv_norm, mask=mask, train=train)
     if self.bottleneck:
       y = nn.relu(cn(x, self.filters, (1, 1), name="0"))
       y = nn.relu(cn(y, self.filters, (3, 3), self.strides, name="1"))
@@ -187,8 +189,9 @@ class ResNet(nn.Module):
       conv = functools.partial(WSConv, dtype=self.dtype)
     else:
       conv = functools.partial(nn.Conv, dtype=self.dtype)
-    bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
-                           epsilon=1e-5, dtype=self.dtype)
+    # use_running_average is given at call time (not here): a frozen layer's call is
+    # set to inference mode by jaxreg.models.freezing, and flax refuses it twice.
+    bn = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5, dtype=self.dtype)
     has_bn = lambda stage: self.norm == "batch" and stage in self.bn_stages
     x = images.astype(self.dtype)
 
@@ -202,7 +205,7 @@ class ResNet(nn.Module):
       x = conv(self.width, kernel, strides, padding=padding, use_bias=not has_bn(0),
                name="stem_conv")(x)
       if has_bn(0):
-        x = bn(name="stem_bn")(x, mask=bn_mask)
+        x = bn(name="stem_bn")(x, use_running_average=not train, mask=bn_mask)
       x = nn.relu(x)  # NF blocks are pre-activation: they apply their own relu
     if self.stem == "imagenet":
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
@@ -220,7 +223,7 @@ class ResNet(nn.Module):
         else:
           x = Block(self.width * 2 ** stage, bottleneck, conv=conv,
                     norm=bn if has_bn(stage) else None, strides=strides,
-                    name=name)(x, bn_mask)
+                    name=name)(x, bn_mask, train)
       self.sow("intermediates", f"stage{stage}", x)
       for k, after in _DROPOUT_AFTER_STAGE.items():
         if self.dropout_layers >= k and stage == after:

@@ -15,7 +15,7 @@ from absl import logging
 
 from jaxreg import checkpoint, config as config_lib, distributed, feeds, models, parallel
 from jaxreg.data import embeddings, sources
-from jaxreg.train import steps
+from jaxreg.train import steps, transfer
 from jaxreg.train.state import TrainState, make_optimizer
 
 
@@ -32,6 +32,8 @@ class Setup:
   feed: Any  # feeds.TextFeed or feeds.ImageFeed: batches, jitted steps, evaluation
   # Pretrained word vectors: what was found (written by open_checkpoints).
   embeddings_report: Any = None
+  # model.init_from: the upstream run loaded (transfer.load_weights' record), else None.
+  upstream: dict | None = None
 
   @property
   def train_step(self):
@@ -62,7 +64,12 @@ def setup(config, workdir, devices=None, data=None, checkpoints: str = "write",
   with config_lib.as_config_error():  # optimizer, data and mesh checks name the key
     parallel.check_batch_size("train.batch_size", config.train.batch_size, mesh)
     parallel.check_batch_size("data.eval_batch_size", config.data.eval_batch_size, mesh)
-    data = sources.load(config.data) if data is None else data
+    # model.init_from: the upstream vocabulary and normalization (transfer.py).
+    pre = transfer.preprocessing(config, workdir)
+    if data is None:
+      data = sources.load(config.data, vocab=pre.vocab if pre else None)
+    if pre is not None:
+      transfer.check_data(config, data, pre)
     if len(data.val) == 0 or len(data.train) == 0:
       raise ValueError(f"data.val_fraction={config.data.val_fraction} leaves an "
                        "empty train or val split")
@@ -74,7 +81,8 @@ def setup(config, workdir, devices=None, data=None, checkpoints: str = "write",
                        f"{len(data.train)}")
     model = models.from_config(config, data)
     if feed is None:
-      feed = feeds.for_config(config, data, mesh, steps.bind(model, data.num_classes))
+      feed = feeds.for_config(config, data, mesh, steps.bind(model, data.num_classes),
+                              normalization=pre.normalization if pre else None)
     init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
     sample = feed.init_batch()
     # One compiled program; eager init compiles every initializer op separately.
@@ -87,12 +95,19 @@ def setup(config, workdir, devices=None, data=None, checkpoints: str = "write",
     if hasattr(data, "vocab"):
       params, report = embeddings.load_into_params(params, data.vocab, config.model,
                                                    workdir, write_report=False)
+    upstream = None
+    if pre is not None and checkpoints != "read":  # evaluation restores its own
+      # A started run restores its own checkpoint: the upstream is not read again.
+      upstream = transfer.started_from(workdir)
+      if upstream is None:
+        params, variables, upstream = transfer.load_weights(config, params, variables,
+                                                            model.head)
     tx = make_optimizer(config, params, feed.steps_per_epoch)
   state = TrainState.create(apply_fn=model.apply, params=params, tx=tx,
                             rng=jax.random.key_data(dropout_key), model_state=variables)
   state = parallel.put_replicated(state, mesh)
   s = Setup(config, workdir, data, mesh, model, state, None, feed.steps_per_epoch, feed,
-            report)
+            report, upstream)
   if checkpoints == "write":
     open_checkpoints(s)
   elif checkpoints == "read":

@@ -98,6 +98,7 @@ def finish_run(s: Setup, log: MetricsLog, stopper: EarlyStopping, epoch: int,
       "examples_per_second": epoch * len(s.data.train) / max(train_seconds, 1e-9),
       **(timing or {}),
       **({"executor": executor} if executor else {}),
+      **({"upstream": s.upstream} if s.upstream else {}),
       "provenance": provenance.collect(s.data.fingerprint()),
   }
   log.write({"split": "test", "step": final_step, "epoch": final_meta["epoch"],

@@ -33,7 +33,8 @@ from jaxreg import checkpoint, config as config_lib, distributed, io, metrics, p
 from jaxreg import records
 from jaxreg.data import sources
 from jaxreg.logs import METRICS_FILE, MetricsLog, Progress, TensorBoard
-from jaxreg.train import build, model_files, population, workdir as workdir_lib
+from jaxreg.train import build, model_files, population, transfer
+from jaxreg.train import workdir as workdir_lib
 from jaxreg.train.early_stopping import EarlyStopping
 from jaxreg.train.evaluation import EpochTimes, finish_run
 from jaxreg.train.population import DIVERGED, FINISHED, TRAINING, Member
@@ -72,6 +73,9 @@ def run(configs, workdirs, devices=None, executor: dict | None = None) -> list[d
   workdirs = [Path(w) for w in workdirs]
   if len(configs) != len(workdirs):
     raise ValueError(f"{len(configs)} configs but {len(workdirs)} workdirs")
+  # model.init_from: the upstream preprocessing taken over (before any check).
+  with config_lib.as_config_error():
+    configs = [transfer.adopt(c, w) for c, w in zip(configs, workdirs)]
   if not configs:
     return []
   if len({w.resolve() for w in workdirs}) != len(workdirs):
@@ -86,7 +90,8 @@ def run(configs, workdirs, devices=None, executor: dict | None = None) -> list[d
   for c, w in zip(configs, workdirs):
     workdir_lib.check(c, w)  # the same rules for every member; reads only
   with config_lib.as_config_error():
-    data = sources.load(configs[0].data)
+    pre = transfer.preprocessing(configs[0], workdirs[0] if workdirs else None)
+    data = sources.load(configs[0].data, vocab=pre.vocab if pre else None)
   # Each member is set up as its run alone (init from its seed, embeddings); they share
   # the data and its feed (images are put on the device once).
   setups = [build.setup(configs[0], workdirs[0], devices, data=data, checkpoints="later")]
@@ -97,7 +102,7 @@ def run(configs, workdirs, devices=None, executor: dict | None = None) -> list[d
     for s in setups:
       # What predicting needs without the data (vocabulary, tokenizer, classes,
       # normalization), beside config.json.
-      model_files.write(s.config, s.workdir, s.data, s.feed)
+      model_files.write(s.config, s.workdir, s.data, s.feed, s.upstream)
       build.open_checkpoints(s)
     try:
       return _Loop(setups, executor).train()

@@ -9,7 +9,8 @@ relative to the workdir, so a copied or moved workdir keeps working (jaxreg.pred
 model.json: {"version", "family", "modality" ('text' | 'image'), "class_names",
   text: "vocab_file" or "pretrained_dir", "max_length"; BERT: "pretrained" (as given)
   and "pretrained_sha256" (its config and weight files), "tokenizer_sha256";
-  image: "image_shape" [H, W, C], "mean", "std" (the eval normalization, per channel)}.
+  image: "image_shape" [H, W, C], "mean", "std" (the eval normalization, per channel);
+  model.init_from: "upstream" {"init_from", "workdir", "step", "config_sha256"}}.
 """
 
 from __future__ import annotations
@@ -64,12 +65,16 @@ def describe(config, data, feed) -> dict:
   return meta
 
 
-def write(config, workdir, data, feed) -> None:
-  """Writes the files (process 0; nothing when model.json exists: a resumed run)."""
+def write(config, workdir, data, feed, upstream: dict | None = None) -> None:
+  """Writes the files (process 0; nothing when model.json exists: a resumed run).
+  `upstream`: the run model.init_from started from (jaxreg.train.transfer), recorded
+  as "upstream"."""
   workdir = Path(workdir)
   if not distributed.is_main() or (workdir / records.MODEL_FILE).exists():
     return
   meta = describe(config, data, feed)
+  if upstream is not None:
+    meta["upstream"] = upstream
   if "vocab_file" in meta:
     io.atomic_write(workdir / records.VOCAB_FILE,
                     json.dumps(list(data.vocab), ensure_ascii=False) + "\n")

@@ -29,4 +29,5 @@ def make_optimizer(config, params, steps_per_epoch: int):
   return optim.build_optimizer(
       config.optim, config.reg, params, steps_per_epoch,
       steps_per_epoch * config.train.epochs,
-      frozen=embeddings.FROZEN_REGEX if config.model.get("freeze_embeddings") else None)
+      frozen=embeddings.FROZEN_REGEX if config.model.get("freeze_embeddings") else None,
+      trainable=config.train.get("trainable") or None)
