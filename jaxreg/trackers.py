@@ -23,6 +23,7 @@ restored checkpoint are logged again). Only process 0 opens trackers.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -165,6 +166,9 @@ class _MlflowRun:
     from mlflow.entities import Param
     from mlflow.tracking import MlflowClient  # the `trackers` extra
 
+    # A new SQLite store announces its schema migration on stderr: not the run's news.
+    for name in ("mlflow.store.db.utils", "alembic"):
+      logging.getLogger(name).setLevel(logging.WARNING)
     uri = mlflow_uri(config, workdir, sweep)
     self.client = MlflowClient(uri)
     home = None if config.log.mlflow_uri else (sweep or workdir.resolve())

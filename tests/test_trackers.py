@@ -328,3 +328,18 @@ def test_a_missing_tracker_package_is_one_line_naming_the_extra(tmp_path):
   assert lines[-1].startswith("error: log.trackers='wandb': wandb is not installed")
   assert "pip install 'jaxreg[trackers]'" in lines[-1]
   assert not workdir.exists()
+
+
+def test_a_sweep_resumes_with_other_trackers_and_from_before_the_log_keys(tmp_path):
+  from jaxreg.sweep.axes import SweepError
+  from jaxreg.sweep.plan import prepare
+  base = tiny_config()
+  axes = sweep.parse_axes(["reg.l2=0,1e-3"], base)
+  prepare(base, tmp_path, axes)
+  meta = json.loads((tmp_path / records.SWEEP_FILE).read_text())
+  del meta["base_config"]["log"]  # as written before log.* existed
+  (tmp_path / records.SWEEP_FILE).write_text(json.dumps(meta))
+  runs, _ = prepare(tiny_config(**ALL), tmp_path, axes)
+  assert {r.config.log.trackers for r in runs} == {ALL["log.trackers"]}
+  with pytest.raises(SweepError, match="another base config"):
+    prepare(tiny_config(**{"seed": 4}), tmp_path, axes)

@@ -63,16 +63,8 @@ def opened(configs, workdirs):
     yield
 
 
-# Where a run is logged is not part of the experiment: a run may resume with other
-# trackers (and a workdir written before these keys existed resumes).
-_NOT_THE_EXPERIMENT = ("log.",)
-
-
 def _differing_keys(old: dict, new: dict) -> list[str]:
-  flat_old, flat_new = config_lib.flatten(old), config_lib.flatten(new)
-  return sorted(k for k in flat_old.keys() | flat_new.keys()
-                if flat_old.get(k) != flat_new.get(k)
-                and not k.startswith(_NOT_THE_EXPERIMENT))
+  return config_lib.experiment_differences(old, new)
 
 
 def saved_config(workdir: Path) -> tuple[dict | None, str]:
