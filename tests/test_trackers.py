@@ -31,6 +31,8 @@ os.environ.setdefault("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 ALL = {"log.trackers": "tensorboard,wandb,mlflow"}
+# A learning rate that changes every step, so the logged one is checked step by step.
+RUN = {**ALL, "optim.schedule": "cosine", "optim.min_lr_ratio": 0.1}
 
 
 # ------------------------------------------------------------------ readers
@@ -108,7 +110,7 @@ def sqlite_uri(directory: Path) -> str:
 def resumed_run(tmp_path_factory):
   """A tiny run with every tracker, preempted after its first step, then resumed."""
   workdir = tmp_path_factory.mktemp("tracked")
-  config = tiny_config(**ALL)
+  config = tiny_config(**RUN)
   preemption.clear()
   preemption.request()
   try:
@@ -211,10 +213,13 @@ def test_tensorboard_holds_hparams_lr_grad_norm_and_test_scalars(resumed_run):
   assert start.hparams["optim.learning_rate"].number_value == \
       pytest.approx(json.loads((workdir / "config.json").read_text())
                     ["optim"]["learning_rate"])
+  from jaxreg.train.state import learning_rate
+  schedule = learning_rate(tiny_config(**RUN), steps_per_epoch=summary["evaluated_step"]
+                           // summary["evaluated_epoch"])
   steps = logged(workdir, "train_step")
   lr = events.Scalars("train/learning_rate")
   assert [(e.step, e.value) for e in lr] == \
-      [(r["step"], pytest.approx(r["learning_rate"])) for r in steps]
+      [(r["step"], pytest.approx(schedule(r["step"]))) for r in steps]
   norms = events.Scalars("train/grad_norm")
   assert [e.value for e in norms] == [pytest.approx(r["grad_norm"]) for r in steps]
   test = summary["test"]

@@ -264,7 +264,7 @@ class _Loop:
       # grad_norm: the global norm of the gradient before any clipping (steps.py).
       norm, lr = float(norms[i]), m.learning_rate(step)
       m.log.write({"split": "train_step", "step": step, "epoch": epoch + 1,
-                   "loss": loss, "grad_norm": norm, "learning_rate": lr})
+                   "loss": loss, "grad_norm": norm})
       scalars = {"train/step_loss": loss, "train/grad_norm": norm,
                  "train/learning_rate": lr}
       m.tb.scalars(scalars, step)
