@@ -15,9 +15,12 @@ sweep directory, and nested MLflow runs under one parent run per sweep directory
   the sweep directory or the workdir: MLflow's plain file store now needs
   MLFLOW_ALLOW_FILE_STORE, SQLite does not.
 
-The tracker run ids are kept in the workdir (records.TRACKERS_FILE), so a run resumed
-after preemption continues the same W&B run and MLflow run (steps replayed after the
-restored checkpoint are logged again). Only process 0 opens trackers.
+The tracker run ids are kept in the workdir (records.TRACKERS_FILE: {"wandb": {"id",
+"where": project}, "mlflow": {"id", "where": tracking URI}}), so a run resumed after
+preemption continues the same W&B run and MLflow run (steps replayed after the restored
+checkpoint are logged again); resumed with another project or URI (log.* may change on
+resume), or with its MLflow run gone, it starts a new one there. Only process 0 opens
+trackers.
 """
 
 from __future__ import annotations
@@ -75,10 +78,12 @@ class Trackers:
     try:
       for name in names:
         opener = _WandbRun if name == "wandb" else _MlflowRun
-        run = opener(config, flat, self.workdir, sweep, ids.get(name))
+        previous = ids.get(name) if isinstance(ids.get(name), dict) else {}
+        run = opener(config, flat, self.workdir, sweep, previous)
         self._runs.append(run)
-        if ids.get(name) != run.run_id:
-          ids[name] = run.run_id
+        entry = {"id": run.run_id, "where": run.where}
+        if previous != entry:
+          ids[name] = entry
           records.write_tracker_ids(self.workdir, ids)
     except BaseException:
       self.close("FAILED")
@@ -111,10 +116,12 @@ class Trackers:
 class _WandbRun:
 
   def __init__(self, config, flat: dict, workdir: Path, sweep: Path | None,
-               run_id: str | None):
+               previous: dict):
     import wandb  # the `trackers` extra; log.trackers validation checked it is there
 
     self._wandb = wandb
+    self.where = config.log.project
+    run_id = previous.get("id") if previous.get("where") == self.where else None
     self.run = wandb.init(
         project=config.log.project, dir=str(workdir), mode="offline",
         id=run_id, resume="allow" if run_id else None, name=workdir.name,
@@ -162,21 +169,25 @@ def mlflow_name(key: str) -> str:
 class _MlflowRun:
 
   def __init__(self, config, flat: dict, workdir: Path, sweep: Path | None,
-               run_id: str | None):
+               previous: dict):
     from mlflow.entities import Param
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient  # the `trackers` extra
 
     # A new SQLite store announces its schema migration on stderr: not the run's news.
     for name in ("mlflow.store.db.utils", "alembic"):
       logging.getLogger(name).setLevel(logging.WARNING)
-    uri = mlflow_uri(config, workdir, sweep)
+    uri = self.where = mlflow_uri(config, workdir, sweep)
     self.client = MlflowClient(uri)
     home = None if config.log.mlflow_uri else (sweep or workdir.resolve())
     experiment = self._experiment(config.log.project, home)
-    if run_id is not None:
-      self.client.update_run(run_id, status="RUNNING")
-      self.run_id = run_id
-      return
+    if previous.get("where") == uri:
+      try:
+        self.client.update_run(previous["id"], status="RUNNING")
+        self.run_id = previous["id"]
+        return
+      except MlflowException:  # not in this store any more: a new run
+        pass
     tags = {"jaxreg.workdir": str(workdir.resolve())}
     if sweep is not None:
       tags["mlflow.parentRunId"] = self._parent(uri, experiment, sweep)

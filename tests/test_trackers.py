@@ -119,7 +119,7 @@ def resumed_run(tmp_path_factory):
   finally:
     preemption.clear()
   first = records.tracker_ids(workdir)
-  killed = mlflow_client(sqlite_uri(workdir)).get_run(first["mlflow"]).info.status
+  killed = mlflow_client(sqlite_uri(workdir)).get_run(first["mlflow"]["id"]).info.status
   summary = train.train_and_evaluate(config, workdir)
   return workdir, summary, first, killed
 
@@ -131,28 +131,28 @@ def test_a_resumed_run_continues_its_wandb_and_mlflow_runs(resumed_run):
   assert records.tracker_ids(workdir) == first
   assert killed == "KILLED"
   client = mlflow_client(sqlite_uri(workdir))
-  assert client.get_run(first["mlflow"]).info.status == "FINISHED"
+  assert client.get_run(first["mlflow"]["id"]).info.status == "FINISHED"
   assert len(client.search_runs([client.get_experiment_by_name("jaxreg")
                                  .experiment_id])) == 1
   attempts = list((workdir / records.WANDB_DIR).glob("offline-run-*"))
   assert len(attempts) == 2  # one offline directory per attempt, one run id
-  assert wandb_run(workdir)["ids"] == {first["wandb"]}
+  assert wandb_run(workdir)["ids"] == {first["wandb"]["id"]}
 
 
 @pytest.mark.slow
 def test_mlflow_holds_config_epochs_per_class_summary_and_plots(resumed_run):
   workdir, summary, ids, _ = resumed_run
   client = mlflow_client(sqlite_uri(workdir))
-  run = client.get_run(ids["mlflow"])
+  run = client.get_run(ids["mlflow"]["id"])
   flat = config_lib.flatten(json.loads((workdir / "config.json").read_text()))
   assert run.data.params["optim.learning_rate"] == json.dumps(flat["optim.learning_rate"])
   assert run.data.params["model.cell"] == flat["model.cell"]
   assert set(run.data.params) == set(flat)
   val = logged(workdir, "val")
-  history = client.get_metric_history(ids["mlflow"], "val/accuracy")
+  history = client.get_metric_history(ids["mlflow"]["id"], "val/accuracy")
   assert [(m.step, m.value) for m in history] == [(r["step"], r["accuracy"]) for r in val]
   name = val[-1]["class_names"][0]
-  per_class = client.get_metric_history(ids["mlflow"], f"val/class_accuracy/{name}")
+  per_class = client.get_metric_history(ids["mlflow"]["id"], f"val/class_accuracy/{name}")
   assert [m.value for m in per_class] == [r["per_class_accuracy"][0] for r in val]
   test = summary["test"]
   assert run.data.metrics["test/accuracy"] == pytest.approx(test["accuracy"])
@@ -161,11 +161,11 @@ def test_mlflow_holds_config_epochs_per_class_summary_and_plots(resumed_run):
   for cls, acc in zip(test["class_names"], test["per_class_accuracy"]):
     assert run.data.metrics[f"test/class_accuracy/{cls}"] == pytest.approx(acc)
   steps = logged(workdir, "train_step")
-  lr = client.get_metric_history(ids["mlflow"], "train/learning_rate")
+  lr = client.get_metric_history(ids["mlflow"]["id"], "train/learning_rate")
   assert {m.step for m in lr} == {r["step"] for r in steps}
-  plots = {Path(a.path).name for a in client.list_artifacts(ids["mlflow"], "plots")}
+  plots = {Path(a.path).name for a in client.list_artifacts(ids["mlflow"]["id"], "plots")}
   assert plots == {p.name for p in (workdir / "plots").glob("*.png")} and plots
-  artifacts = {a.path for a in client.list_artifacts(ids["mlflow"])}
+  artifacts = {a.path for a in client.list_artifacts(ids["mlflow"]["id"])}
   assert records.SUMMARY_FILE in artifacts
   # the default store keeps its artifacts beside the database, not in ./mlruns
   assert list((workdir / records.MLFLOW_ARTIFACTS).rglob("*.png"))
@@ -271,7 +271,7 @@ def test_a_sweep_group_logs_each_member_to_its_own_child_run(tmp_path):
   assert len(run_dirs) == 2
   by_id = {c.info.run_id: c for c in children}
   for run_dir in run_dirs:
-    child = by_id[records.tracker_ids(run_dir)["mlflow"]]
+    child = by_id[records.tracker_ids(run_dir)["mlflow"]["id"]]
     config = json.loads((run_dir / "config.json").read_text())
     assert child.data.params["reg.l2"] == json.dumps(config["reg"]["l2"])
     summary = records.read_summary(run_dir)
@@ -281,9 +281,9 @@ def test_a_sweep_group_logs_each_member_to_its_own_child_run(tmp_path):
     assert [m.value for m in history] == [val["accuracy"]]
     wb = wandb_run(run_dir)
     assert wb["groups"] == {tmp_path.name}
-    assert wb["ids"] == {records.tracker_ids(run_dir)["wandb"]}
+    assert wb["ids"] == {records.tracker_ids(run_dir)["wandb"]["id"]}
     assert wb["summary"]["test/accuracy"] == pytest.approx(summary["test"]["accuracy"])
-  assert len({records.tracker_ids(d)["wandb"] for d in run_dirs}) == 2
+  assert len({records.tracker_ids(d)["wandb"]["id"] for d in run_dirs}) == 2
   assert not list(run_dirs[0].glob(records.MLFLOW_DB))  # the sweep's store only
 
 
@@ -348,3 +348,23 @@ def test_a_sweep_resumes_with_other_trackers_and_from_before_the_log_keys(tmp_pa
   assert {r.config.log.trackers for r in runs} == {ALL["log.trackers"]}
   with pytest.raises(SweepError, match="another base config"):
     prepare(tiny_config(**{"seed": 4}), tmp_path, axes)
+
+
+@pytest.mark.slow
+def test_resumed_with_another_mlflow_store_a_run_starts_there(tmp_path):
+  """log.* may change on resume: the kept MLflow run id belongs to its store, so
+  another URI gets a new run, recorded in place of the old id."""
+  from jaxreg import trackers
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  config = tiny_config(**{"log.trackers": "mlflow"})
+  trackers.Trackers(config, workdir).close("KILLED")
+  first = records.tracker_ids(workdir)["mlflow"]
+  trackers.Trackers(config, workdir).close()
+  assert records.tracker_ids(workdir)["mlflow"] == first  # same store: the same run
+  other = sqlite_uri(tmp_path)
+  trackers.Trackers(tiny_config(**{"log.trackers": "mlflow", "log.mlflow_uri": other}),
+                    workdir).close()
+  moved = records.tracker_ids(workdir)["mlflow"]
+  assert moved["where"] == other and moved["id"] != first["id"]
+  assert mlflow_client(other).get_run(moved["id"]).info.status == "FINISHED"
