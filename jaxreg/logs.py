@@ -91,29 +91,65 @@ class MetricsLog:
     return [json.loads(l) for l in self.path.read_text().splitlines() if l.strip()]
 
 
+def evaluation_scalars(split: str, evaluation: dict) -> dict[str, float]:
+  """One evaluation dict as named scalars: `{split}/accuracy`, ...,
+  `{split}/class_accuracy/<class>` (the TensorBoard tags; jaxreg/trackers.py uses the
+  same names)."""
+  out = {}
+  for key in ("loss", "accuracy", "balanced_accuracy", "macro_f1",
+              "worst_class_accuracy"):
+    value = evaluation.get(key)
+    if value is not None:
+      out[f"{split}/{key}"] = float(value)
+  for name, acc in zip(evaluation["class_names"], evaluation["per_class_accuracy"]):
+    if acc is not None:
+      out[f"{split}/class_accuracy/{name}"] = float(acc)
+  return out
+
+
+# The hparams plugin's metric columns (scalars of the same run directory).
+HPARAMS_METRICS = ("test/accuracy", "test/balanced_accuracy", "test/worst_class_accuracy",
+                   "val/accuracy", "val/worst_class_accuracy")
+
+
 class TensorBoard:
-  """Scalars for `tensorboard --logdir DIR`.
+  """Scalars and hparams for `tensorboard --logdir DIR`.
 
   tensorboardX rather than flax.metrics.tensorboard: the latter imports TensorFlow,
-  which costs seconds and hundreds of MB in every run for a few scalars.
+  which costs seconds and hundreds of MB in every run for a few scalars. `enabled`
+  False (log.trackers without `tensorboard`): writes nothing.
   """
 
-  def __init__(self, logdir: Path, purge_step: int | None):
-    from tensorboardX import SummaryWriter  # here: only runs that write events need it
+  def __init__(self, logdir: Path, purge_step: int | None, enabled: bool = True):
     self.logdir = Path(logdir)
+    if not (enabled and _is_main()):
+      self._writer = _NullWriter()
+      return
+    from tensorboardX import SummaryWriter  # here: only runs that write events need it
     # purge_step hides events past the restored step after a resume.
-    self._writer = (SummaryWriter(str(logdir), purge_step=purge_step) if _is_main()
-                    else _NullWriter())
+    self._writer = SummaryWriter(str(logdir), purge_step=purge_step)
+
+  def hparams(self, flat_config: dict) -> None:
+    """The resolved config for TensorBoard's HPARAMS tab (tensorboardX writes the
+    plugin's protos; values that are not bool, int, float or str as text), with
+    HPARAMS_METRICS as its metric columns."""
+    if isinstance(self._writer, _NullWriter):
+      return
+    from tensorboardX.summary import hparams
+
+    values = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v)
+              for k, v in flat_config.items()}
+    experiment, start, _ = hparams(values, dict.fromkeys(HPARAMS_METRICS, 0.0))
+    self._writer.file_writer.add_summary(experiment)
+    self._writer.file_writer.add_summary(start)
 
   def evaluation(self, split: str, evaluation: dict, step: int) -> None:
-    for key in ("loss", "accuracy", "balanced_accuracy", "macro_f1",
-                "worst_class_accuracy"):
-      value = evaluation.get(key)
+    self.scalars(evaluation_scalars(split, evaluation), step)
+
+  def scalars(self, values: dict, step: int) -> None:
+    for tag, value in values.items():
       if value is not None:
-        self._writer.add_scalar(f"{split}/{key}", value, step)
-    for name, acc in zip(evaluation["class_names"], evaluation["per_class_accuracy"]):
-      if acc is not None:
-        self._writer.add_scalar(f"{split}/class_accuracy/{name}", acc, step)
+        self._writer.add_scalar(tag, value, step)
 
   def scalar(self, tag: str, value: float, step: int) -> None:
     self._writer.add_scalar(tag, value, step)

@@ -78,7 +78,7 @@ def plot_run(workdir: str | Path, summary: dict | None = None) -> list[Path]:
   """The run's plots; `summary`: its summary.json dict (read from the file if None;
   the trainer passes it because it writes summary.json after the plots)."""
   workdir = Path(workdir)
-  out = workdir / "plots"
+  out = workdir / records.PLOTS_DIR
   out.mkdir(exist_ok=True)
   logged = MetricsLog(workdir / METRICS_FILE).read()
   if summary is None:

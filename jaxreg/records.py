@@ -12,6 +12,11 @@ A run directory (`jaxreg.main --workdir=DIR`, or one point of a sweep) holds
   predictions_test.npz  the evaluated checkpoint's per-example test predictions:
                         `labels`, `predictions` (int32, test order) and `step`
   eval/<split>-<checkpoint>.json and .npz   `jaxreg.evaluate`'s outputs (`eval_path`)
+  trackers.json         the run's W&B and MLflow run ids (log.trackers), so a resumed
+                        run continues the same tracker runs (`tracker_ids`)
+  wandb/                the offline W&B run (`WANDB_DIR`); mlflow.db and mlartifacts/
+                        the default MLflow store (`MLFLOW_DB`, `MLFLOW_ARTIFACTS`), in
+                        the workdir of a run alone or in the sweep directory
   outcome.json          a run that ended without a summary: {"status": "diverged" |
                         "error", "error": one line}; a diverged loss also gives "step"
                         and "epoch" (its last good checkpoint is kept). Removed when
@@ -50,6 +55,11 @@ PRETRAINED_DIR = "pretrained"
 PREDICTIONS_FILE = "predictions_test.npz"
 OUTCOME_FILE = "outcome.json"
 EVAL_DIR = "eval"
+TRACKERS_FILE = "trackers.json"
+WANDB_DIR = "wandb"          # wandb.init(dir=workdir) writes here
+MLFLOW_DB = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlartifacts"
+PLOTS_DIR = "plots"          # jaxreg/plots.py
 SWEEP_FILE = "sweep.json"
 RUNS_FILE = "runs.csv"
 PER_CLASS_FILE = "per_class.csv"
@@ -159,6 +169,20 @@ def read_outcome(run_dir: PathLike) -> dict | None:
     return None
   return outcome if isinstance(outcome, dict) and outcome.get("status") in FAILED \
       else None
+
+
+def tracker_ids(directory: PathLike) -> dict:
+  """trackers.json of a run or sweep directory ({} when absent or unreadable: the
+  trackers then start new runs)."""
+  try:
+    ids = json.loads((Path(directory) / TRACKERS_FILE).read_text())
+  except (OSError, ValueError):
+    return {}
+  return ids if isinstance(ids, dict) else {}
+
+
+def write_tracker_ids(directory: PathLike, ids: dict) -> Path:
+  return io.atomic_write_json(Path(directory) / TRACKERS_FILE, ids)
 
 
 def one_line(e: BaseException) -> str:

@@ -56,6 +56,20 @@ def flatten(tree: dict, prefix: str = "") -> dict:
   return flat
 
 
+# Where a run is logged is not part of the experiment: a run or sweep may resume with
+# other trackers, and one written before these keys existed resumes.
+NOT_THE_EXPERIMENT = ("log.",)
+
+
+def experiment_differences(old: dict, new: dict) -> list[str]:
+  """The dotted keys whose values differ between two config dicts (to_json), sorted,
+  leaving out NOT_THE_EXPERIMENT."""
+  flat_old, flat_new = flatten(old), flatten(new)
+  return sorted(k for k in flat_old.keys() | flat_new.keys()
+                if flat_old.get(k) != flat_new.get(k)
+                and not k.startswith(NOT_THE_EXPERIMENT))
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError (one line: key, value, what is allowed) on a bad config: an
   unknown or missing key, a value its rule refuses, or keys that contradict."""

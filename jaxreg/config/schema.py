@@ -19,7 +19,7 @@ import re
 from typing import Any, Callable
 
 from jaxreg.config.rules import (RATE, Bool, ConfigError, Custom, Int, Num, OneOf,
-                                 Regex, Rule, Str)
+                                 Regex, Rule, Str, near_miss)
 # data.source values and modalities are listed once, in jaxreg/data/catalog.py (which,
 # like this package, imports nothing heavy); jaxreg.config re-exports them.
 from jaxreg.data import catalog as _catalog
@@ -46,6 +46,10 @@ ES_MODES = ("min", "max")
 FINAL_CHECKPOINTS = ("best", "latest")
 PUNCTUATION = ("split", "strip", "keep")   # data/text.py
 EMBEDDINGS_FORMATS = ("auto", "word2vec_bin", "word2vec_text", "glove")
+TRACKERS = ("tensorboard", "wandb", "mlflow")   # jaxreg/trackers.py
+# The packages of each optional tracker (pyproject's `trackers` extra).
+TRACKER_MODULES = {"wandb": "wandb", "mlflow": "mlflow"}
+TRACKERS_EXTRA = "pip install 'jaxreg[trackers]'"
 DECAY_MASK_FORMS = ("'ndim>1'", "'all'", "'none'",
                     "'REGEX=true|false,REGEX=true|false,...'")
 
@@ -107,6 +111,27 @@ def _rate_or_checkpoints(key: str, value: Any) -> None:
   if value != -1 and not (isinstance(value, (int, float)) and 0 <= value < 1):
     raise ConfigError(f"{key}={value!r} must be a rate in [0, 1), or -1 for the "
                       "checkpoint's own rate")
+
+
+def _trackers(key: str, value: Any) -> None:
+  """Comma-separated names from TRACKERS, none twice, each one's package installed:
+  found without importing it (importlib.util.find_spec), so validation stays fast and
+  a missing package stops the run before anything is written."""
+  import importlib.util  # here: only this rule needs it
+
+  Str().check(key, value)
+  listed = [s.strip() for s in value.split(",") if s.strip()]
+  for name in listed:
+    if name not in TRACKERS:
+      raise ConfigError(f"{key}={value!r}: {name!r} is not one of: "
+                        f"{', '.join(TRACKERS)}{near_miss(name, TRACKERS)}")
+  if len(set(listed)) != len(listed):
+    raise ConfigError(f"{key}={value!r} lists a tracker twice")
+  for name in listed:
+    module = TRACKER_MODULES.get(name)
+    if module and importlib.util.find_spec(module) is None:
+      raise ConfigError(f"{key}={value!r}: {name} is not installed; "
+                        f"{TRACKERS_EXTRA}")
 
 
 def _bn_stages(key: str, value: Any) -> None:
@@ -529,6 +554,23 @@ KEYS = (
         "stop)."),
     Key("train.early_stopping.min_delta", 0.0, NONNEG,
         "an improvement must beat the best by more than this."),
+
+    Section("log", "Where a run's metrics go besides metrics.jsonl (docs/trackers.md). "
+            "Not part of the experiment: a workdir resumes with other values."),
+    Key("log.trackers", "tensorboard",
+        Custom(_trackers, "comma-separated names from: " +
+               ", ".join(f"`{t}`" for t in TRACKERS) + ", or `''`"),
+        "`tensorboard`: event files in `<workdir>/tensorboard`; `wandb`: a Weights & "
+        "Biases run written offline under `<workdir>/wandb` (`wandb sync` uploads "
+        "it); `mlflow`: an MLflow run at `log.mlflow_uri`. Each gets the resolved "
+        "config, per-step loss, learning rate and grad_norm, per-epoch metrics with "
+        "per-class accuracy, the test summary and the plots. wandb and mlflow need "
+        f"`{TRACKERS_EXTRA}`."),
+    Key("log.project", "jaxreg", Str(nonempty=True),
+        "the W&B project and the MLflow experiment name."),
+    Key("log.mlflow_uri", "", Str(empty_means="`sqlite:///<dir>/mlflow.db`"),
+        "MLflow tracking URI; `''`: an SQLite file `mlflow.db` in the sweep directory "
+        "(a sweep's run) or the workdir, artifacts beside it in `mlartifacts/`."),
 )
 
 

@@ -163,10 +163,7 @@ def _differences(old: dict, new: dict) -> str:
     o, n = (" ".join(f"{a['key']}={Axis.from_json(a).describe()}" for a in m["axes"])
             for m in (old, new))
     return f"axes {o}, not {n}"
-  flat_old = config_lib.flatten(old["base_config"])
-  flat_new = config_lib.flatten(new["base_config"])
-  keys = sorted(k for k in flat_old.keys() | flat_new.keys()
-                if flat_old.get(k) != flat_new.get(k))
+  keys = config_lib.experiment_differences(old["base_config"], new["base_config"])
   return f"another base config ({', '.join(keys)})" if keys else ""
 
 

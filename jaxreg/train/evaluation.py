@@ -66,12 +66,13 @@ class EpochTimes:
 
 def finish_run(s: Setup, log: MetricsLog, stopper: EarlyStopping, epoch: int,
                train_seconds: float, timing: dict | None = None,
-               executor: dict | None = None) -> dict:
+               executor: dict | None = None, report=None) -> dict:
   """After training: evaluates the final checkpoint on val and test, appends the test
   line, writes summary.json and the plots, closes the checkpointer. `timing`:
   epoch_seconds and time_to_target_seconds (EpochTimes); `executor`: how the run was
   trained ({"kind": "group" | "alone", "size": K, "why": ...}), both added to the
-  summary when given."""
+  summary when given. `report(summary, plot paths)`: called on process 0 after the
+  plots and before summary.json (the trackers' end of the run)."""
   tc, workdir = s.config.train, s.workdir
   best_step = s.checkpointer.best_step()
   # 'best' (default) evaluates the best-by-validation checkpoint, which is a form of
@@ -108,7 +109,9 @@ def finish_run(s: Setup, log: MetricsLog, stopper: EarlyStopping, epoch: int,
     # Per-example predictions let jaxreg.report pair test examples across runs.
     records.write_predictions(workdir / records.PREDICTIONS_FILE, s.data.test.labels,
                               test_preds, final_step)
-    plots.plot_run(workdir, summary)
+    figures = plots.plot_run(workdir, summary)
+    if report is not None:
+      report(summary, figures)
     # Last: an existing summary.json means the run and all its files are complete
     # (the sweep counts a run as done by it).
     records.write_summary(workdir, summary)

@@ -30,15 +30,15 @@ import ml_collections
 import numpy as np
 
 from jaxreg import checkpoint, config as config_lib, distributed, io, metrics, preemption
-from jaxreg import records
+from jaxreg import records, trackers
 from jaxreg.data import sources
-from jaxreg.logs import METRICS_FILE, MetricsLog, Progress, TensorBoard
+from jaxreg.logs import METRICS_FILE, MetricsLog, Progress, TensorBoard, evaluation_scalars
 from jaxreg.train import build, model_files, population, transfer
 from jaxreg.train import workdir as workdir_lib
 from jaxreg.train.early_stopping import EarlyStopping
 from jaxreg.train.evaluation import EpochTimes, finish_run
 from jaxreg.train.population import DIVERGED, FINISHED, TRAINING, Member
-from jaxreg.train.state import TrainingDiverged
+from jaxreg.train.state import TrainingDiverged, learning_rate
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path,
@@ -122,7 +122,13 @@ class _Loop:
     self.model = setups[0].model
     self.solo = len(setups) == 1
     self.executor = executor
-    self.members = [self._member(i, s) for i, s in enumerate(setups)]
+    self.members = []
+    try:
+      for i, s in enumerate(setups):
+        self.members.append(self._member(i, s))
+    except BaseException:
+      self._close("FAILED")
+      raise
 
   def _member(self, index: int, s: build.Setup) -> Member:
     tc = s.config.train
@@ -145,7 +151,13 @@ class _Loop:
     # Lines after the restored step (all of them without a checkpoint) were written by
     # an attempt that did not finish: the replay writes them again.
     m.log.truncate_after(latest or 0)
-    m.tb = TensorBoard(s.workdir / "tensorboard", purge_step=m.step + 1)
+    m.tb = TensorBoard(s.workdir / "tensorboard", purge_step=m.step + 1,
+                       enabled="tensorboard" in trackers.listed(s.config))
+    if latest is None:
+      m.tb.hparams(trackers.flat_config(s.config))
+    m.learning_rate = learning_rate(s.config, s.steps_per_epoch)
+    # W&B / MLflow (log.trackers): the runs recorded in the workdir, or new ones.
+    m.trackers = trackers.Trackers(s.config, s.workdir)
     if m.epoch >= tc.epochs or m.stopper.should_stop:
       m.status = FINISHED
     return m
@@ -153,6 +165,23 @@ class _Loop:
   # ------------------------------------------------------------------------- the loop
 
   def train(self) -> list[dict]:
+    """Trains every member, evaluates each on val and test; closes the TensorBoard
+    writers and trackers (a preempted run's tracker runs are marked KILLED: the rerun
+    continues them)."""
+    try:
+      results = self._train()
+    except BaseException as e:
+      self._close("KILLED" if isinstance(e, preemption.Preempted) else "FAILED")
+      raise
+    self._close()
+    return results
+
+  def _close(self, status: str | None = None) -> None:
+    for m in self.members:
+      m.tb.close()
+      m.trackers.close(status or ("FAILED" if m.status == DIVERGED else "FINISHED"))
+
+  def _train(self) -> list[dict]:
     members, spe = self.members, self.spe
     training = [m for m in members if m.status == TRAINING]
     start = min((m.step for m in training), default=max(m.step for m in members))
@@ -181,13 +210,21 @@ class _Loop:
       self.progress.close()
       for m in members:
         m.setup.checkpointer.wait()
-        m.tb.close()
     if any(m.status != DIVERGED for m in members) and preemption.stop_now():
       # asked to stop before the final evaluation: the rerun does it
       raise preemption.Preempted(max(m.step for m in members), preemption.signal_name())
     return [{"status": DIVERGED, "error": m.error} if m.status == DIVERGED else
             finish_run(m.setup, m.log, m.stopper, m.epoch, m.train_seconds,
-                       m.timing.to_dict(), self.executor) for m in members]
+                       m.timing.to_dict(), self.executor,
+                       report=lambda summary, plots, m=m: self._report(m, summary, plots))
+            for m in members]
+
+  @staticmethod
+  def _report(m: Member, summary: dict, plots: list) -> None:
+    """The end of a run for TensorBoard (test scalars at the evaluated step) and the
+    trackers (test metrics, summary, figures)."""
+    m.tb.scalars(evaluation_scalars("test", summary["test"]), summary["evaluated_step"])
+    m.trackers.finish(summary, plots)
 
   def _segment(self, program, epoch: int, done: int, stop: int) -> None:
     """Steps `done` to `stop` of `epoch` for the program's members."""
@@ -229,9 +266,14 @@ class _Loop:
       if not math.isfinite(loss):
         self._diverge(m, loss, step, epoch)
         continue
+      # grad_norm: the global norm of the gradient before any clipping (steps.py).
+      norm, lr = float(norms[i]), m.learning_rate(step)
       m.log.write({"split": "train_step", "step": step, "epoch": epoch + 1,
-                   "loss": loss, "grad_norm": float(norms[i])})
-      m.tb.scalar("train/step_loss", loss, step)
+                   "loss": loss, "grad_norm": norm})
+      scalars = {"train/step_loss": loss, "train/grad_norm": norm,
+                 "train/learning_rate": lr}
+      m.tb.scalars(scalars, step)
+      m.trackers.log(scalars, step)
       shown.append(loss)
     if shown:
       self.progress.update(loss=float(np.mean(shown)))
@@ -260,6 +302,8 @@ class _Loop:
       for split, ev in (("train", train_eval), ("val", val_eval)):
         m.log.write({"split": split, "step": step, "epoch": m.epoch, **ev})
         m.tb.evaluation(split, ev, step)
+      m.trackers.log({"epoch": m.epoch, **evaluation_scalars("train", train_eval),
+                      **evaluation_scalars("val", val_eval)}, step)
       m.stopper = m.stopper.update(val_eval[tc.early_stopping.metric], step)
       if self.solo:
         self.progress.write(

@@ -238,6 +238,8 @@ class Member:
   resumed_from: int | None = None
   status: str = TRAINING
   error: str | None = None
+  learning_rate: Any = None      # step -> the learning rate that produced it
+  trackers: Any = None           # jaxreg.trackers.Trackers (W&B, MLflow)
 
   @property
   def config(self) -> ml_collections.ConfigDict:

@@ -64,9 +64,7 @@ def opened(configs, workdirs):
 
 
 def _differing_keys(old: dict, new: dict) -> list[str]:
-  flat_old, flat_new = config_lib.flatten(old), config_lib.flatten(new)
-  return sorted(k for k in flat_old.keys() | flat_new.keys()
-                if flat_old.get(k) != flat_new.get(k))
+  return config_lib.experiment_differences(old, new)
 
 
 def saved_config(workdir: Path) -> tuple[dict | None, str]:
