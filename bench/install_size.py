@@ -1,6 +1,6 @@
 """How much disk a jaxreg install takes, with and without its extras (docs/install.md).
 
-  .venv/bin/python bench/install_size.py [--extras=test,tfds] [--json]
+  .venv/bin/python bench/install_size.py [--extras=test,tfds,trackers] [--json]
 
 Reads pyproject.toml's requirements and walks them through the installed packages'
 own metadata (their Requires-Dist, extras and markers evaluated here), then adds up the
@@ -98,7 +98,7 @@ def measure(extras: list[str]) -> dict:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--extras", default="test,tfds",
+  parser.add_argument("--extras", default="test,tfds,trackers",
                       help="extras of the full install (comma-separated)")
   parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
   args = parser.parse_args(argv)
