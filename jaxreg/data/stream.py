@@ -39,6 +39,7 @@ from jaxreg.data import cache, dataset, images
 from jaxreg.data.raw import RawData
 
 MIB = 1 << 20
+MODES = ("auto", "always", "never")  # data.stream (the schema's STREAM_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,28 @@ class FileImageSplit:
   @property
   def nbytes(self) -> int:
     return len(self) * int(np.prod(self.shape))
+
+  @property
+  def images(self) -> LazyImages:
+    """The pixels as a sequence decoded slice by slice (what jaxreg.inference reads)."""
+    return LazyImages(self)
+
+
+class LazyImages:
+  """uint8 [N, H, W, C] of a FileImageSplit, decoded only for the slice asked for."""
+
+  def __init__(self, split: FileImageSplit):
+    self.split = split
+
+  def __len__(self) -> int:
+    return len(self.split)
+
+  def __getitem__(self, index) -> np.ndarray:
+    rows = range(len(self))[index]
+    if isinstance(rows, int):
+      return self.split.load(rows)
+    return np.stack([self.split.load(i) for i in rows]) if len(rows) else \
+        np.zeros((0, *self.split.shape), np.uint8)
 
 
 def read_image(path: str, shape: tuple) -> np.ndarray:
@@ -127,6 +150,8 @@ def decoded_shape(raw: RawData, size: int) -> tuple[int, int, int]:
 def chosen(raw: RawData, data_cfg) -> bool:
   """Whether `raw` (a source's RawData) streams under data.stream."""
   mode = str(data_cfg.get("stream", "auto"))
+  if mode not in MODES:
+    raise ValueError(f"data.stream={mode!r} is not one of: {', '.join(MODES)}")
   if mode == "never":
     return False
   if raw.train.files is None:
@@ -197,9 +222,19 @@ def loader(split: FileImageSplit, index: np.ndarray, mask: np.ndarray, start: in
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
                                             prefetch_buffer_size=2 * threads))
   if workers:
+    _parse_flags()
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
                                                      per_worker_buffer_size=2))
   return it
+
+
+def _parse_flags() -> None:
+  """grain 0.2.18 reads an absl flag when it starts workers and fails where flags were
+  never parsed (a library call, pytest; google/grain#1355, fixed after 0.2.18): parse
+  them with their defaults when no absl.app did."""
+  from absl import flags  # noqa: PLC0415
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(["jaxreg"], known_only=True)
 
 
 # --------------------------------------------------------------- channel statistics
