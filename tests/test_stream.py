@@ -256,3 +256,19 @@ def test_predicting_a_streamed_runs_split_reproduces_its_test_confusion(streamed
   confusion = np.zeros((200, 200), int)
   np.add.at(confusion, (labels, classes), 1)
   assert confusion.tolist() == records.read_summary(workdir)["test"]["confusion_matrix"]
+
+
+@pytest.mark.slow
+def test_a_streamed_group_equals_the_resident_group(tmp_path):
+  """Two members (seeds 0 and 1: each its own order, a [K, B, ...] batch) trained as
+  one vmapped group, streamed and resident."""
+  root = imagenet_folder.make(tmp_path / "inet", classes=12, train_per_class=8)
+  out = {}
+  for mode in ("always", "never"):
+    configs = [_config(root, tmp_path, **{"data.stream": mode, "seed": seed,
+                                          "train.batch_size": 32, "train.epochs": 1})
+               for seed in (0, 1)]
+    workdirs = [tmp_path / mode / str(seed) for seed in (0, 1)]
+    train.run(configs, workdirs)
+    out[mode] = [(_records(w), _results(w)) for w in workdirs]
+  assert out["always"] == out["never"]
