@@ -65,7 +65,8 @@ def main(argv=None) -> dict:
   batch = 128
   if args.quick:
     args.per_class, args.steps, batch, args.workers = 24, 2, 32, 0
-  benchlib.start()
+  from jaxreg import cli  # no PyTorch half here: benchlib.start would import torch
+  cli.enable_compilation_cache()
   import jax
   from configs import resnet
   from jaxreg import feeds, metrics, parallel, train
