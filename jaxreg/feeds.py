@@ -29,13 +29,19 @@ The loop (jaxreg/train/loop.py) sees one interface and never asks which feed it 
   Evaluation of a split is ONE jitted call: a lax.scan over fixed-shape batches whose
   last one is padded and masked, so every example counts once and nothing recompiles.
 
-A third feed (streaming, for sets larger than memory) would implement the same methods.
+* `StreamFeed` (streamed images, jaxreg/data/stream.py): the splits stay files; per
+  epoch grain decodes and resizes the rows of the same [steps, batch] order in worker
+  processes, a batch or two ahead of the step (put on the device while the previous
+  step runs). The jitted step augments and normalizes with ImageFeed's functions and
+  keys (fold_in(rng, step)), so a streamed run equals its resident run. Evaluation
+  runs one jitted step per host batch of the split (padded and masked).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import collections
 import itertools
 from typing import Iterator, Sequence
 
@@ -44,7 +50,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxreg import augment as augment_lib, config as config_lib, parallel
-from jaxreg.data import dataset
+from jaxreg.data import cache, dataset, stream
 
 # fold_in stream of the per-step key that draws the augmentation (dropout uses the step
 # key itself), so turning augmentation on does not change the dropout masks.
@@ -72,9 +78,12 @@ def feed_class(config):
 def for_config(config, data, mesh, steps, normalization=None):
   """The feed of `config` over `data`; `steps`: its model's pure steps
   (jaxreg.train.steps.bind). The model evaluates every member of a group (its traced
-  fields do not matter there: evaluation has no dropout). `normalization`: images'
-  (mean, std) per channel to use instead of the training split's (model.init_from:
-  the upstream run's)."""
+  fields do not matter there: evaluation has no dropout). Streamed image data
+  (stream.StreamedImageData: larger than data.resident_limit_mb) gets a StreamFeed.
+  `normalization`: images' (mean, std) per channel to use instead of the training
+  split's (model.init_from: the upstream run's)."""
+  if isinstance(data, stream.StreamedImageData):
+    return StreamFeed(config, data, mesh, steps, normalization=normalization)
   if normalization is not None:
     return feed_class(config)(config, data, mesh, steps, normalization=normalization)
   return feed_class(config)(config, data, mesh, steps)
@@ -140,7 +149,7 @@ class TextFeed:
 
   TRACED: tuple[str, ...] = ()  # nothing a group member varies in the feed
 
-  def __init__(self, config, data, mesh, steps):
+  def __init__(self, config, data, mesh, steps, normalization=None):
     self.config, self.data, self.mesh, self.steps = config, data, mesh, steps
     self.batch_size = config.train.batch_size
     self.eval_batch_size = config.data.eval_batch_size
@@ -231,10 +240,19 @@ def index_rows(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarr
 
 
 def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Per-channel mean and std of uint8 images, in [0, 1] units (float64 sums)."""
-  x = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
-  std = x.std(axis=0)
-  return x.mean(axis=0).astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+  """Per-channel mean and std of uint8 images, in [0, 1] units."""
+  return stats_from_histogram(stream.counts_per_channel(images))
+
+
+def stats_from_histogram(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """int64 [C, 256] value counts -> per-channel (mean, std) in [0, 1] units (float64).
+  From counts, so a resident split and a streamed one (counted batch by batch) get the
+  same bits."""
+  values = np.arange(256, dtype=np.float64) / 255.0
+  n = hist.sum(axis=1).astype(np.float64)
+  mean = (hist * values).sum(axis=1) / n
+  std = np.sqrt((hist * (values[None] - mean[:, None]) ** 2).sum(axis=1) / n)
+  return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
 class ImageFeed:
@@ -368,18 +386,207 @@ class ImageFeed:
             "labels": np.zeros(n, np.int32), "mask": np.ones(n, bool)}
 
 
+class StreamFeed:
+  """Image splits streamed from their files by grain (see the module docstring and
+  jaxreg/data/stream.py); the same interface, order, keys and normalization as
+  ImageFeed."""
+
+  TRACED = ImageFeed.TRACED
+
+  def __init__(self, config, data, mesh, steps, normalization=None):
+    self.config, self.data, self.mesh, self.steps = config, data, mesh, steps
+    self.batch_size = config.train.batch_size
+    self.eval_batch_size = config.data.eval_batch_size
+    self.steps_per_epoch = -(-len(data.train) // self.batch_size)
+    self.num_classes = data.num_classes
+    self.workers = int(config.data.stream_workers)
+    self.threads = int(config.data.stream_threads)
+    if normalization is not None:  # model.init_from: the upstream run's
+      mean, std = (np.asarray(v, np.float32) for v in normalization)
+    elif config.data.normalize:  # one pass over the training files (then cached)
+      mean, std = stats_from_histogram(stream.histogram(
+          data.train, self.eval_batch_size, workers=self.workers, threads=self.threads,
+          store=cache.Cache(config.data.cache_dir), description=data.description))
+    else:
+      c = data.image_shape[-1]
+      mean, std = np.zeros(c, np.float32), np.ones(c, np.float32)
+    self.mean, self.std = mean, std
+    self.augment = augment_lib.Augment.from_config(config.data.augment)
+    self._shard = parallel.data_sharded(mesh)
+    self._train = self._jit_train(self.augment)
+    self._evaluate = functools.partial(_eval_host_batch, eval_step=steps.eval, mean=mean,
+                                       std=std, shard=self._shard)
+    rep = parallel.replicated(mesh)
+    self._eval = jax.jit(self._evaluate, in_shardings=(rep, self._shard, rep),
+                         out_shardings=rep, donate_argnums=(2,))
+    self._jitted = {}
+
+  # ---------------------------------------------------------------- training steps
+
+  def train_step(self, state, batch, counts):
+    return self._train(state, batch, counts)
+
+  def train_step_for(self, config):
+    augment = augment_lib.Augment.from_config(config.data.augment)
+    if augment == self.augment:
+      return self.train_step
+    return _memo(self._jitted, ("solo", augment), lambda: self._jit_train(augment))
+
+  def _jit_train(self, augment):
+    rep = parallel.replicated(self.mesh)
+    return jax.jit(
+        functools.partial(_stream_train_step, train_step=self.steps.train,
+                          augment=augment, mean=self.mean, std=self.std,
+                          shard=self._shard),
+        in_shardings=(rep, self._shard, rep), out_shardings=(rep, rep, rep),
+        donate_argnums=(0, 2))
+
+  def member_values(self, config) -> dict:
+    return {"augment": augment_lib.member_values(
+        augment_lib.Augment.from_config(config.data.augment))}
+
+  def group_train_step(self, shared: bool, configs):
+    augment = augment_lib.Augment.widest(
+        augment_lib.Augment.from_config(c.data.augment) for c in configs)
+    return _memo(self._jitted, ("train", shared, augment),
+                 lambda: self._group_train_step(shared, augment))
+
+  def _group_train_step(self, shared: bool, augment):
+    rep = parallel.replicated(self.mesh)
+    member_step = functools.partial(
+        _stream_member_step, train_step=self.steps.member_train, augment=augment,
+        mean=self.mean, std=self.std, shard=self._shard)
+    return jax.jit(jax.vmap(member_step, in_axes=(0, 0, None if shared else 0, 0)),
+                   in_shardings=(rep, rep, self._shard if shared else
+                                 _member_axis(self.mesh), rep),
+                   out_shardings=(rep, rep, rep), donate_argnums=(0, 3))
+
+  # -------------------------------------------------------------------- batches
+
+  def _host_batches(self, split, index, mask, start=0, stop=None):
+    return stream.loader(split, index, mask, start, stop, workers=self.workers,
+                         threads=self.threads, process_index=jax.process_index(),
+                         process_count=jax.process_count())
+
+  def _put(self, local: dict, sharding) -> dict:
+    """This process's columns of a batch -> the global batch on the mesh (each process
+    holds the columns of its own devices: jax.devices() lists them process by
+    process)."""
+    if jax.process_count() == 1:
+      return jax.device_put(local, sharding)
+    return {k: jax.make_array_from_process_local_data(sharding, v)
+            for k, v in local.items()}
+
+  def epoch_batches(self, orders: Sequence[np.ndarray], start: int = 0,
+                    stop: int | None = None) -> Iterator[dict]:
+    """Device batches `start` to `stop` of the epoch in `orders` ([B, ...] for one
+    order, [K, B, ...] for one per member): the rows ImageFeed gathers, read from the
+    files, two batches ahead of the caller."""
+    streams = []
+    for order in orders:
+      index, mask = index_rows(order, self.batch_size)
+      streams.append(self._host_batches(self.data.train, index, mask, start, stop))
+    if len(streams) == 1:
+      batches = (self._put(b, self._shard) for b in streams[0])
+    else:
+      axis = _member_axis(self.mesh)
+      batches = (self._put({k: np.stack([p[k] for p in parts]) for k in parts[0]}, axis)
+                 for parts in zip(*streams))
+    return _ahead(batches, 2)
+
+  def _eval_batches(self, split: str):
+    part = self.data.split(split)
+    index, mask = index_rows(np.arange(len(part)), self.eval_batch_size)
+    return _ahead((self._put(b, self._shard)
+                   for b in self._host_batches(part, index, mask)), 2)
+
+  # ------------------------------------------------------------------ evaluation
+
+  def evaluate(self, variables, split: str, counts):
+    for batch in self._eval_batches(split):
+      counts = self._eval(variables, batch, counts)
+    return counts
+
+  def evaluate_group(self, variables, split: str, counts):
+    rep = parallel.replicated(self.mesh)
+    step = _memo(self._jitted, "group_eval", lambda: jax.jit(
+        jax.vmap(self._evaluate, in_axes=(0, None, 0)),
+        in_shardings=(rep, self._shard, rep), out_shardings=rep, donate_argnums=(2,)))
+    for batch in self._eval_batches(split):
+      counts = step(variables, batch, counts)
+    return counts
+
+  def predict(self, variables, split: str, counts):
+    rep = parallel.replicated(self.mesh)
+    step = _memo(self._jitted, "predict", lambda: jax.jit(
+        functools.partial(_eval_host_batch, eval_step=self.steps.predict, mean=self.mean,
+                          std=self.std, shard=self._shard),
+        in_shardings=(rep, self._shard, rep), out_shardings=(rep, rep),
+        donate_argnums=(2,)))
+    ids = []
+    for batch in self._eval_batches(split):
+      counts, p = step(variables, batch, counts)
+      ids.append(p)
+    n = len(self.data.split(split))
+    return counts, np.concatenate([np.asarray(jax.device_get(p)) for p in ids])[:n]
+
+  def init_batch(self) -> dict:
+    n = self.batch_size
+    return {"images": np.zeros((n, *self.data.image_shape), np.float32),
+            "labels": np.zeros(n, np.int32), "mask": np.ones(n, bool)}
+
+
+def _ahead(iterable, n: int):
+  """Yields `iterable`'s items, keeping `n` more started: device puts are asynchronous,
+  so the next batches travel to the devices while the caller's step runs."""
+  queue = collections.deque()
+  for item in iterable:
+    queue.append(item)
+    if len(queue) > n:
+      yield queue.popleft()
+  while queue:
+    yield queue.popleft()
+
+
+def _stream_train_step(state, batch, counts, *, train_step, augment, mean, std, shard):
+  return train_step(state, augmented_batch(state, batch, augment=augment, mean=mean,
+                                           std=std, shard=shard), counts)
+
+
+def _stream_member_step(state, values, batch, counts, *, train_step, augment, mean, std,
+                        shard):
+  batch = augmented_batch(state, batch, augment=augment, mean=mean, std=std, shard=shard,
+                          values=values["augment"])
+  return train_step(state, values["model"], batch, counts)
+
+
+def _eval_host_batch(variables, batch, counts, *, eval_step, mean, std, shard):
+  batch = jax.lax.with_sharding_constraint(
+      {"images": augment_lib.eval_images(batch["images"], mean, std),
+       "labels": batch["labels"], "mask": batch["mask"]}, shard)
+  return eval_step(variables, batch, counts)
+
+
 def _train_batch(state, data, rows, *, augment, mean, std, steps_per_epoch, shard,
                  values=None):
   """The step's batch: row `state.step % steps_per_epoch` of the epoch's rows, gathered
-  and augmented with the key of (rng, step); `values`: a member's traced strengths."""
+  and augmented (augmented_batch)."""
   row = state.step % steps_per_epoch
   index, mask = rows["index"][row], rows["mask"][row]
+  return augmented_batch(state, {"images": data["images"][index],
+                                 "labels": data["labels"][index], "mask": mask},
+                         augment=augment, mean=mean, std=std, shard=shard, values=values)
+
+
+def augmented_batch(state, batch, *, augment, mean, std, shard, values=None):
+  """A uint8 batch augmented with the key of (rng, step) and normalized, split along
+  'data': the one place both image feeds draw their augmentation. `values`: a member's
+  traced strengths."""
   key = jax.random.fold_in(
       jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step), AUGMENT_STREAM)
-  images = augment_lib.train_images(key, data["images"][index], augment, mean, std,
-                                    values)
+  images = augment_lib.train_images(key, batch["images"], augment, mean, std, values)
   return jax.lax.with_sharding_constraint(
-      {"images": images, "labels": data["labels"][index], "mask": mask}, shard)
+      {"images": images, "labels": batch["labels"], "mask": batch["mask"]}, shard)
 
 
 def _train_step(state, data, rows, counts, *, train_step, augment, mean, std,

@@ -177,7 +177,7 @@ def test_gpu_carry_check_accounts_for_every_dependency():
 def test_gpu_carry_places_every_dependency_once():
   deps = gpu_carry.pyproject_dependencies()
   assert gpu_carry.unaccounted(deps) == []
-  assert gpu_carry.unaccounted(deps + ["grain"]) == ["grain"]  # a new one must be placed
+  assert gpu_carry.unaccounted(deps + ["new-dependency"]) == ["new-dependency"]  # placed
   # Carried packages are pinned by constraints.txt (the versions the tests run).
   assert set(gpu_carry.CARRIED) <= set(gpu_carry.pins())
   # What the GPU runs skip is really not in the GPU image (else: use it, or say why not).
@@ -197,3 +197,18 @@ def test_gpu_carry_reads_a_wheels_requirements_for_the_gpu_machine(tmp_path):
         'Requires-Dist: pytest; extra == "testing"',
         'Requires-Dist: tomli; python_version < "3.11"', ""]))
   assert gpu_carry.wheel_requirements(wheel) == ["hugging-face-hub", "hf-xet"]
+
+
+@pytest.mark.slow
+def test_stream_vs_resident_quick_times_both_paths(tmp_path):
+  out = tmp_path / "stream.json"
+  proc = subprocess.run([sys.executable, str(ROOT / "bench" / "stream_vs_resident.py"),
+                         "--quick", f"--json={out}"], capture_output=True, text=True,
+                        env=python_env(), timeout=600)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  r = json.loads(out.read_text())
+  assert r["quick"] and r["rounds"] == 3
+  assert all(len(r["seconds"][p]) == 3 and r["images_per_s"][p] > 0
+             for p in ("resident", "streamed"))
+  assert r["ratio_streamed_over_resident"] > 0 and r["load_average_before"]
+  assert r["env"]["source"]["commit"] == git_head()

@@ -23,7 +23,7 @@ from jaxreg import configs  # the shipped configs' folder (imports no jaxreg mod
 from jaxreg.config.rules import ConfigError, finite, near_miss
 from jaxreg.config.schema import (  # noqa: F401 (the allowed values, for their owners)
     CELLS, CHECKPOINT_METRICS, CROSS_KEY_RULES, DECAY_MASK_FORMS, DECAY_MODES,
-    EMBEDDINGS_FORMATS, ES_MODES, FAMILIES, FILE_SOURCES, FINAL_CHECKPOINTS,
+    EMBEDDINGS_FORMATS, ES_MODES, FAMILIES, STREAM_MODES, FILE_SOURCES, FINAL_CHECKPOINTS,
     IMAGE_FAMILIES, IMAGE_SOURCES, KEYS, MODEL_DTYPES, OPTIMIZERS, POOLINGS, PUNCTUATION,
     RESNET_DEPTHS, RESNET_DROPOUT_LAYERS, RESNET_NORMS, RESNET_STEMS, SCHEDULES, SOURCES,
     TFDS_IMAGE_BUILTINS, TFDS_PREFIX, Key, Section, is_image_source, parse_decay_mask)

@@ -45,6 +45,7 @@ CHECKPOINT_METRICS = (                     # jaxreg/metrics.py: summarize
 ES_MODES = ("min", "max")
 FINAL_CHECKPOINTS = ("best", "latest")
 PUNCTUATION = ("split", "strip", "keep")   # data/text.py
+STREAM_MODES = ("auto", "always", "never")  # data/stream.py: resident or streamed images
 EMBEDDINGS_FORMATS = ("auto", "word2vec_bin", "word2vec_text", "glove")
 TRACKERS = ("tensorboard", "wandb", "mlflow")   # jaxreg/trackers.py
 # The packages of each optional tracker (pyproject's `trackers` extra).
@@ -341,6 +342,21 @@ KEYS = (
     Key("data.train_per_class", 0, Int(0),
         "> 0: keep this many training images per class (drawn by `split_seed`) before "
         "the validation hold-out: a subset for CPU runs."),
+
+    Key("data.stream", "auto", OneOf(STREAM_MODES),
+        "image folders: `never` keeps every split resident on the device; `always` "
+        "streams them from their files (grain workers decode and resize, "
+        "docs/images.md); `auto` streams when the decoded splits exceed "
+        "`data.resident_limit_mb`."),
+    Key("data.resident_limit_mb", 0, Int(0),
+        "`data.stream=auto`: the most MiB of decoded images kept resident; 0: half of "
+        "the first device's memory (`memory_stats()['bytes_limit']`), or half of the "
+        "host's RAM where the device reports none (CPU)."),
+    Key("data.stream_workers", 0, Int(0),
+        "streamed images: grain worker processes that decode and resize; 0: decode in "
+        "threads of the training process."),
+    Key("data.stream_threads", 4, Int(1),
+        "streamed images: decoding threads (in each worker, or in the training process)."),
 
     Section("data.shapes", "The built-in generated image set (`data.source = shapes`, "
             "jaxreg/data/shapes.py): colour classes and shape classes."),

@@ -16,6 +16,14 @@ One rule for both:
   `data.test_fraction` of each class of ROOT/train is held out, drawn from
   data.split_seed (raw.hold_out_test). ROOT/test together with data.test_fraction is an
   error (one line): which one is the test set would be a silent guess.
+- ImageNet layout (image_folder only): without ROOT/test (or with a ROOT/test holding no
+  class directory: ImageNet's unlabelled test images), a labelled ROOT/val is the test
+  split (a run's own validation split is held out of train). ROOT/val is either class
+  directories like train, or flat files labelled by `LOC_val_solution.csv` (the Kaggle
+  ImageNet release: `ImageId,PredictionString`, the first word of PredictionString the
+  class, e.g. `ILSVRC2012_val_00000001,n01751748 ...`), looked for in ROOT/val, ROOT and
+  ROOT/../../.. (the release's ILSVRC/Data/CLS-LOC tree). Extensions are matched in any
+  case (`.JPEG`).
 - In a class directory, files with the source's extensions (any case) are read in name
   order; other files are ignored.
 
@@ -27,6 +35,7 @@ misses when any file changes.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -78,6 +87,50 @@ def _split(split_dir: Path, class_names: list[str], extensions, train: bool) -> 
   return RawSplit(np.array(labels, np.int32), files=files)
 
 
+VAL_LABELS_FILE = "LOC_val_solution.csv"
+
+
+def _has_class_dirs(directory: Path) -> bool:
+  return directory.is_dir() and any(d.is_dir() and not d.name.startswith(".")
+                                    for d in directory.iterdir())
+
+
+def _flat_labels(split_dir: Path) -> Path | None:
+  """The labels file of a flat split directory (ImageNet's val), or None."""
+  for where in (split_dir, split_dir.parent, split_dir.parents[3] if
+                len(split_dir.parents) > 3 else split_dir.parent):
+    if (where / VAL_LABELS_FILE).is_file():
+      return where / VAL_LABELS_FILE
+  return None
+
+
+def _flat_split(split_dir: Path, labels_file: Path, class_names: list[str],
+                extensions) -> RawSplit:
+  """Flat files of `split_dir` labelled by LOC_val_solution.csv (ImageId ->
+  first word of PredictionString), in file-name order."""
+  with open(labels_file, newline="", encoding="utf-8") as f:
+    rows = list(csv.reader(f))
+  if not rows or [h.strip() for h in rows[0][:2]] != ["ImageId", "PredictionString"]:
+    raise ValueError(f"{labels_file}: the header must be ImageId,PredictionString (the "
+                     "Kaggle ImageNet release's LOC_val_solution.csv)")
+  label_of = {r[0].strip(): r[1].split()[0] for r in rows[1:] if len(r) >= 2 and
+              r[1].split()}
+  index = {n: i for i, n in enumerate(class_names)}
+  files, labels = [], []
+  for path in class_files(split_dir, extensions):
+    wnid = label_of.get(path.stem)
+    if wnid is None:
+      raise ValueError(f"{path}: no row for {path.stem!r} in {labels_file}")
+    if wnid not in index:
+      raise ValueError(f"{path}: class {wnid!r} ({labels_file}) is not a training "
+                       "class")
+    files.append(path)
+    labels.append(index[wnid])
+  if not files:
+    raise ValueError(f"{split_dir}: no {'/'.join(extensions)} files (empty split)")
+  return RawSplit(np.array(labels, np.int32), files=files)
+
+
 def read(c) -> RawData:
   """config.data (source folder or image_folder) -> RawData of files."""
   source, pattern = c.source, _pattern(c.source)
@@ -87,6 +140,9 @@ def read(c) -> RawData:
                      f"train/<class>/{pattern} and test/<class>/{pattern}")
   root = Path(os.path.expanduser(c.root)).resolve()
   train_dir, test_dir = root / "train", root / "test"
+  if source == "image_folder" and not _has_class_dirs(test_dir) and \
+      (root / "val").is_dir() and not c.test_fraction:
+    test_dir = root / "val"  # the ImageNet layout: its labelled val is the test split
   if not root.is_dir():
     raise FileNotFoundError(f"{root}: no such directory (data.root)")
   if not train_dir.is_dir():
@@ -104,12 +160,14 @@ def read(c) -> RawData:
     if c.test_fraction:
       raise ValueError(f"{test_dir} exists and data.test_fraction="
                        f"{c.test_fraction}: remove one of them")
-    if not listed:
+    if not listed and _has_class_dirs(test_dir):
       for d in sorted(test_dir.iterdir()):
         if d.is_dir() and not d.name.startswith(".") and d.name not in class_names:
           raise ValueError(f"{d}: test class {d.name!r} does not occur in training "
                            f"({train_dir})")
-    test = _split(test_dir, class_names, extensions, train=False)
+    flat = _flat_labels(test_dir) if not _has_class_dirs(test_dir) else None
+    test = (_split(test_dir, class_names, extensions, train=False) if flat is None else
+            _flat_split(test_dir, flat, class_names, extensions))
     if not len(test):
       raise ValueError(f"{test_dir}: no {'/'.join(extensions)} files in the class "
                        f"directories {', '.join(class_names)} (empty split)")

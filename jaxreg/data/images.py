@@ -79,13 +79,22 @@ def prepare(raw: RawData, data_cfg) -> ImageData:
     raise ValueError(f"{where}: test images are {test_x.shape[1:]}, training images "
                      f"{train_x.shape[1:]}; set data.image_size")
   train = ImageSplit(train_x, raw.train.labels)
-  per_class = int(data_cfg.get("train_per_class", 0) or 0)
-  if per_class:
-    train = train.take(subset_per_class(train.labels, per_class, data_cfg.split_seed))
-  keep, held = dataset.validation_split(train.labels, data_cfg)
+  keep, held = split_indices(train.labels, data_cfg)
   return ImageData(train=train.take(keep), val=train.take(held),
                    test=ImageSplit(test_x, raw.test.labels),
                    class_names=list(raw.class_names), description=raw.description)
+
+
+def split_indices(labels: np.ndarray, data_cfg) -> tuple[np.ndarray, np.ndarray]:
+  """(train, val) indices into a source's training examples: the per-class subset
+  (data.train_per_class), then the validation hold-out of it. Labels only: the resident
+  and the streamed path (stream.py) hold the same examples under the same indices."""
+  index = np.arange(len(labels))
+  per_class = int(data_cfg.get("train_per_class", 0) or 0)
+  if per_class:
+    index = subset_per_class(labels, per_class, data_cfg.split_seed)
+  keep, held = dataset.validation_split(labels[index], data_cfg)
+  return index[keep], index[held]
 
 
 def subset_per_class(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:

@@ -2,25 +2,28 @@
 
 `read` runs the source's reader, which returns RawData (raw.py); `load` sends it through
 the pipeline of its modality (catalog.is_image_source): text.prepare -> TextData, or
-images.prepare -> ImageData. Both hold out val by `dataset.validation_split`. The
-built-in synthetic set is generated as token ids (TextData directly).
+images.prepare -> ImageData (or, for image folders larger than data.resident_limit_mb,
+stream.prepare -> StreamedImageData: the same splits as files). Both hold out val by
+`dataset.validation_split`. The built-in synthetic set is generated as token ids (TextData directly).
 """
 
 from __future__ import annotations
 
 from jaxreg import extras
-from jaxreg.data import catalog, files, folders, images, shapes, synthetic, text
+from jaxreg.data import catalog, files, folders, images, shapes, stream, synthetic, text
 from jaxreg.data.dataset import TextData, validation_split
 from jaxreg.data.raw import RawData
 
 
-def load(data_cfg, vocab=None) -> TextData | images.ImageData:
+def load(data_cfg, vocab=None) -> TextData | images.ImageData | stream.StreamedImageData:
   """`vocab`: a word-level vocabulary to encode text with (text.prepare); the built-in
   synthetic set and image sources ignore it."""
   if data_cfg.source == "synthetic":
     return load_synthetic(data_cfg)
   raw = read(data_cfg)
   if is_image(data_cfg):
+    if stream.chosen(raw, data_cfg):  # larger than data.resident_limit_mb, or asked
+      return stream.prepare(raw, data_cfg)
     return images.prepare(raw, data_cfg)
   return text.prepare(raw, data_cfg, vocab)
 

@@ -1,0 +1,276 @@
+"""Image folders larger than memory: splits read from their files on demand, streamed by
+grain.
+
+`data.stream` decides (`chosen`): `never` keeps the splits resident (images.prepare),
+`always` streams them, `auto` streams when the decoded splits (train + test, uint8 at
+data.image_size) exceed `data.resident_limit_mb` (0: half of the first device's memory,
+or half of the host's RAM where the device reports none, as a CPU does).
+
+A streamed dataset (`prepare` -> StreamedImageData) holds, per split, the files and
+labels that images.prepare would hold as pixels: the same per-class subset and the same
+validation hold-out (images.split_indices), so both paths see the same examples under
+the same indices. `loader` turns rows of indices (the feed's [steps, batch] rows of an
+epoch order, jaxreg's own permutation of (seed, epoch): grain's shuffle is not used)
+into host batches:
+
+  grain.MapDataset.source(examples of this process's columns, in row order)
+    .batch(local batch) [start:stop] .to_iter_dataset(threads)
+    .mp_prefetch(data.stream_workers)  # worker processes decode + resize
+
+Element i of the dataset is a pure function of the rows, so a resumed run starts at its
+step's row and needs no loader state (grain's own iterator state depends on the worker
+and process counts). Under jax.distributed each process reads only its own columns of
+every row (`columns`).
+
+Only folder sources stream: TFDS image sets and the generated set are decoded into
+memory by their readers (grain could read TFDS ArrayRecord files through
+tfds.data_source; that is not written).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+
+import numpy as np
+
+from jaxreg.data import cache, dataset, images
+from jaxreg.data.raw import RawData
+
+MIB = 1 << 20
+MODES = ("auto", "always", "never")  # data.stream (the schema's STREAM_MODES)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileImageSplit:
+  """A split as image files: decoded and resized when an example is read."""
+  files: tuple            # str paths, one per example
+  labels: np.ndarray      # int32 [N]
+  shape: tuple            # (H, W, C) of every decoded example
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  def take(self, index: np.ndarray) -> FileImageSplit:
+    return FileImageSplit(tuple(self.files[i] for i in index), self.labels[index],
+                          self.shape)
+
+  def load(self, i: int) -> np.ndarray:
+    """Example i: uint8 [H, W, C], decoded and resized as images.prepare does."""
+    return read_image(self.files[i], self.shape)
+
+  @property
+  def nbytes(self) -> int:
+    return len(self) * int(np.prod(self.shape))
+
+  @property
+  def images(self) -> LazyImages:
+    """The pixels as a sequence decoded slice by slice (what jaxreg.inference reads)."""
+    return LazyImages(self)
+
+
+class LazyImages:
+  """uint8 [N, H, W, C] of a FileImageSplit, decoded only for the slice asked for."""
+
+  def __init__(self, split: FileImageSplit):
+    self.split = split
+
+  def __len__(self) -> int:
+    return len(self.split)
+
+  def __getitem__(self, index) -> np.ndarray:
+    rows = range(len(self))[index]
+    if isinstance(rows, int):
+      return self.split.load(rows)
+    return np.stack([self.split.load(i) for i in rows]) if len(rows) else \
+        np.zeros((0, *self.split.shape), np.uint8)
+
+
+def read_image(path: str, shape: tuple) -> np.ndarray:
+  """One file -> uint8 `shape`, as images.stack resizes it (only when not that size)."""
+  a = images.decode(path)
+  if a.shape[:2] != shape[:2]:
+    a = images.resize(a, shape[0])
+  if a.shape != tuple(shape):
+    raise ValueError(f"{path}: decoded to {a.shape}, the first training image to "
+                     f"{tuple(shape)}; set data.image_size (every image must have one "
+                     "shape and channel count)")
+  return a
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamedImageData(dataset.Splits):
+  train: FileImageSplit
+  val: FileImageSplit
+  test: FileImageSplit
+  class_names: list[str]
+  description: str = ""
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.train.shape)
+
+  def fingerprint(self) -> str:
+    """sha256 over the source description (every file's content hash), each split's
+    files and labels, and the class names."""
+    h = hashlib.sha256(self.description.encode())
+    for name in ("train", "val", "test"):
+      s = self.split(name)
+      h.update("\n".join(s.files).encode())
+      h.update(np.ascontiguousarray(s.labels).tobytes())
+    h.update("\n".join(self.class_names).encode())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------ the choice
+
+
+def resident_limit_bytes(data_cfg) -> int:
+  """data.resident_limit_mb in bytes; 0: half of the first local device's memory, or of
+  the host's RAM where memory_stats() is None (CPU)."""
+  mb = int(data_cfg.get("resident_limit_mb", 0) or 0)
+  if mb:
+    return mb * MIB
+  import jax  # noqa: PLC0415 - only the automatic choice asks the device
+  stats = jax.local_devices()[0].memory_stats()
+  if stats and stats.get("bytes_limit"):
+    return int(stats["bytes_limit"]) // 2
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+
+
+def decoded_shape(raw: RawData, size: int) -> tuple[int, int, int]:
+  """(H, W, C) of the first training file decoded (and resized to `size`)."""
+  a = images.decode(raw.train.files[0])
+  if size and a.shape[:2] != (size, size):
+    a = images.resize(a, size)
+  return tuple(a.shape)
+
+
+def chosen(raw: RawData, data_cfg) -> bool:
+  """Whether `raw` (a source's RawData) streams under data.stream."""
+  mode = str(data_cfg.get("stream", "auto"))
+  if mode not in MODES:
+    raise ValueError(f"data.stream={mode!r} is not one of: {', '.join(MODES)}")
+  if mode == "never":
+    return False
+  if raw.train.files is None:
+    if mode == "always":
+      raise ValueError(f"data.stream=always: data.source={data_cfg.source!r} is read "
+                       "into memory by its reader; only image_folder streams (use "
+                       "data.stream=auto or never)")
+    return False
+  if mode == "always":
+    return True
+  shape = decoded_shape(raw, int(data_cfg.get("image_size", 0) or 0))
+  nbytes = (len(raw.train) + len(raw.test)) * int(np.prod(shape))
+  return nbytes > resident_limit_bytes(data_cfg)
+
+
+def prepare(raw: RawData, data_cfg) -> StreamedImageData:
+  """RawData of image files -> StreamedImageData: images.prepare's splits as files."""
+  shape = decoded_shape(raw, int(data_cfg.get("image_size", 0) or 0))
+  train = FileImageSplit(tuple(str(p) for p in raw.train.files), raw.train.labels, shape)
+  test = FileImageSplit(tuple(str(p) for p in raw.test.files), raw.test.labels, shape)
+  keep, held = images.split_indices(train.labels, data_cfg)
+  return StreamedImageData(train=train.take(keep), val=train.take(held), test=test,
+                           class_names=list(raw.class_names),
+                           description=raw.description)
+
+
+# ---------------------------------------------------------------------- the loader
+
+
+def columns(batch_size: int, process_index: int, process_count: int) -> slice:
+  """This process's columns of a [steps, batch] row: its share of the global batch."""
+  if batch_size % process_count:
+    raise ValueError(f"batch size {batch_size} is not divisible by the {process_count} "
+                     "processes")
+  n = batch_size // process_count
+  return slice(process_index * n, (process_index + 1) * n)
+
+
+class _Examples:
+  """grain's random-access source: element i = (image, label, mask) of flat[i]."""
+
+  def __init__(self, split: FileImageSplit, index: np.ndarray, mask: np.ndarray):
+    self.split, self.index, self.mask = split, index, mask
+
+  def __len__(self) -> int:
+    return len(self.index)
+
+  def __getitem__(self, i: int) -> dict:
+    j = int(self.index[i])
+    return {"images": self.split.load(j), "labels": self.split.labels[j],
+            "mask": self.mask[i]}
+
+
+def loader(split: FileImageSplit, index: np.ndarray, mask: np.ndarray, start: int = 0,
+           stop: int | None = None, *, workers: int = 0, threads: int = 4,
+           process_index: int = 0, process_count: int = 1):
+  """Host batches of rows `start` to `stop` of `index` / `mask` ([steps, batch], the
+  global batch): this process's columns of each row, as {'images' uint8 [b, H, W, C],
+  'labels' int32 [b], 'mask' bool [b]}, in row order."""
+  import grain  # noqa: PLC0415 - only streamed runs need it
+
+  cols = columns(index.shape[1], process_index, process_count)
+  local_index, local_mask = index[:, cols], mask[:, cols]
+  b = local_index.shape[1]
+  ds = grain.MapDataset.source(
+      _Examples(split, local_index.reshape(-1), local_mask.reshape(-1))).batch(b)
+  ds = ds[start:stop]
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
+                                            prefetch_buffer_size=2 * threads))
+  if workers:
+    _parse_flags()
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
+                                                     per_worker_buffer_size=2))
+  return it
+
+
+def _parse_flags() -> None:
+  """grain 0.2.18 reads an absl flag when it starts workers and fails where flags were
+  never parsed (a library call, pytest; google/grain#1355, fixed after 0.2.18): parse
+  them with their defaults when no absl.app did."""
+  from absl import flags  # noqa: PLC0415
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS(["jaxreg"], known_only=True)
+
+
+# --------------------------------------------------------------- channel statistics
+
+
+def histogram(split: FileImageSplit, batch_size: int, *, workers: int = 0,
+              threads: int = 4, store: cache.Cache | None = None,
+              description: str = "") -> np.ndarray:
+  """int64 [C, 256]: how often each uint8 value occurs in each channel of the split
+  (feeds.channel_stats_from_histogram turns it into the normalization), one pass of
+  the loader, cached in data.cache_dir under the split's files."""
+  key = cache.key(description, {"pipeline": "image_histogram",
+                                "version": images.DECODE_VERSION,
+                                "shape": list(split.shape),
+                                "files": hashlib.sha256(
+                                    "\n".join(split.files).encode()).hexdigest()})
+  hit = store.load(key) if store is not None else None
+  if hit is not None:
+    return hit[0]["histogram"]
+  order = np.arange(len(split))
+  steps = -(-len(order) // batch_size)
+  pad = steps * batch_size - len(order)
+  index = np.concatenate([order, np.zeros(pad, int)]).reshape(steps, batch_size)
+  mask = (np.arange(steps * batch_size) < len(order)).reshape(steps, batch_size)
+  hist = np.zeros((split.shape[-1], 256), np.int64)
+  for batch in loader(split, index, mask, workers=workers, threads=threads):
+    hist += counts_per_channel(batch["images"][batch["mask"]])
+  if store is not None:
+    store.save(key, {"histogram": hist}, {"description": description,
+                                          "shape": list(split.shape)})
+  return hist
+
+
+def counts_per_channel(images_uint8: np.ndarray) -> np.ndarray:
+  """uint8 [..., C] -> int64 [C, 256] value counts per channel."""
+  c = images_uint8.shape[-1]
+  flat = images_uint8.reshape(-1, c)
+  return np.stack([np.bincount(flat[:, k], minlength=256) for k in range(c)])
+

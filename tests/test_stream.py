@@ -1,0 +1,274 @@
+"""Streamed image folders (jaxreg/data/stream.py, feeds.StreamFeed) and the ImageNet
+layout (jaxreg/data/folders.py): a run on a generated 200-class folder larger than
+data.resident_limit_mb streams, equals the resident run of the same config, and resumes
+mid-epoch to the same end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxreg import config as config_lib, feeds, preemption, train
+from jaxreg.data import folders, sources, stream
+from tests import imagenet_folder
+
+
+def _config(root, tmp, **overrides):
+  from configs import resnet
+  from jaxreg.sweep import config_for
+  return config_for(resnet.get_config("tiny"), {
+      "data.source": "image_folder", "data.root": str(root), "data.image_size": 16,
+      "data.cache_dir": str(tmp / "cache"), "data.eval_batch_size": 128,
+      "train.batch_size": 64, "data.augment.crop_padding": 2, "data.augment.flip": 0.5,
+      **overrides})
+
+
+# ------------------------------------------------------------------- the layout
+
+
+def test_imagenet_flat_val_is_the_test_split_labelled_by_loc_val_solution(tmp_path):
+  root = imagenet_folder.make(tmp_path / "inet", classes=5, train_per_class=3,
+                              val_per_class=2)
+  raw = folders.read(_config(root, tmp_path).data)
+  assert raw.class_names == [imagenet_folder.wnid(c) for c in range(5)]
+  assert len(raw.train) == 15 and len(raw.test) == 10
+  # val files are numbered class by class: 2 per class, in order
+  assert raw.test.labels.tolist() == [c for c in range(5) for _ in range(2)]
+  assert [p.parent.name for p in raw.test.files] == ["val"] * 10
+
+
+def test_imagenet_val_in_class_folders_reads_like_train(tmp_path):
+  root = imagenet_folder.make(tmp_path / "inet", classes=4, train_per_class=2,
+                              flat_val=False)
+  raw = folders.read(_config(root, tmp_path).data)
+  assert raw.test.labels.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_a_val_file_missing_from_the_labels_file_is_one_line(tmp_path):
+  root = imagenet_folder.make(tmp_path / "inet", classes=3, train_per_class=2)
+  csv = root / "LOC_val_solution.csv"
+  csv.write_text("\n".join(csv.read_text().splitlines()[:-1]) + "\n")
+  with pytest.raises(ValueError, match=r"no row for 'ILSVRC2012_val_00000006' in .*"
+                                       r"LOC_val_solution.csv"):
+    folders.read(_config(root, tmp_path).data)
+
+
+# ------------------------------------------------------------------- the choice
+
+
+def test_the_choice_follows_data_stream_and_the_resident_limit(tmp_path):
+  root = imagenet_folder.make(tmp_path / "inet", classes=10, train_per_class=10)
+  # 120 files x 16 x 16 x 3 bytes = 90 KiB decoded
+  default = sources.load(_config(root, tmp_path).data)  # limit: half the host's RAM
+  assert not isinstance(default, stream.StreamedImageData)
+  small = _config(root, tmp_path, **{"data.resident_limit_mb": 1})
+  assert not isinstance(sources.load(small.data), stream.StreamedImageData)
+  tight = _config(root, tmp_path, **{"data.image_size": 300,  # 120 x 270 KB > 1 MiB
+                                     "data.resident_limit_mb": 1})
+  assert stream.chosen(folders.read(tight.data), tight.data)
+  tight.data.stream = "never"
+  assert not stream.chosen(folders.read(tight.data), tight.data)
+  streamed = sources.load(_config(root, tmp_path, **{"data.stream": "always"}).data)
+  resident = sources.load(_config(root, tmp_path, **{"data.stream": "never"}).data)
+  assert isinstance(streamed, stream.StreamedImageData)
+  # the same examples under the same indices, pixels and all
+  for name in ("train", "val", "test"):
+    s, r = streamed.split(name), resident.split(name)
+    np.testing.assert_array_equal(s.labels, r.labels)
+    np.testing.assert_array_equal(np.stack([s.load(i) for i in range(len(s))]),
+                                  r.images)
+
+
+def test_always_on_a_source_read_into_memory_is_one_line(tmp_path):
+  from configs import resnet
+  c = resnet.get_config("tiny")
+  c.data.stream = "always"
+  with pytest.raises(ValueError, match="data.stream=always: data.source='shapes'"):
+    sources.load(c.data)
+
+
+def test_the_modes_are_the_schemas():
+  assert stream.MODES == config_lib.STREAM_MODES
+  c = config_lib.get_base_config()
+  c.data.stream = "sometimes"
+  with pytest.raises(config_lib.ConfigError, match="data.stream"):
+    config_lib.validate(c)
+
+
+def test_the_default_limit_is_half_of_host_ram_on_cpu():
+  import os
+  c = config_lib.get_base_config().data
+  ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  assert stream.resident_limit_bytes(c) == ram // 2  # CPU: memory_stats() is None
+  c.resident_limit_mb = 3
+  assert stream.resident_limit_bytes(c) == 3 << 20
+
+
+# ------------------------------------------------------------------- the loader
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("small")
+  root = imagenet_folder.make(tmp / "inet", classes=20, train_per_class=6)
+  return sources.load(_config(root, tmp, **{"data.stream": "always"}).data)
+
+
+def test_batches_follow_the_rows_from_any_start_and_split_over_processes(small_set):
+  split = small_set.train
+  order = np.random.default_rng(3).permutation(len(split))
+  index, mask = feeds.index_rows(order, 16)  # last row padded with order[0], masked
+  full = list(stream.loader(split, index, mask, threads=2))
+  assert len(full) == len(index)
+  for row, batch in enumerate(full):
+    np.testing.assert_array_equal(batch["labels"], split.labels[index[row]])
+    np.testing.assert_array_equal(batch["mask"], mask[row])
+    np.testing.assert_array_equal(
+        batch["images"], np.stack([split.load(i) for i in index[row]]))
+  later = list(stream.loader(split, index, mask, start=2, threads=2))
+  assert len(later) == len(index) - 2
+  for a, b in zip(later, full[2:]):
+    np.testing.assert_array_equal(a["images"], b["images"])
+  halves = [list(stream.loader(split, index, mask, 1, 3, threads=1, process_index=p,
+                               process_count=2)) for p in (0, 1)]
+  for a, b, whole in zip(*halves, full[1:3]):
+    assert len(a["labels"]) == len(b["labels"]) == 8
+    np.testing.assert_array_equal(np.concatenate([a["images"], b["images"]]),
+                                  whole["images"])
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_batches(small_set):
+  split = small_set.train
+  index, mask = feeds.index_rows(np.random.default_rng(4).permutation(len(split)), 16)
+  alone = list(stream.loader(split, index, mask, 1, threads=2))
+  workers = list(stream.loader(split, index, mask, 1, workers=2, threads=1))
+  assert len(alone) == len(workers) == len(index) - 1
+  for a, b in zip(alone, workers):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+
+
+# --------------------------------------------------------------- 200-class runs
+
+EPOCHS = 2
+RUN = {"data.resident_limit_mb": 1, "data.train_per_class": 6, "train.epochs": EPOCHS}
+# 200 classes x (12 train + 2 val) JPEGs; 2,800 x 16 x 16 x 3 = 2.1 MiB decoded > 1 MiB.
+
+
+@pytest.fixture(scope="module")
+def many_classes(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("many")
+  return imagenet_folder.make(tmp / "inet", classes=200, train_per_class=12), tmp
+
+
+def _records(workdir):
+  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text()
+          .splitlines()]
+
+
+def _results(workdir):
+  s = json.loads((workdir / "summary.json").read_text())
+  return {k: s[k] for k in ("best_step", "evaluated_step", "epochs_completed", "val",
+                            "test")}
+
+
+class _CountSteps:
+  """Counts StreamFeed.train_step calls; asks for preemption after step `stop_at`."""
+
+  def __init__(self, monkeypatch, stop_at=None):
+    self.calls, self.stop_at = 0, stop_at
+    original = feeds.StreamFeed.train_step
+
+    def counted(feed, state, batch, counts):
+      self.calls += 1
+      if self.calls == self.stop_at:
+        preemption.request()
+      return original(feed, state, batch, counts)
+    monkeypatch.setattr(feeds.StreamFeed, "train_step", counted)
+
+
+@pytest.fixture(scope="module")
+def streamed_run(many_classes):
+  root, tmp = many_classes
+  config = _config(root, tmp, **RUN)
+  workdir = tmp / "streamed"
+  with pytest.MonkeyPatch.context() as mp:
+    steps = _CountSteps(mp)
+    train.train_and_evaluate(config, workdir)
+  return config, workdir, steps.calls
+
+
+@pytest.mark.slow
+def test_a_folder_over_the_limit_streams_and_equals_the_resident_run(many_classes,
+                                                                      streamed_run):
+  root, tmp = many_classes
+  config, workdir, calls = streamed_run
+  data = sources.load(config.data)
+  assert isinstance(data, stream.StreamedImageData)  # auto: 2.1 MiB > 1 MiB
+  spe = -(-len(data.train) // config.train.batch_size)
+  assert calls == EPOCHS * spe  # every step of the run was a streamed one
+  resident = tmp / "resident"
+  train.train_and_evaluate(_config(root, tmp, **RUN, **{"data.stream": "never"}),
+                           resident)
+  assert _records(workdir) == _records(resident)  # every loss, every epoch's counts
+  assert _results(workdir) == _results(resident)
+  assert len(json.loads((workdir / "summary.json").read_text())["test"][
+      "per_class_accuracy"]) == 200
+
+
+@pytest.mark.slow
+def test_a_streamed_run_stopped_mid_epoch_resumes_to_the_same_end(many_classes,
+                                                                  streamed_run,
+                                                                  monkeypatch):
+  from jaxreg import checkpoint
+  root, tmp = many_classes
+  config, uninterrupted, calls = streamed_run
+  spe = calls // EPOCHS
+  stop = spe + spe // 2  # in the second epoch
+  workdir = tmp / "stopped"
+  preemption.clear()
+  steps = _CountSteps(monkeypatch, stop_at=stop)
+  try:
+    with pytest.raises(preemption.Preempted) as info:
+      train.train_and_evaluate(config, workdir)
+  finally:
+    preemption.clear()
+  assert info.value.step == stop
+  ckpt = checkpoint.Checkpointer(workdir / "checkpoints")
+  assert ckpt.latest_step() == stop and stop % spe  # mid-epoch
+  ckpt.close()
+  steps.calls, steps.stop_at = 0, None
+  train.train_and_evaluate(config, workdir)
+  assert steps.calls == EPOCHS * spe - stop  # resumed at the step, not the epoch start
+  assert _records(workdir) == _records(uninterrupted)
+  assert _results(workdir) == _results(uninterrupted)
+
+
+@pytest.mark.slow
+def test_predicting_a_streamed_runs_split_reproduces_its_test_confusion(streamed_run):
+  from jaxreg import inference, records
+  _, workdir, _ = streamed_run
+  p = inference.load(workdir)
+  labels, _, classes = inference.predict_split(p, "test")  # decoded slice by slice
+  confusion = np.zeros((200, 200), int)
+  np.add.at(confusion, (labels, classes), 1)
+  assert confusion.tolist() == records.read_summary(workdir)["test"]["confusion_matrix"]
+
+
+@pytest.mark.slow
+def test_a_streamed_group_equals_the_resident_group(tmp_path):
+  """Two members (seeds 0 and 1: each its own order, a [K, B, ...] batch) trained as
+  one vmapped group, streamed and resident."""
+  root = imagenet_folder.make(tmp_path / "inet", classes=12, train_per_class=8)
+  out = {}
+  for mode in ("always", "never"):
+    configs = [_config(root, tmp_path, **{"data.stream": mode, "seed": seed,
+                                          "train.batch_size": 32, "train.epochs": 1})
+               for seed in (0, 1)]
+    workdirs = [tmp_path / mode / str(seed) for seed in (0, 1)]
+    train.run(configs, workdirs)
+    out[mode] = [(_records(w), _results(w)) for w in workdirs]
+  assert out["always"] == out["never"]
