@@ -445,6 +445,10 @@ KEYS = (
     Key("optim.warmup_steps", 0, Int(0),
         "warmup length for the `warmup_*` schedules (and only for them); less than the "
         "run's steps."),
+    Key("optim.warmup_fraction", 0.0, UNIT,
+        "warmup as a fraction of the run's steps (`epochs * steps per epoch`, rounded, "
+        "at least 1), instead of `warmup_steps` (set one of the two): the same share "
+        "of training whatever the dataset's size."),
     Key("optim.min_lr_ratio", 0.0, Num(0.0, 1.0),
         "final learning rate of the decaying schedules, as a fraction of the peak."),
     Key("optim.step_epochs", 10, Int(1), "`step` schedule: epochs between drops."),
@@ -609,13 +613,17 @@ def _bert_inputs(c) -> None:
 
 
 def _warmup_schedule(c) -> None:
-  """`optim.warmup_steps` > 0 only with a `warmup_*` schedule (elsewhere it would do
-  nothing)."""
+  """`optim.warmup_steps` or `optim.warmup_fraction` (not both) > 0 only with a
+  `warmup_*` schedule (elsewhere it would do nothing)."""
   o = c.optim
-  if o.warmup_steps and not o.schedule.startswith("warmup_"):
-    raise ConfigError(f"optim.warmup_steps={o.warmup_steps} has no effect with "
-                      f"optim.schedule={o.schedule!r}; use one of: warmup_linear, "
-                      "warmup_cosine")
+  if o.warmup_steps and o.warmup_fraction:
+    raise ConfigError(f"optim.warmup_steps={o.warmup_steps} and optim.warmup_fraction="
+                      f"{o.warmup_fraction} are both set: give one (set the other to 0)")
+  for key in ("warmup_steps", "warmup_fraction"):
+    if o[key] and not o.schedule.startswith("warmup_"):
+      raise ConfigError(f"optim.{key}={o[key]} has no effect with "
+                        f"optim.schedule={o.schedule!r}; use one of: warmup_linear, "
+                        "warmup_cosine")
 
 
 def _early_stopping_direction(c) -> None:
