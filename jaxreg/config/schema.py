@@ -223,8 +223,9 @@ KEYS = (
         "split on whitespace only. Words match `\\w+(?:['’]\\w+)*` (so `isn't` is one "
         "token)."),
     Key("data.strip_html", False, Bool(),
-        "replace HTML tags (IMDB's `<br />`) by a space before tokenizing (word-level "
-        "and Hugging Face tokenizers alike)."),
+        "decode HTML entities (`&amp;`, `&#39;`, and the `#39;`, `quot;` forms that "
+        "lost their `&` in some news sets) and replace HTML tags (IMDB's `<br />`) by "
+        "a space before tokenizing (word-level and Hugging Face tokenizers alike)."),
     Key("data.min_freq", 1, Int(1), "training words seen fewer times become `<unk>`."),
     Key("data.max_vocab", 0, Custom(_max_vocab, "0, or an integer >= 3"),
         "vocabulary size including `<pad>` (id 0) and `<unk>` (id 1); 0: unlimited. The "
@@ -244,7 +245,7 @@ KEYS = (
         "lowercase/punctuation/vocabulary keys are then unused; the cache key holds the "
         "tokenizer's content hash). `configs/bert.py` links it to `model.pretrained`."),
     Key("data.train_file", "", Str(empty_means="none"),
-        "`csv` / `tsv` / `jsonl`: the training file."),
+        "`csv` / `tsv` / `jsonl`: the training file (plain or gzip-compressed)."),
     Key("data.test_file", "", Str(empty_means="use `test_fraction`"),
         "`csv` / `tsv` / `jsonl`: the test file."),
     Key("data.test_fraction", 0.0, RATE,

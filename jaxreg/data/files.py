@@ -28,7 +28,9 @@ Labels and class order (stable, documented):
 Every class must occur in training, and a test label that does not occur in training is
 an error. Errors are one line naming the file (and line): a malformed row (wrong column
 count, bad JSON, missing field, bad label), an empty split, a missing file.
-Files are UTF-8 (a BOM is ignored); undecodable bytes are replaced.
+Files are UTF-8 (a BOM is ignored); undecodable bytes are replaced. A gzip-compressed
+file (`train.csv.gz`, recognized by its content, whatever its name) is read as its
+decompressed text; other binary input (zip, bzip2, xz, or NUL bytes) is a one-line error.
 
 The RawData `description` holds the paths, the sha256 of their contents and every
 parsing option, so the tokenized cache misses when a file or an option changes.
@@ -37,6 +39,7 @@ parsing option, so the tokenized cache misses when a file or an option changes.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -57,6 +60,31 @@ def _path(value: str, key: str) -> Path:
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such file ({key})")
   return path
+
+
+# Other containers we do not open (gzip is read through): magic bytes -> name.
+_REFUSED = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
+            b"(\xb5/\xfd": "zstd"}
+
+
+def read_text(path: Path, data: bytes | None = None) -> str:
+  """The text of a csv/tsv/jsonl/text file: gzip decompressed (by its magic bytes),
+  UTF-8 with a BOM ignored and undecodable bytes replaced; ValueError naming the file
+  for other binary content (rather than a misleading column-count error later)."""
+  data = path.read_bytes() if data is None else data
+  if data[:2] == b"\x1f\x8b":
+    try:
+      data = gzip.decompress(data)
+    except (OSError, EOFError) as e:
+      raise ValueError(f"{path}: a damaged gzip file ({e})") from None
+  for magic, kind in _REFUSED.items():
+    if data.startswith(magic):
+      raise ValueError(f"{path}: a {kind} archive, not text; decompress it, or use "
+                       "gzip (.gz files are read directly)")
+  if b"\x00" in data[:65536]:
+    raise ValueError(f"{path}: binary content (NUL bytes), not UTF-8 text; give a "
+                     "csv/tsv/jsonl file, plain or gzip-compressed")
+  return data.decode("utf-8-sig", errors="replace")
 
 
 def load(c) -> RawData:
@@ -91,7 +119,7 @@ def load(c) -> RawData:
 def _read_rows(path: Path, c, digests: dict) -> list[Row]:
   data = path.read_bytes()
   digests[path] = hashlib.sha256(data).hexdigest()
-  text = data.decode("utf-8-sig", errors="replace")
+  text = read_text(path, data)
   fields = names(c.text_fields)
   if not fields:
     raise ValueError(f"data.text_fields={c.text_fields!r} names no column")
@@ -109,7 +137,7 @@ def read_texts(path, c, source: str) -> list[str]:
   """The texts of a csv, tsv or jsonl file (`source`) read with config.data `c`'s
   text_fields and header, as training read them; no label is needed (jaxreg.predict)."""
   path = _path(str(path), "--input")
-  text = path.read_bytes().decode("utf-8-sig", errors="replace")
+  text = read_text(path)
   fields = names(c.text_fields)
   if source == "jsonl":
     rows = _read_jsonl(path, text, fields, None)

@@ -41,6 +41,7 @@ Batches are padded per batch to a fixed list of lengths (`data.buckets`), see
 from __future__ import annotations
 
 import collections
+import html
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -59,6 +60,10 @@ CACHE_VERSION = 1
 
 _WORD = r"\w+(?:['’]\w+)*"
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,40}>")  # e.g. IMDB's <br /> line breaks
+# A character reference whose `&` was lost (AG News: "it#39;s", "#36;5", "quot;Hi
+# there!quot;"): `#` and 2 to 5 digits, `quot`, or amp/lt/gt not after a word character
+# ("salt;" stays), then `;`; never after `&` (html.unescape decodes those).
+_BARE_ENTITY = re.compile(r"(?<!&)(#\d{2,5}|quot|(?<!\w)(?:amp|lt|gt));")
 _PATTERNS = {
     "split": re.compile(rf"{_WORD}|[^\w\s]"),
     "strip": re.compile(_WORD),
@@ -68,9 +73,11 @@ log = logging.getLogger(__name__)
 
 
 def remove_html(text: str) -> str:
-  """data.strip_html: every HTML tag becomes a space, not the tokens '<', 'br', '/',
-  '>' (both tokenizers: the word level and Hugging Face's)."""
-  return _HTML_TAG.sub(" ", text)
+  """data.strip_html: HTML entities decoded (`&amp;` -> &, `&#39;` -> ', and the bare
+  numeric `#39;` that some news sets hold after losing their `&`), then every HTML tag
+  becomes a space, not the tokens '<', 'br', '/', '>' (both tokenizers: the word level
+  and Hugging Face's). Entities first, so an escaped `&lt;br&gt;` is removed too."""
+  return _HTML_TAG.sub(" ", html.unescape(_BARE_ENTITY.sub(r"&\1;", text)))
 
 
 def tokenize(text: str, lowercase: bool = True, punctuation: str = "split",
@@ -121,6 +128,9 @@ def settings(data_cfg) -> dict:
       "lowercase": bool(data_cfg.lowercase),
       "punctuation": str(data_cfg.punctuation),
       "strip_html": bool(data_cfg.strip_html),
+      # strip_html also decodes HTML entities since issue 16 (entries from before kept
+      # `&amp;`, `#39;` as text): only in the key when it applies
+      **({"html_entities": 1} if data_cfg.strip_html else {}),
       "min_freq": int(data_cfg.min_freq),
       "max_vocab": int(data_cfg.max_vocab),
       "max_length": int(data_cfg.max_length),
