@@ -136,3 +136,156 @@ def test_strip_html_entities_change_the_cache_key(tmp_path):
   off = _data_cfg(tmp_path, strip_html=False)
   assert text.settings(on).get("html_entities") == 1
   assert "html_entities" not in text.settings(off)
+
+
+# ------------------------------------------------------------------ data.val_file
+
+
+def _csv(path, rows, header="text,label"):
+  import csv as csv_lib
+  with open(path, "w", newline="") as f:
+    w = csv_lib.writer(f)
+    w.writerow(header.split(","))
+    w.writerows(rows)
+  return str(path)
+
+
+def test_val_file_is_the_validation_split_and_not_in_the_vocabulary(tmp_path):
+  from jaxreg.data import sources
+  train = _csv(tmp_path / "train.csv", [(f"good movie {i}", "pos") for i in range(12)] +
+               [(f"bad film {i}", "neg") for i in range(9)])
+  val = _csv(tmp_path / "val.csv", [("valonlyword great", "pos"), ("meh", "neg"),
+                                    ("awful valonlyword", "neg")])
+  test = _csv(tmp_path / "test.csv", [("good", "pos"), ("bad", "neg")])
+  data = sources.load(_data_cfg(tmp_path, source="csv", train_file=train,
+                                val_file=val, test_file=test))
+  assert len(data.train) == 21 and len(data.val) == 3 and len(data.test) == 2
+  assert data.class_names == ["neg", "pos"]
+  assert data.val.labels.tolist() == [1, 0, 0]
+  assert "valonlyword" not in data.vocab and "film" in data.vocab
+  # A val label training never saw is the test file's one-line error.
+  bad = _csv(tmp_path / "bad.csv", [("x", "neutral")])
+  with pytest.raises(ValueError, match=r"bad.csv:2: .*'neutral' does not occur"):
+    sources.load(_data_cfg(tmp_path, source="csv", train_file=train, val_file=bad,
+                           test_file=test))
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"data.source": "synthetic", "data.val_file": "v.csv"},
+     "data.val_file='v.csv' only applies to data.source in csv, tsv, jsonl"),
+    ({"data.source": "csv", "data.train_file": "t.csv", "data.test_fraction": 0.2,
+      "data.val_file": "v.csv", "data.folds": 5},
+     "data.val_file='v.csv' and data.folds=5 both choose the validation split"),
+])
+def test_val_file_conflicts_are_one_line_errors(over, message):
+  from tests.conftest import tiny_config
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(tiny_config(**over))
+  assert message in str(e.value) and "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------ recipes, data log
+
+
+def _news(n, seed, long=True):
+  """Four unbalanced classes of news-like texts, longer than TREC's questions."""
+  rng = np.random.default_rng(seed)
+  classes = ["sports", "business", "science/tech", "health, care"]
+  cues = {c: [f"{c.split('/')[0].split(',')[0]}{i}" for i in range(5)] for c in classes}
+  rows = []
+  for _ in range(n):
+    label = classes[rng.choice(4, p=[0.5, 0.25, 0.15, 0.1])]
+    words = [f"w{rng.integers(30)}" for _ in range(rng.integers(20, 90) if long else 5)]
+    words.insert(int(rng.integers(len(words))), cues[label][rng.integers(5)])
+    rows.append((" ".join(words), label))
+  return rows
+
+
+def test_reg_recipe_applies_to_any_source():
+  """`lstm:reg` is `:trec_reg`'s regularization without TREC's data settings, and
+  `:trec_reg` itself validates with another data.source."""
+  from jaxreg.configs import lstm
+  from jaxreg.sweep import config_for
+  reg, trec_reg = lstm.get_config("reg"), lstm.get_config("trec_reg")
+  for key in ("model.dropout.embed", "model.dropout.output", "reg.l2", "reg.clip_norm",
+              "train.early_stopping.patience", "train.final_checkpoint",
+              "model.embed_size", "model.hidden_size", "model.pooling"):
+    a, b = reg, trec_reg
+    for part in key.split("."):
+      a, b = a[part], b[part]
+    assert a == b, key
+  assert reg.data.source == "synthetic" and reg.data.max_length == 64
+  csv = {"data.source": "csv", "data.train_file": "t.csv", "data.test_fraction": 0.2}
+  for name in ("reg", "trec_reg", "imdb_reg"):
+    config_lib.validate(config_for(lstm.get_config(name), csv))
+
+
+def test_text_pipeline_reports_lengths_before_truncation(tmp_path):
+  from jaxreg.data import sources, text
+  train = _csv(tmp_path / "train.csv", _news(60, 0))
+  test = _csv(tmp_path / "test.csv", _news(20, 1, long=False))
+  cfg = _data_cfg(tmp_path, source="csv", train_file=train, test_file=test,
+                  max_length=30, val_fraction=0.25)
+  for attempt in ("prepared", "from the cache"):
+    data = sources.load(cfg)
+    st = data.length_stats
+    full = np.asarray([len(r[0].split()) for r in _news(60, 0)])
+    assert st["train"]["n"] + st["val"]["n"] == 60, attempt
+    assert st["train"]["max"] <= full.max() and st["val"]["max"] <= full.max()
+    assert max(st["train"]["max"], st["val"]["max"]) == full.max()
+    assert st["test"] == {"n": 20, "cut": 0.0, "p50": 6, "p90": 6, "p95": 6, "p99": 6,
+                          "max": 6}
+    assert int(data.train.lengths.max()) == 30  # truncated, the stats are not
+    lines = text.data_lines(data, 30)
+    assert lines[0] == f"data: vocabulary {len(data.vocab)} entries"
+    assert lines[1].startswith(f"data: train: {len(data.train)} texts, ")
+    assert "cut at data.max_length=30" in lines[1]
+    assert "--config.data.max_length=" in lines[1]  # > 5% cut: a suggestion
+    assert lines[3].startswith("data: test: 20 texts, 0.0% cut")
+    assert "--config.data.max_length" not in lines[3]
+
+
+@pytest.mark.slow
+def test_trec_reg_recipe_trains_on_a_csv_with_a_val_file(tmp_path):
+  """The issue's command: `:trec_reg` on one's own csv (four unbalanced classes, class
+  names with `/` and `,`), a validation file, the data lines on the console."""
+  import subprocess
+  import sys
+  from tests.conftest import ROOT, python_env
+  files = {n: _csv(tmp_path / f"{n}.csv", _news(k, i), header="body,topic")
+           for i, (n, k) in enumerate((("train", 120), ("val", 40), ("test", 40)))}
+  work = tmp_path / "run"
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxreg.main", "--config=lstm:trec_reg",
+       f"--workdir={work}", "--config.data.source=csv",
+       f"--config.data.train_file={files['train']}",
+       f"--config.data.val_file={files['val']}",
+       f"--config.data.test_file={files['test']}",
+       "--config.data.text_fields=body", "--config.data.label_field=topic",
+       "--config.train.epochs=1", "--config.data.cache_dir=",
+       "--config.model.embed_size=16", "--config.model.hidden_size=16"],
+      cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = proc.stdout + proc.stderr
+  assert "data: train: 120 texts, " in out and "data: val: 40 texts, " in out
+  assert "cut at data.max_length=40" in out and "--config.data.max_length=" in out
+  config = json.loads((work / "config.json").read_text())
+  assert config["reg"]["l2"] == 1e-6 and config["reg"]["clip_norm"] == 5.0
+  assert config["data"]["source"] == "csv"
+  summary = json.loads((work / "summary.json").read_text())
+  assert summary["data_lengths"]["val"]["n"] == 40
+
+
+def test_subword_lengths_before_truncation_and_the_same_ids(tmp_path):
+  """BERT's log lines count subwords before truncation; the ids stay the tokenizer's
+  own truncation (closing special token kept)."""
+  from jaxreg.data import hf_tokenizer
+  from tests.test_bert import tiny_model_dir
+  tiny_model_dir(tmp_path / "m", "bert")
+  name = str(tmp_path / "m")
+  texts = ["short", " ".join(["word"] * 40), "a b c d e f g h i j"]
+  seqs, lengths = hf_tokenizer.encode_with_lengths(name, texts, 8)
+  for got, want in zip(seqs, hf_tokenizer.encode(name, texts, 8)):
+    np.testing.assert_array_equal(got, want)
+  assert lengths.tolist() == [len(x) for x in hf_tokenizer.encode(name, texts, 10_000)]
+  assert lengths[1] > 8 and len(seqs[1]) == 8

@@ -248,6 +248,10 @@ KEYS = (
         "`csv` / `tsv` / `jsonl`: the training file (plain or gzip-compressed)."),
     Key("data.test_file", "", Str(empty_means="use `test_fraction`"),
         "`csv` / `tsv` / `jsonl`: the test file."),
+    Key("data.val_file", "", Str(empty_means="hold out `val_fraction` of train"),
+        "`csv` / `tsv` / `jsonl`: a validation file (read like `train_file`; its labels "
+        "must occur in training), used instead of holding `val_fraction` of train out "
+        "(which is then unused). Not with `folds` >= 2."),
     Key("data.test_fraction", 0.0, RATE,
         "without a test file (or a folder without `test/`): this share of each class "
         "becomes the test split (by `split_seed`)."),
@@ -291,7 +295,7 @@ KEYS = (
         "fine labels) instead of the 6 coarse ones."),
     Key("data.trec_files", "", Str(empty_means="none"),
         "`tfds:trec`: a folder with `train_5500.label` and `TREC_10.label`; seeds TFDS's "
-        "download dir so TREC prepares offline."),
+        "download dir so TREC prepares offline (other sources ignore it)."),
 
     Section("data.synthetic", "The built-in text set (`data.source = synthetic`, "
             "jaxreg/data/synthetic.py)."),
@@ -535,8 +539,9 @@ def _is_trec(source: str) -> bool:
 
 def _local_sources(c) -> None:
   """`csv`, `tsv`, `jsonl` need `data.train_file`, exactly one of `data.test_file` and
-  `data.test_fraction`, and non-empty `data.text_fields`, `data.label_field`; `folder`
-  and `image_folder` need `data.root`."""
+  `data.test_fraction`, and non-empty `data.text_fields`, `data.label_field`;
+  `data.val_file` only for them, and not with `data.folds`; `folder` and
+  `image_folder` need `data.root`."""
   d = c.data
   if d.source in FILE_SOURCES:
     if not d.train_file:
@@ -548,6 +553,13 @@ def _local_sources(c) -> None:
     for key in ("text_fields", "label_field"):
       if not d[key].strip():
         raise ConfigError(f"data.{key} is empty: name a column or key")
+    if d.val_file and d.folds >= 2:
+      raise ConfigError(f"data.val_file={d.val_file!r} and data.folds={d.folds} both "
+                        "choose the validation split: give one (data.folds=0 to use "
+                        "the file)")
+  elif d.val_file:
+    raise ConfigError(f"data.val_file={d.val_file!r} only applies to data.source in "
+                      f"{', '.join(FILE_SOURCES)}, not {d.source!r}")
   layout = {"folder": "train/<class>/*.txt",
             "image_folder": "train/<class>/*.{png,jpg}"}.get(d.source)
   if layout and not d.root:
@@ -556,14 +568,14 @@ def _local_sources(c) -> None:
 
 
 def _trec_only(c) -> None:
-  """`data.trec_fine` and `data.trec_files` only with `data.source = tfds:trec`."""
+  """`data.trec_fine` only with `data.source = tfds:trec` (it changes the labels).
+  `data.trec_files` is where TREC's files are, like `data.root` for folders: other
+  sources ignore it, so a `:trec_reg` recipe runs on `--config.data.source=csv`."""
   d = c.data
   if d.trec_fine and not _is_trec(d.source):
     raise ConfigError(f"data.trec_fine=True only applies to data.source='tfds:trec', "
-                      f"not {d.source!r}")
-  if d.trec_files and not _is_trec(d.source):
-    raise ConfigError(f"data.trec_files={d.trec_files!r} only applies to "
-                      f"data.source='tfds:trec', not {d.source!r}")
+                      f"not {d.source!r} (for your own data use the `reg` variant, "
+                      "e.g. --config=lstm:reg, or set data.trec_fine=False)")
 
 
 def _fold_in_range(c) -> None:

@@ -11,7 +11,9 @@
 
 (A folder of text files, `data.source=folder`, is read by folders.py, with images.)
 
-Files (`data.train_file`, `data.test_file`): `data.text_fields` names one or several
+Files (`data.train_file`, `data.test_file`, and `data.val_file`: a validation file read
+with the same settings, used instead of holding `data.val_fraction` of the training file
+out; its labels must occur in training, as a test file's): `data.text_fields` names one or several
 columns/keys (comma-separated; column names when `data.header` is true, or 0-based
 indices), joined with one space; `data.label_field` names the label column/key. Without a
 test file, `data.test_fraction` of each class of the training file is held out as test,
@@ -93,11 +95,18 @@ def load(c) -> RawData:
     raise ValueError(f"data.source={c.source!r} is not one of: {', '.join(FILE_SOURCES)}")
   train_path = _path(c.train_file, "data.train_file")
   test_path = _path(c.test_file, "data.test_file") if c.test_file else None
+  val_file = str(c.get("val_file", "") or "")
+  val_path = _path(val_file, "data.val_file") if val_file else None
   digests = {}
   train_rows = _read_rows(train_path, c, digests)
   test_rows = _read_rows(test_path, c, digests) if test_path else None
+  val_rows = _read_rows(val_path, c, digests) if val_path else None
   train_labels, test_labels, class_names = _labels(train_rows, test_rows, c,
                                                    str(train_path))
+  val = None
+  if val_rows is not None:  # labels as for a test file: known training classes
+    val = RawSplit(_labels(train_rows, val_rows, c, str(train_path))[1],
+                   texts=[r[0] for r in val_rows])
   train = RawSplit(train_labels, texts=[r[0] for r in train_rows])
   if test_rows is None:
     train, test = hold_out_test(train, class_names, c.test_fraction, c.split_seed,
@@ -112,8 +121,9 @@ def load(c) -> RawData:
       "label_offset": int(c.label_offset), "class_names": names(c.class_names),
       "test_fraction": float(c.test_fraction) if test_rows is None else 0.0,
       "split_seed": int(c.split_seed) if test_rows is None else None,
+      **({"val_file": True} if val_rows is not None else {}),
   }, sort_keys=True)
-  return RawData(train, test, class_names, description)
+  return RawData(train, test, class_names, description, val=val)
 
 
 def _read_rows(path: Path, c, digests: dict) -> list[Row]:
