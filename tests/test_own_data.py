@@ -289,3 +289,63 @@ def test_subword_lengths_before_truncation_and_the_same_ids(tmp_path):
     np.testing.assert_array_equal(got, want)
   assert lengths.tolist() == [len(x) for x in hf_tokenizer.encode(name, texts, 10_000)]
   assert lengths[1] > 8 and len(seqs[1]) == 8
+
+
+# ------------------------------------------------------------------ class names
+
+
+ODD_NAMES = ["A/B", "x, y", 'say "hi"', "p|q; r"]
+
+
+def _odd_sweep(root):
+  """A finished 2 x 3 sweep (no training) whose class names hold '/', ',', quotes,
+  '|' and ';'."""
+  from jaxreg import records, sweep
+  runs, summaries = [], {}
+  for l2 in (0.0, 1e-3):
+    for seed in (0, 1, 2):
+      p = {"reg.l2": l2, "seed": seed}
+      cm = np.array([[50, 2, 0, 0], [3, 40, 0, 0], [0, 0, 9, 1],
+                     [0, 0, 1 + (l2 > 0) * seed, 8 - (l2 > 0) * seed]])
+      n = cm.sum(1)
+      acc = np.diag(cm) / n
+      s = {"best_step": 10, "evaluated_step": 10, "train_seconds": 1.0,
+           "val": {"accuracy": 0.9},
+           "test": {"confusion_matrix": cm.tolist(), "class_names": ODD_NAMES,
+                    "accuracy": float(np.trace(cm) / cm.sum()),
+                    "per_class_accuracy": acc.tolist(), "per_class_count": n.tolist(),
+                    "worst_class_accuracy": float(acc.min())}}
+      name = sweep.run_name(p)
+      (root / name).mkdir(parents=True)
+      (root / name / "summary.json").write_text(json.dumps(s))
+      runs.append({"name": name, "values": p, "status": "done"})
+      summaries[name] = s
+  meta = {"version": 1, "mode": "grid", "budget": None, "sampler_seed": None,
+          "axes": [{"key": "reg.l2", "kind": "values", "type": "float",
+                    "values": [0.0, 1e-3]},
+                   {"key": "seed", "kind": "values", "type": "int", "values": [0, 1, 2]}],
+          "base_config": {}, "runs": runs}
+  records.write_status(root, meta, summaries)
+  return root
+
+
+def test_any_class_name_round_trips_through_the_tables_and_reads_in_the_report(tmp_path):
+  import pandas as pd
+  from jaxreg import records, report
+  root = _odd_sweep(tmp_path / "sweep")
+  runs = pd.read_csv(root / records.RUNS_FILE)
+  acc = [c for c in runs.columns if c.startswith("test_acc/")]
+  # The class is everything after the first '/' (docs/sweeps.md).
+  assert [c.split("/", 1)[1] for c in acc] == ODD_NAMES
+  assert runs["test_acc/A/B"].iloc[0] == pytest.approx(50 / 52)
+  long = pd.read_csv(root / records.PER_CLASS_FILE)
+  assert long["class"].drop_duplicates().tolist() == ODD_NAMES
+  report.write_report(root, reps=200)
+  table = pd.read_csv(root / "report" / "per_class_accuracy.csv")
+  metrics = {"[accuracy]", "[balanced_accuracy]", "[worst_class_accuracy]",
+             "[val_accuracy]"}  # the metric rows of that table
+  assert set(table["class"]) - metrics == set(ODD_NAMES)
+  md = (root / "report.md").read_text()
+  # Prose lists separate classes by ', ': a name holding ',' or ';' is quoted there.
+  assert "Small classes: `x, y`, say \"hi\", `p|q; r`." in md
+  assert "| p\\|q; r |" in md or "| `p\\|q; r` |" in md  # one table cell
