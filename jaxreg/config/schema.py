@@ -366,8 +366,10 @@ KEYS = (
         "that reads images with a text source (or the reverse) is a one-line error."),
     Key("model.pretrained", "", Str(empty_means="none"),
         "family `bert`: a Hugging Face directory or hub name (offline: a name in the HF "
-        "cache). A directory holding only `config.json` gives a randomly initialized "
-        "model."),
+        "cache), or `package:MODULE/SUBDIR`, a folder of an installed Python package "
+        "(configs/bert.py's MiniLM); config.json keeps it as given, model.json adds a "
+        "content hash. A directory holding only `config.json` gives a randomly "
+        "initialized model."),
     Key("model.dtype", "float32", OneOf(MODEL_DTYPES),
         "families `bert` and `resnet`: compute dtype (`bfloat16` on GPUs); parameters, "
         "optimizer state and logits stay float32."),

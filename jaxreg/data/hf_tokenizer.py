@@ -17,13 +17,15 @@ import os
 
 import numpy as np
 
+from jaxreg import pretrained
+
 
 @functools.lru_cache(maxsize=4)
 def load(name: str):
   # Imported here: transformers takes seconds to import and only data.tokenizer !=
   # 'word' needs it (the word-level pipeline imports this module too).
   from transformers import AutoTokenizer  # noqa: PLC0415
-  path = os.path.expanduser(name)
+  path = pretrained.resolve(name)
   tok = AutoTokenizer.from_pretrained(path if os.path.isdir(path) else name)
   if not tok.is_fast:
     raise ValueError(f"data.tokenizer={name!r} has no fast tokenizer (tokenizer.json)")
