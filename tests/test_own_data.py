@@ -348,6 +348,7 @@ def test_any_class_name_round_trips_through_the_tables_and_reads_in_the_report(t
   md = (root / "report.md").read_text()
   # Prose lists separate classes by ', ': a name holding ',' or ';' is quoted there.
   assert "Small classes: `x, y`, say \"hi\", `p|q; r`." in md
+  assert "e.g. `p|q; r (n=9)`: there" in md  # a code span holds the name as it is
   assert "| p\\|q; r |" in md or "| `p\\|q; r` |" in md  # one table cell
 
 

@@ -436,7 +436,8 @@ def small_class_note(sweep: Sweep) -> str:
   small = [names[j] for j in present if n[j] < SMALL_N]
   if small:
     return (f"Classes with fewer than {SMALL_N} test examples carry their count, e.g. "
-            f"`{label(names[i], n[i])}`: there, one test error moves the "
+            # in a code span already: the name as it is, not prose()'s backticks
+            f"`{label(sweep.class_names[i], n[i])}`: there, one test error moves the "
             f"class's accuracy by 100/n points ({names[i]}: "
             f"{100 / n[i]:.1f} points). Small classes: {some(small, MANY_CLASSES)}.")
   return (f"Every class has at least {SMALL_N} test examples; the smallest, "
