@@ -188,6 +188,14 @@ def predict_split(p: Predictor, split: str):
   return part.labels, probs, classes
 
 
+def _table_suffix(path: Path) -> str:
+  """'.csv' for data.csv and data.csv.gz (gzip files are read through)."""
+  suffixes = [x.lower() for x in path.suffixes]
+  if suffixes and suffixes[-1] == ".gz":
+    suffixes.pop()
+  return suffixes[-1] if suffixes else ""
+
+
 def read_inputs(p: Predictor, texts: list[str], inputs: list[str], stdin=None):
   """(names shown in the output, texts or image paths) of the flags' inputs."""
   image = p.meta["modality"] == "image"
@@ -215,13 +223,12 @@ def read_inputs(p: Predictor, texts: list[str], inputs: list[str], stdin=None):
       items += found
     elif path.is_dir():
       raise ValueError(f"--input={spec} is a folder; text runs take files or -")
-    elif path.suffix.lower() in TABLE_SUFFIXES:
-      rows = files.read_texts(path, p.config.data, TABLE_SUFFIXES[path.suffix.lower()])
+    elif _table_suffix(path) in TABLE_SUFFIXES:
+      rows = files.read_texts(path, p.config.data, TABLE_SUFFIXES[_table_suffix(path)])
       shown += rows
       items += rows
     else:
-      lines = [line for line in path.read_text(encoding="utf-8", errors="replace")
-               .splitlines() if line.strip()]
+      lines = [line for line in files.read_text(path).splitlines() if line.strip()]
       shown += lines
       items += lines
   if not items:

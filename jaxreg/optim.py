@@ -90,7 +90,8 @@ with the batch size (NFNets used 0.01 at batch 4096; the best lambda grows as ba
 Hyperparameters take the params' highest float dtype (optax.inject_hyperparams default).
 
 Schedules (`schedule_shape`, normalized to peak 1; optax's own schedules; t = number of
-updates applied so far, T = total_steps, W = warmup_steps, m = min_lr_ratio,
+updates applied so far, T = total_steps, W = warmup_steps (or round(warmup_fraction * T),
+at least 1), m = min_lr_ratio,
 p = clip((t - W) / (T - W), 0, 1)):
   constant       1                                        optax.constant_schedule
   cosine         m + (1 - m) * (1 + cos(pi * t / T)) / 2, then m (no warmup allowed)
@@ -227,6 +228,15 @@ def add_l1_subgradient(l1: Any) -> optax.GradientTransformation:
 # ----------------------------------------------------------------------------- schedules
 
 
+def warmup_steps(optim_cfg: Any, total_steps: int) -> int:
+  """The warmup length in updates: `optim.warmup_steps`, or `optim.warmup_fraction` of
+  the run's `total_steps` (rounded, at least 1; the schema forbids setting both)."""
+  fraction = float(optim_cfg.get("warmup_fraction", 0.0) or 0.0)
+  if fraction:
+    return max(1, int(round(fraction * total_steps)))
+  return int(optim_cfg.warmup_steps)
+
+
 def schedule_shape(optim_cfg: Any, steps_per_epoch: int,
                    total_steps: int) -> Callable[[Any], jax.Array]:
   """The learning-rate schedule normalized to peak 1 (formulas in the module docstring).
@@ -236,7 +246,7 @@ def schedule_shape(optim_cfg: Any, steps_per_epoch: int,
   schema; what needs the run's length (a warmup shorter than the run) is checked here.
   """
   name = optim_cfg.schedule
-  warmup, m = int(optim_cfg.warmup_steps), float(optim_cfg.min_lr_ratio)
+  warmup, m = warmup_steps(optim_cfg, total_steps), float(optim_cfg.min_lr_ratio)
   if name.startswith("warmup_") and warmup >= total_steps:
     raise ValueError(f"optim.warmup_steps={warmup} must be < total_steps={total_steps} "
                      f"for optim.schedule={name!r}")

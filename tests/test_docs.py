@@ -53,7 +53,7 @@ def _local_links(path) -> list[str]:
 def test_pages_exist():
   names = {p.relative_to(ROOT).as_posix() for p in PAGES}
   for page in ("workdir", "config", "regularizers", "data", "images", "bert", "sweeps",
-               "cluster", "benchmarks", "design"):
+               "cluster", "benchmarks", "design", "own_data"):
     assert f"docs/{page}.md" in names
 
 
@@ -80,3 +80,15 @@ def test_multi_gpu_readers_find_that_jit_over_a_mesh_replaces_pmap():
   for page in ("README.md", "docs/cluster.md"):
     text = (ROOT / page).read_text()
     assert "pmap" in text and "mesh" in text, page
+
+
+def test_own_data_walkthrough_uses_real_keys_and_variants():
+  """docs/own_data.md's commands name config keys and a variant that exist."""
+  from jaxreg import config as config_lib
+  from jaxreg.configs import lstm
+  text = (ROOT / "docs" / "own_data.md").read_text()
+  keys = set(re.findall(r"--config\.([a-z_.]+)=", text))
+  assert {"data.val_file", "data.strip_html", "data.max_length"} <= keys
+  assert keys <= set(config_lib.KEY_BY_NAME), keys - set(config_lib.KEY_BY_NAME)
+  assert "--config=lstm:reg" in text
+  lstm.get_config("reg")

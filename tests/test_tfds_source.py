@@ -311,10 +311,11 @@ def test_config_accepts_tfds_sources_and_checks_trec_keys():
       ({"data.source": "hub:x"}, "is not one of: synthetic, .*tfds:NAME"),
       ({"data.source": "tfds:imdb_reviews", "data.trec_fine": True},
        "data.trec_fine=True only applies to data.source='tfds:trec'"),
-      ({"data.source": "synthetic", "data.trec_files": "d"}, "data.trec_files='d' only"),
   ]:
     with pytest.raises(config_lib.ConfigError, match=message):
       config_lib.validate(tiny_config(**overrides))
+  # Where TREC's files are is ignored by other sources (issue 16: `:trec_reg` on a csv).
+  config_lib.validate(tiny_config(**{"data.source": "synthetic", "data.trec_files": "d"}))
 
 
 def test_tensorflow_datasets_is_imported_only_for_tfds_sources():

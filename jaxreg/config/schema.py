@@ -249,8 +249,9 @@ KEYS = (
         "split on whitespace only. Words match `\\w+(?:['’]\\w+)*` (so `isn't` is one "
         "token)."),
     Key("data.strip_html", False, Bool(),
-        "replace HTML tags (IMDB's `<br />`) by a space before tokenizing (word-level "
-        "and Hugging Face tokenizers alike)."),
+        "decode HTML entities (`&amp;`, `&#39;`, and the `#39;`, `quot;` forms that "
+        "lost their `&` in some news sets) and replace HTML tags (IMDB's `<br />`) by "
+        "a space before tokenizing (word-level and Hugging Face tokenizers alike)."),
     Key("data.min_freq", 1, Int(1), "training words seen fewer times become `<unk>`."),
     Key("data.max_vocab", 0, Custom(_max_vocab, "0, or an integer >= 3"),
         "vocabulary size including `<pad>` (id 0) and `<unk>` (id 1); 0: unlimited. The "
@@ -270,9 +271,13 @@ KEYS = (
         "lowercase/punctuation/vocabulary keys are then unused; the cache key holds the "
         "tokenizer's content hash). `configs/bert.py` links it to `model.pretrained`."),
     Key("data.train_file", "", Str(empty_means="none"),
-        "`csv` / `tsv` / `jsonl`: the training file."),
+        "`csv` / `tsv` / `jsonl`: the training file (plain or gzip-compressed)."),
     Key("data.test_file", "", Str(empty_means="use `test_fraction`"),
         "`csv` / `tsv` / `jsonl`: the test file."),
+    Key("data.val_file", "", Str(empty_means="hold out `val_fraction` of train"),
+        "`csv` / `tsv` / `jsonl`: a validation file (read like `train_file`; its labels "
+        "must occur in training), used instead of holding `val_fraction` of train out "
+        "(which is then unused). Not with `folds` >= 2."),
     Key("data.test_fraction", 0.0, RATE,
         "without a test file (or a folder without `test/`): this share of each class "
         "becomes the test split (by `split_seed`)."),
@@ -316,7 +321,7 @@ KEYS = (
         "fine labels) instead of the 6 coarse ones."),
     Key("data.trec_files", "", Str(empty_means="none"),
         "`tfds:trec`: a folder with `train_5500.label` and `TREC_10.label`; seeds TFDS's "
-        "download dir so TREC prepares offline."),
+        "download dir so TREC prepares offline (other sources ignore it)."),
 
     Section("data.synthetic", "The built-in text set (`data.source = synthetic`, "
             "jaxreg/data/synthetic.py)."),
@@ -402,8 +407,10 @@ KEYS = (
         "that reads images with a text source (or the reverse) is a one-line error."),
     Key("model.pretrained", "", Str(empty_means="none"),
         "family `bert`: a Hugging Face directory or hub name (offline: a name in the HF "
-        "cache). A directory holding only `config.json` gives a randomly initialized "
-        "model."),
+        "cache), or `package:MODULE/SUBDIR`, a folder of an installed Python package "
+        "(configs/bert.py's MiniLM); config.json keeps it as given, model.json adds a "
+        "content hash. A directory holding only `config.json` gives a randomly "
+        "initialized model."),
     Key("model.dtype", "float32", OneOf(MODEL_DTYPES),
         "families `bert` and `resnet`: compute dtype (`bfloat16` on GPUs); parameters, "
         "optimizer state and logits stay float32."),
@@ -494,6 +501,10 @@ KEYS = (
     Key("optim.warmup_steps", 0, Int(0),
         "warmup length for the `warmup_*` schedules (and only for them); less than the "
         "run's steps."),
+    Key("optim.warmup_fraction", 0.0, UNIT,
+        "warmup as a fraction of the run's steps (`epochs * steps per epoch`, rounded, "
+        "at least 1), instead of `warmup_steps` (set one of the two): the same share "
+        "of training whatever the dataset's size."),
     Key("optim.min_lr_ratio", 0.0, Num(0.0, 1.0),
         "final learning rate of the decaying schedules, as a fraction of the peak."),
     Key("optim.step_epochs", 10, Int(1), "`step` schedule: epochs between drops."),
@@ -605,8 +616,9 @@ def _is_trec(source: str) -> bool:
 
 def _local_sources(c) -> None:
   """`csv`, `tsv`, `jsonl` need `data.train_file`, exactly one of `data.test_file` and
-  `data.test_fraction`, and non-empty `data.text_fields`, `data.label_field`; `folder`
-  and `image_folder` need `data.root`."""
+  `data.test_fraction`, and non-empty `data.text_fields`, `data.label_field`;
+  `data.val_file` only for them, and not with `data.folds`; `folder` and
+  `image_folder` need `data.root`."""
   d = c.data
   if d.source in FILE_SOURCES:
     if not d.train_file:
@@ -618,6 +630,13 @@ def _local_sources(c) -> None:
     for key in ("text_fields", "label_field"):
       if not d[key].strip():
         raise ConfigError(f"data.{key} is empty: name a column or key")
+    if d.val_file and d.folds >= 2:
+      raise ConfigError(f"data.val_file={d.val_file!r} and data.folds={d.folds} both "
+                        "choose the validation split: give one (data.folds=0 to use "
+                        "the file)")
+  elif d.val_file:
+    raise ConfigError(f"data.val_file={d.val_file!r} only applies to data.source in "
+                      f"{', '.join(FILE_SOURCES)}, not {d.source!r}")
   layout = {"folder": "train/<class>/*.txt",
             "image_folder": "train/<class>/*.{png,jpg}"}.get(d.source)
   if layout and not d.root:
@@ -626,14 +645,14 @@ def _local_sources(c) -> None:
 
 
 def _trec_only(c) -> None:
-  """`data.trec_fine` and `data.trec_files` only with `data.source = tfds:trec`."""
+  """`data.trec_fine` only with `data.source = tfds:trec` (it changes the labels).
+  `data.trec_files` is where TREC's files are, like `data.root` for folders: other
+  sources ignore it, so a `:trec_reg` recipe runs on `--config.data.source=csv`."""
   d = c.data
   if d.trec_fine and not _is_trec(d.source):
     raise ConfigError(f"data.trec_fine=True only applies to data.source='tfds:trec', "
-                      f"not {d.source!r}")
-  if d.trec_files and not _is_trec(d.source):
-    raise ConfigError(f"data.trec_files={d.trec_files!r} only applies to "
-                      f"data.source='tfds:trec', not {d.source!r}")
+                      f"not {d.source!r} (for your own data use the `reg` variant, "
+                      "e.g. --config=lstm:reg, or set data.trec_fine=False)")
 
 
 def _fold_in_range(c) -> None:
@@ -684,13 +703,17 @@ def _bert_inputs(c) -> None:
 
 
 def _warmup_schedule(c) -> None:
-  """`optim.warmup_steps` > 0 only with a `warmup_*` schedule (elsewhere it would do
-  nothing)."""
+  """`optim.warmup_steps` or `optim.warmup_fraction` (not both) > 0 only with a
+  `warmup_*` schedule (elsewhere it would do nothing)."""
   o = c.optim
-  if o.warmup_steps and not o.schedule.startswith("warmup_"):
-    raise ConfigError(f"optim.warmup_steps={o.warmup_steps} has no effect with "
-                      f"optim.schedule={o.schedule!r}; use one of: warmup_linear, "
-                      "warmup_cosine")
+  if o.warmup_steps and o.warmup_fraction:
+    raise ConfigError(f"optim.warmup_steps={o.warmup_steps} and optim.warmup_fraction="
+                      f"{o.warmup_fraction} are both set: give one (set the other to 0)")
+  for key in ("warmup_steps", "warmup_fraction"):
+    if o[key] and not o.schedule.startswith("warmup_"):
+      raise ConfigError(f"optim.{key}={o[key]} has no effect with "
+                        f"optim.schedule={o.schedule!r}; use one of: warmup_linear, "
+                        "warmup_cosine")
 
 
 def _early_stopping_direction(c) -> None:

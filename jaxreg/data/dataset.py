@@ -71,6 +71,9 @@ class TextData(Splits):
   test: TextSplit
   class_names: list[str]
   vocab: list[str]
+  # Tokens per text before truncation, per split (text.length_stats; None for the
+  # built-in set and cache entries from before issue 16): the run's data log lines.
+  length_stats: dict | None = dataclasses.field(default=None, compare=False)
 
   ARRAYS = ("tokens", "lengths", "labels")
 

@@ -11,7 +11,9 @@
 
 (A folder of text files, `data.source=folder`, is read by folders.py, with images.)
 
-Files (`data.train_file`, `data.test_file`): `data.text_fields` names one or several
+Files (`data.train_file`, `data.test_file`, and `data.val_file`: a validation file read
+with the same settings, used instead of holding `data.val_fraction` of the training file
+out; its labels must occur in training, as a test file's): `data.text_fields` names one or several
 columns/keys (comma-separated; column names when `data.header` is true, or 0-based
 indices), joined with one space; `data.label_field` names the label column/key. Without a
 test file, `data.test_fraction` of each class of the training file is held out as test,
@@ -28,7 +30,9 @@ Labels and class order (stable, documented):
 Every class must occur in training, and a test label that does not occur in training is
 an error. Errors are one line naming the file (and line): a malformed row (wrong column
 count, bad JSON, missing field, bad label), an empty split, a missing file.
-Files are UTF-8 (a BOM is ignored); undecodable bytes are replaced.
+Files are UTF-8 (a BOM is ignored); undecodable bytes are replaced. A gzip-compressed
+file (`train.csv.gz`, recognized by its content, whatever its name) is read as its
+decompressed text; other binary input (zip, bzip2, xz, or NUL bytes) is a one-line error.
 
 The RawData `description` holds the paths, the sha256 of their contents and every
 parsing option, so the tokenized cache misses when a file or an option changes.
@@ -37,6 +41,7 @@ parsing option, so the tokenized cache misses when a file or an option changes.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -59,17 +64,49 @@ def _path(value: str, key: str) -> Path:
   return path
 
 
+# Other containers we do not open (gzip is read through): magic bytes -> name.
+_REFUSED = {b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
+            b"(\xb5/\xfd": "zstd"}
+
+
+def read_text(path: Path, data: bytes | None = None) -> str:
+  """The text of a csv/tsv/jsonl/text file: gzip decompressed (by its magic bytes),
+  UTF-8 with a BOM ignored and undecodable bytes replaced; ValueError naming the file
+  for other binary content (rather than a misleading column-count error later)."""
+  data = path.read_bytes() if data is None else data
+  if data[:2] == b"\x1f\x8b":
+    try:
+      data = gzip.decompress(data)
+    except (OSError, EOFError) as e:
+      raise ValueError(f"{path}: a damaged gzip file ({e})") from None
+  for magic, kind in _REFUSED.items():
+    if data.startswith(magic):
+      raise ValueError(f"{path}: a {kind} archive, not text; decompress it, or use "
+                       "gzip (.gz files are read directly)")
+  if b"\x00" in data[:65536]:
+    raise ValueError(f"{path}: binary content (NUL bytes), not UTF-8 text; give a "
+                     "csv/tsv/jsonl file, plain or gzip-compressed")
+  return data.decode("utf-8-sig", errors="replace")
+
+
 def load(c) -> RawData:
   """config.data (source csv, tsv or jsonl) -> RawData of texts."""
   if c.source not in FILE_SOURCES:
     raise ValueError(f"data.source={c.source!r} is not one of: {', '.join(FILE_SOURCES)}")
   train_path = _path(c.train_file, "data.train_file")
   test_path = _path(c.test_file, "data.test_file") if c.test_file else None
+  val_file = str(c.get("val_file", "") or "")
+  val_path = _path(val_file, "data.val_file") if val_file else None
   digests = {}
   train_rows = _read_rows(train_path, c, digests)
   test_rows = _read_rows(test_path, c, digests) if test_path else None
+  val_rows = _read_rows(val_path, c, digests) if val_path else None
   train_labels, test_labels, class_names = _labels(train_rows, test_rows, c,
                                                    str(train_path))
+  val = None
+  if val_rows is not None:  # labels as for a test file: known training classes
+    val = RawSplit(_labels(train_rows, val_rows, c, str(train_path))[1],
+                   texts=[r[0] for r in val_rows])
   train = RawSplit(train_labels, texts=[r[0] for r in train_rows])
   if test_rows is None:
     train, test = hold_out_test(train, class_names, c.test_fraction, c.split_seed,
@@ -84,14 +121,15 @@ def load(c) -> RawData:
       "label_offset": int(c.label_offset), "class_names": names(c.class_names),
       "test_fraction": float(c.test_fraction) if test_rows is None else 0.0,
       "split_seed": int(c.split_seed) if test_rows is None else None,
+      **({"val_file": True} if val_rows is not None else {}),
   }, sort_keys=True)
-  return RawData(train, test, class_names, description)
+  return RawData(train, test, class_names, description, val=val)
 
 
 def _read_rows(path: Path, c, digests: dict) -> list[Row]:
   data = path.read_bytes()
   digests[path] = hashlib.sha256(data).hexdigest()
-  text = data.decode("utf-8-sig", errors="replace")
+  text = read_text(path, data)
   fields = names(c.text_fields)
   if not fields:
     raise ValueError(f"data.text_fields={c.text_fields!r} names no column")
@@ -109,7 +147,7 @@ def read_texts(path, c, source: str) -> list[str]:
   """The texts of a csv, tsv or jsonl file (`source`) read with config.data `c`'s
   text_fields and header, as training read them; no label is needed (jaxreg.predict)."""
   path = _path(str(path), "--input")
-  text = path.read_bytes().decode("utf-8-sig", errors="replace")
+  text = read_text(path)
   fields = names(c.text_fields)
   if source == "jsonl":
     rows = _read_jsonl(path, text, fields, None)

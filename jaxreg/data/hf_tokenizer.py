@@ -17,13 +17,15 @@ import os
 
 import numpy as np
 
+from jaxreg import pretrained
+
 
 @functools.lru_cache(maxsize=4)
 def load(name: str):
   # Imported here: transformers takes seconds to import and only data.tokenizer !=
   # 'word' needs it (the word-level pipeline imports this module too).
   from transformers import AutoTokenizer  # noqa: PLC0415
-  path = os.path.expanduser(name)
+  path = pretrained.resolve(name)
   tok = AutoTokenizer.from_pretrained(path if os.path.isdir(path) else name)
   if not tok.is_fast:
     raise ValueError(f"data.tokenizer={name!r} has no fast tokenizer (tokenizer.json)")
@@ -49,3 +51,20 @@ def encode(name: str, texts, max_length: int) -> list[np.ndarray]:
   ids = load(name)(list(texts), truncation=True, max_length=max_length,
                    add_special_tokens=True)["input_ids"]
   return [np.asarray(x, np.int32) for x in ids]
+
+
+def encode_with_lengths(name: str, texts, max_length: int
+                        ) -> tuple[list[np.ndarray], np.ndarray]:
+  """`encode`, and each text's length in subwords before truncation (special tokens
+  included): one untruncated pass, then the tokenizer's own truncation (which keeps
+  the closing special token) only for the texts longer than `max_length`."""
+  texts = list(texts)
+  full = load(name)(texts, truncation=False, add_special_tokens=True,
+                    verbose=False)["input_ids"]  # verbose: no too-long warning
+  lengths = np.asarray([len(x) for x in full], np.int64)
+  long = np.flatnonzero(lengths > max_length)
+  seqs = [np.asarray(x, np.int32) for x in full]
+  if len(long):
+    for i, ids in zip(long, encode(name, [texts[i] for i in long], max_length)):
+      seqs[i] = ids
+  return seqs, lengths

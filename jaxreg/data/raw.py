@@ -73,6 +73,9 @@ class RawData:
   # Identifies the exact source content (name, paths, content hashes, split map); part
   # of the prepared-data cache key and of the run's provenance.
   description: str
+  # A validation split given by the source (data.val_file), used instead of holding
+  # data.val_fraction out of train; None: the pipeline holds it out.
+  val: RawSplit | None = None
 
 
 def names(spec: str) -> list[str]:

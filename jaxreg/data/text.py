@@ -2,8 +2,9 @@
 
 Steps, in order (all settings are `config.data.*` keys):
 
-1. **Validation hold-out.** `val_fraction` of each class of the training texts is held
-   out by `split_seed` alone (`dataset.validation_split`, the same rule as every
+1. **Validation hold-out.** A source's own validation split (`val_file` of the
+   csv/tsv/jsonl sources) is used as given; otherwise `val_fraction` of each class of
+   the training texts is held out by `split_seed` alone (`dataset.validation_split`, the same rule as every
    source), so runs that differ in `seed` see the same validation examples; with
    `folds` >= 2 the `fold`-th of `folds` stratified folds is held out instead.
 2. **Tokenizer** (`tokenize`): word level. `lowercase` (default true) lowercases first.
@@ -41,7 +42,9 @@ Batches are padded per batch to a fixed list of lengths (`data.buckets`), see
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
+import html
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -60,6 +63,10 @@ CACHE_VERSION = 1
 
 _WORD = r"\w+(?:['’]\w+)*"
 _HTML_TAG = re.compile(r"</?[a-zA-Z][^<>]{0,40}>")  # e.g. IMDB's <br /> line breaks
+# A character reference whose `&` was lost (AG News: "it#39;s", "#36;5", "quot;Hi
+# there!quot;"): `#` and 2 to 5 digits, `quot`, or amp/lt/gt not after a word character
+# ("salt;" stays), then `;`; never after `&` (html.unescape decodes those).
+_BARE_ENTITY = re.compile(r"(?<!&)(#\d{2,5}|quot|(?<!\w)(?:amp|lt|gt));")
 _PATTERNS = {
     "split": re.compile(rf"{_WORD}|[^\w\s]"),
     "strip": re.compile(_WORD),
@@ -69,9 +76,11 @@ log = logging.getLogger(__name__)
 
 
 def remove_html(text: str) -> str:
-  """data.strip_html: every HTML tag becomes a space, not the tokens '<', 'br', '/',
-  '>' (both tokenizers: the word level and Hugging Face's)."""
-  return _HTML_TAG.sub(" ", text)
+  """data.strip_html: HTML entities decoded (`&amp;` -> &, `&#39;` -> ', and the bare
+  numeric `#39;` that some news sets hold after losing their `&`), then every HTML tag
+  becomes a space, not the tokens '<', 'br', '/', '>' (both tokenizers: the word level
+  and Hugging Face's). Entities first, so an escaped `&lt;br&gt;` is removed too."""
+  return _HTML_TAG.sub(" ", html.unescape(_BARE_ENTITY.sub(r"&\1;", text)))
 
 
 def tokenize(text: str, lowercase: bool = True, punctuation: str = "split",
@@ -123,6 +132,9 @@ def settings(data_cfg, vocab: Sequence[str] | None = None) -> dict:
       "lowercase": bool(data_cfg.lowercase),
       "punctuation": str(data_cfg.punctuation),
       "strip_html": bool(data_cfg.strip_html),
+      # strip_html also decodes HTML entities since issue 16 (entries from before kept
+      # `&amp;`, `#39;` as text): only in the key when it applies
+      **({"html_entities": 1} if data_cfg.strip_html else {}),
       "min_freq": int(data_cfg.min_freq),
       "max_vocab": int(data_cfg.max_vocab),
       "max_length": int(data_cfg.max_length),
@@ -151,13 +163,56 @@ def prepare(raw: RawData, data_cfg, vocab: Sequence[str] | None = None) -> TextD
   key = cache_key(raw.description, data_cfg, vocab)
   hit = store.load(key)
   if hit is not None:
-    return _from_arrays(*hit)
-  data = _build(raw, data_cfg, vocab)
+    return dataclasses.replace(_from_arrays(*hit),
+                               length_stats=hit[1].get("length_stats"))
+  data, stats = _build(raw, data_cfg, vocab)
   store.save(key, _to_arrays(data), {
       "version": CACHE_VERSION, "description": raw.description,
       "settings": settings(data_cfg, vocab), "class_names": data.class_names,
-      "vocab": data.vocab, "sizes": {n: len(data.split(n)) for n in _SPLITS}})
-  return data
+      "vocab": data.vocab, "sizes": {n: len(data.split(n)) for n in _SPLITS},
+      "length_stats": stats})
+  return dataclasses.replace(data, length_stats=stats)
+
+
+# Above this share of truncated training texts the log suggests a longer max_length.
+TRUNCATION_WARN = 0.05
+
+
+def length_stats(full_lengths: np.ndarray, max_length: int) -> dict:
+  """Tokens per text BEFORE truncation: count, share cut at `max_length`, percentiles
+  50/90/95/99 and max (what the log line and the cache entry record)."""
+  n = np.asarray(full_lengths, np.int64)
+  if not len(n):
+    return {"n": 0}
+  p50, p90, p95, p99 = (int(np.ceil(v)) for v in np.percentile(n, [50, 90, 95, 99]))
+  return {"n": int(len(n)), "cut": float(np.mean(n > max_length)), "p50": p50,
+          "p90": p90, "p95": p95, "p99": p99, "max": int(n.max())}
+
+
+def describe_lengths(split: str, st: dict, max_length: int) -> str:
+  """One log line: 'train: 4907 texts, 12.0% cut at data.max_length=40 (tokens per
+  text p50 9, p90 18, p99 31, max 37); data.max_length=48 would keep 95% whole'."""
+  if not st.get("n"):
+    return f"{split}: no texts"
+  line = (f"{split}: {st['n']} texts, {100 * st['cut']:.1f}% cut at data.max_length="
+          f"{max_length} (tokens per text before truncation: p50 {st['p50']}, p90 "
+          f"{st['p90']}, p99 {st['p99']}, max {st['max']})")
+  if split == "train" and st["cut"] > TRUNCATION_WARN:
+    line += (f"; --config.data.max_length={-(-st['p95'] // 8) * 8} would keep 95% "
+             "of the texts whole")
+  return line
+
+
+def data_lines(data, max_length: int) -> list[str]:
+  """What a run prints about its prepared text before training: the vocabulary size,
+  then one line per split (`describe_lengths`); [] without length statistics (the
+  built-in set, images, a cache entry from before issue 16)."""
+  stats = getattr(data, "length_stats", None)
+  if not stats:
+    return []
+  return [f"data: vocabulary {len(data.vocab)} entries"] + [
+      f"data: {describe_lengths(split, stats[split], max_length)}"
+      for split in _SPLITS if split in stats]
 
 
 def texts(split: RawSplit) -> list[str]:
@@ -171,8 +226,14 @@ def _build(raw: RawData, data_cfg, given_vocab: Sequence[str] | None = None
            ) -> TextData:
   s = settings(data_cfg)
   labels = raw.train.labels
-  keep, held = validation_split(labels, data_cfg)
   train_texts, test_texts = texts(raw.train), texts(raw.test)
+  if raw.val is None:
+    keep, held = validation_split(labels, data_cfg)
+  else:  # data.val_file: appended to train, then taken back out as the val split
+    n, m = len(labels), len(raw.val)
+    keep, held = np.arange(n), np.arange(n, n + m)
+    labels = np.concatenate([labels, raw.val.labels])
+    train_texts = train_texts + texts(raw.val)
 
   def toks(texts):
     return [tokenize(t, s["lowercase"], s["punctuation"], s["strip_html"])
@@ -184,8 +245,10 @@ def _build(raw: RawData, data_cfg, given_vocab: Sequence[str] | None = None
     def clean(texts):  # lowercase/punctuation are the tokenizer's own business
       return [remove_html(t) for t in texts] if s["strip_html"] else texts
 
-    train_seqs = hf_tokenizer.encode(s["tokenizer"], clean(train_texts), s["max_length"])
-    test_seqs = hf_tokenizer.encode(s["tokenizer"], clean(test_texts), s["max_length"])
+    train_seqs, train_full = hf_tokenizer.encode_with_lengths(
+        s["tokenizer"], clean(train_texts), s["max_length"])
+    test_seqs, test_full = hf_tokenizer.encode_with_lengths(
+        s["tokenizer"], clean(test_texts), s["max_length"])
   else:
     train_tokens = toks(train_texts)
     test_tokens = toks(test_texts)
@@ -194,6 +257,11 @@ def _build(raw: RawData, data_cfg, given_vocab: Sequence[str] | None = None
     word_ids = {w: i for i, w in enumerate(vocab) if i != PAD_ID}
     train_seqs = [encode(t, word_ids, s["max_length"]) for t in train_tokens]
     test_seqs = [encode(t, word_ids, s["max_length"]) for t in test_tokens]
+    # no token at all still becomes one <unk> (encode): count it as 1
+    train_full = np.asarray([max(len(t), 1) for t in train_tokens])
+    test_full = np.asarray([max(len(t), 1) for t in test_tokens])
+  stats = {name: length_stats(full, s["max_length"]) for name, full in
+           (("train", train_full[keep]), ("val", train_full[held]), ("test", test_full))}
 
   def split(seqs, split_labels):
     return TextSplit.from_sequences(seqs, np.asarray(split_labels, np.int32),
@@ -204,12 +272,12 @@ def _build(raw: RawData, data_cfg, given_vocab: Sequence[str] | None = None
                   test=split(test_seqs, raw.test.labels),
                   class_names=list(raw.class_names), vocab=vocab)
   if "tokenizer" in s:
-    return data
+    return data, stats
   unk = sum(int((sp.tokens == UNK_ID).sum()) for sp in (data.val, data.test))
   total = sum(int(sp.lengths.sum()) for sp in (data.val, data.test))
   log.info("vocabulary: %d entries from %d training texts; %.1f%% of val+test tokens "
            "are <unk>", len(vocab), len(keep), 100.0 * unk / max(total, 1))
-  return data
+  return data, stats
 
 
 _SPLITS = ("train", "val", "test")

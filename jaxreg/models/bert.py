@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from jaxreg import pretrained as pretrained_lib
 from jaxreg.models.base import Model
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def hf_config(model_cfg, num_classes: int):
   # transformers is imported where a BERT is built: jaxreg.models imports this module
   # for every family, and the import takes seconds.
   from transformers import AutoConfig
-  cfg = AutoConfig.from_pretrained(model_cfg.pretrained)
+  cfg = AutoConfig.from_pretrained(pretrained_lib.resolve(model_cfg.pretrained))
   cfg.num_labels = num_classes
   rates = (model_cfg.dropout.hidden, model_cfg.dropout.attention,
            model_cfg.dropout.classifier)
@@ -146,11 +147,11 @@ def from_config(model_cfg, num_classes: int) -> TransformerClassifier:
   dtype = str(model_cfg.dtype)
   hf_model = FlaxAutoModelForSequenceClassification.from_config(
       cfg, dtype=getattr(jnp, dtype), _do_init=False)
+  path = pretrained_lib.resolve(model_cfg.pretrained)  # `package:` names, `~`
   pad_id = cfg.pad_token_id
   if pad_id is None:
-    pad_id = AutoTokenizer.from_pretrained(model_cfg.pretrained).pad_token_id or 0
-  pretrained = None if _is_random_init(model_cfg.pretrained) else \
-      _pretrained_state(model_cfg.pretrained, dtype)[1]
+    pad_id = AutoTokenizer.from_pretrained(path).pad_token_id or 0
+  pretrained = None if _is_random_init(path) else _pretrained_state(path, dtype)[1]
   # The task head is everything outside the base model (classifier; DistilBERT's
   # pre_classifier too), as in _pretrained_state.
   return TransformerClassifier(module=hf_model.module, hf_model=hf_model,

@@ -14,8 +14,8 @@ from jaxreg.report.analysis import (ACCURACY_COLUMNS, CHANGE_COLUMNS, TOO_FEW, A
                                     analyse, pair_grids, ranking, values_repeat)
 from jaxreg.report.load import Sweep, load_sweep
 from jaxreg.report.text import (MANY_CLASSES, SMALL_N, TABLE_ROWS, ci, fmt, label,
-                                md_table, p_is, pct, pval, signed, some, write_csv,
-                                write_table)
+                                md_table, p_is, pct, prose, prose_names, pval, signed,
+                                some, write_csv, write_table)
 
 REPORT_DIR = "report"
 REPORT_FILE = "report.md"
@@ -41,7 +41,7 @@ def movers_note(a: Analysis, shown: list[int], csv_name: str) -> str:
 
 def section_accuracy(a: Analysis, rd: Path, lines: list[str]) -> None:
   values = a.values
-  names = a.class_names
+  names = prose_names(a.class_names)
   shown = a.most_changed(TABLE_ROWS)
   rows = []
   for c in shown:
@@ -114,7 +114,7 @@ def seeds_banner(a: Analysis) -> list[str]:
 
 def section_change(a: Analysis, rd: Path, lines: list[str]) -> None:
   values = list(a.changes)
-  names = a.class_names
+  names = prose_names(a.class_names)
   lines += [f"## 2. Per-class change relative to {_where(a, a.baseline)}", ""]
   if not values:
     lines += ["No other value has runs paired (by seed) with the baseline.", ""]
@@ -230,7 +230,7 @@ def evidence_tables(a: Analysis) -> list[str]:
     for c in shown:
       lost, gained = ch.lost[c], ch.gained[c]
       md = ch.min_detectable[c]
-      rows.append([label(a.class_names[c], a.n[c]), signed(ch.delta[c]),
+      rows.append([label(prose(a.class_names[c]), a.n[c]), signed(ch.delta[c]),
                    pval(ch.p_adjusted[c]), pval(ch.p_mcnemar[c]),
                    "-" if not np.isfinite(lost) else f"{int(lost)} / {int(gained)}",
                    pct(ch.sd[c]), pct(md) if np.isfinite(md) else "-",
@@ -344,7 +344,7 @@ def section_choice(a: Analysis, rd: Path, lines: list[str]) -> None:
           f"accuracy by {signed(acc_d)} points and worst-class accuracy by "
           f"{signed(worst_d)} points.")
   drops = [c for c in np.argsort(np.nan_to_num(ch.delta)) if ch.drop[c]]
-  names = a.class_names
+  names = prose_names(a.class_names)
   if drops:
     text += " It costs " + "; ".join(
         f"{label(names[c], a.n[c])} {abs(100 * ch.delta[c]):.1f} points (95% CI "
@@ -390,19 +390,20 @@ def section_confusion(a: Analysis, rd: Path, lines: list[str]) -> None:
   for i in np.argsort(-lost)[:3]:
     if lost[i] <= 0:
       break
-    gone = [(int(off[i, j]), names[j]) for j in np.argsort(-off[i]) if off[i, j] > 0][:3]
+    gone = [(int(off[i, j]), prose(names[j])) for j in np.argsort(-off[i]) if off[i, j] > 0][:3]
     where = ", ".join(f"{k} more to {nm}" for k, nm in gone)
-    text.append(f"Class {label(names[i], a.n[i])} loses {int(lost[i])} correct "
+    text.append(f"Class {label(prose(names[i]), a.n[i])} loses {int(lost[i])} correct "
                 f"predictions" + (f" ({where})." if where else "."))
   absorbed = np.clip(off, 0, None).sum(axis=0)
   top = [j for j in np.argsort(-absorbed)[:3] if absorbed[j] > 0]
   if top:
     text.append("The classes that absorb them, counting new wrong predictions of each "
-                "class: " + ", ".join(f"{names[j]} +{int(absorbed[j])}" for j in top)
+                "class: " + ", ".join(f"{prose(names[j])} +{int(absorbed[j])}" for j in top)
                 + ".")
   ii, jj = np.nonzero(off > 0)   # numpy, not a loop: C x C is 1e6 cells at 1000
   top10 = np.lexsort((jj, ii, -off[ii, jj]))[:10]
-  entries = [(int(off[ii[k], jj[k]]), names[ii[k]], names[jj[k]]) for k in top10]
+  entries = [(int(off[ii[k], jj[k]]), prose(names[ii[k]]), prose(names[jj[k]]))
+             for k in top10]
   lines += [" ".join(text), ""]
   if entries:
     lines += ["Largest increases in a confusion (true -> predicted):", "",
@@ -429,13 +430,14 @@ def section_pairs(sweep: Sweep, rd: Path, lines: list[str]) -> None:
 
 
 def small_class_note(sweep: Sweep) -> str:
-  n, names = sweep.n, sweep.class_names
+  n, names = sweep.n, prose_names(sweep.class_names)
   present = [i for i in range(len(n)) if n[i] > 0]
   i = min(present, key=lambda i: n[i])
   small = [names[j] for j in present if n[j] < SMALL_N]
   if small:
     return (f"Classes with fewer than {SMALL_N} test examples carry their count, e.g. "
-            f"`{label(names[i], n[i])}`: there, one test error moves the "
+            # in a code span already: the name as it is, not prose()'s backticks
+            f"`{label(sweep.class_names[i], n[i])}`: there, one test error moves the "
             f"class's accuracy by 100/n points ({names[i]}: "
             f"{100 / n[i]:.1f} points). Small classes: {some(small, MANY_CLASSES)}.")
   return (f"Every class has at least {SMALL_N} test examples; the smallest, "
@@ -445,7 +447,7 @@ def small_class_note(sweep: Sweep) -> str:
 
 def _class_counts(sweep: Sweep, analysed: bool) -> str:
   """Every class's test count, or past MANY_CLASSES classes their spread."""
-  n, names = sweep.n, sweep.class_names
+  n, names = sweep.n, prose_names(sweep.class_names)
   if len(names) <= MANY_CLASSES:
     return ", ".join(f"{nm} {int(k)}" for nm, k in zip(names, n))
   return (f"per class {int(n.min())} to {int(n.max())}, median {fmt(float(np.median(n)))}"
@@ -547,10 +549,10 @@ def _best_run_classes(t: dict, n) -> str:
   """Each class's accuracy, or past MANY_CLASSES the lowest TABLE_ROWS of them."""
   cells = list(zip(t["class_names"], n, t["per_class_accuracy"]))
   if len(cells) <= MANY_CLASSES:
-    return ", ".join(f"{label(nm, k)} {pct(acc)}%" for nm, k, acc in cells)
+    return ", ".join(f"{label(prose(nm), k)} {pct(acc)}%" for nm, k, acc in cells)
   low = sorted((c for c in cells if c[1] > 0), key=lambda c: c[2])[:TABLE_ROWS]
   return (f"the lowest {len(low)} of {len(cells)} classes, " + ", ".join(
-      f"{label(nm, k)} {pct(acc)}%" for nm, k, acc in low)
+      f"{label(prose(nm), k)} {pct(acc)}%" for nm, k, acc in low)
       + " (every class: the run's summary.json)")
 
 

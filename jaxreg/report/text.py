@@ -21,6 +21,19 @@ TABLE_ROWS = 20
 fmt = display_value  # an axis value as the report prints it ('' for the empty string)
 
 
+def prose(name: str) -> str:
+  """A class name as report.md shows it: in backticks when it holds a list separator
+  (`,` or `;`), so 'Small classes: `x, y`, z' names two classes, not three. The CSV
+  files keep the names as they are (their quoting keeps any name one value)."""
+  if any(sep in name for sep in ",;") and "`" not in name:
+    return f"`{name}`"
+  return name
+
+
+def prose_names(names: Sequence[str]) -> list[str]:
+  return [prose(n) for n in names]
+
+
 def label(name: str, n: int) -> str:
   """A class name, with its test count when it is small ('ABBR (n=9)')."""
   return f"{name} (n={int(n)})" if n < SMALL_N else name

@@ -101,6 +101,9 @@ def finish_run(s: Setup, log: MetricsLog, stopper: EarlyStopping, epoch: int,
       **({"executor": executor} if executor else {}),
       **({"upstream": s.upstream} if s.upstream else {}),
       "provenance": provenance.collect(s.data.fingerprint()),
+      # tokens per text before truncation, per split (the run's `data:` lines)
+      **({"data_lengths": s.data.length_stats}
+         if getattr(s.data, "length_stats", None) else {}),
   }
   log.write({"split": "test", "step": final_step, "epoch": final_meta["epoch"],
              **summary["test"]})

@@ -31,7 +31,7 @@ import numpy as np
 
 from jaxreg import checkpoint, config as config_lib, distributed, io, metrics, preemption
 from jaxreg import records, trackers
-from jaxreg.data import sources
+from jaxreg.data import sources, text as text_lib
 from jaxreg.logs import METRICS_FILE, MetricsLog, Progress, TensorBoard, evaluation_scalars
 from jaxreg.train import build, model_files, population, transfer
 from jaxreg.train import workdir as workdir_lib
@@ -119,6 +119,9 @@ class _Loop:
     self.spe = setups[0].steps_per_epoch
     self.epochs = setups[0].config.train.epochs  # equal within a group (not traced)
     self.class_names = setups[0].data.class_names
+    # vocabulary size, truncation at data.max_length (the members share their data)
+    self.data_lines = text_lib.data_lines(setups[0].data,
+                                          int(setups[0].config.data.max_length))
     self.model = setups[0].model
     self.solo = len(setups) == 1
     self.executor = executor
@@ -187,6 +190,8 @@ class _Loop:
     start = min((m.step for m in training), default=max(m.step for m in members))
     self.progress = Progress(spe * self.epochs, initial=start,
                              desc="train" if self.solo else f"group of {len(members)}")
+    for line in self.data_lines:
+      self.progress.write(line)
     for m in members:
       if m.resumed_from is not None:
         self.progress.write(f"resumed from step {m.resumed_from} (epoch {m.epoch}) in "

@@ -7,7 +7,8 @@ and model.json last, so its presence means the others are complete. Everything i
 relative to the workdir, so a copied or moved workdir keeps working (jaxreg.predict).
 
 model.json: {"version", "family", "modality" ('text' | 'image'), "class_names",
-  text: "vocab_file" or "pretrained_dir", "max_length"; BERT: "pretrained" (as given)
+  text: "vocab_file" or "pretrained_dir", "max_length"; BERT: "pretrained" (as given:
+  a hub name, a directory, or `package:MODULE/SUBDIR`, never the path it resolved to)
   and "pretrained_sha256" (its config and weight files), "tokenizer_sha256";
   image: "image_shape" [H, W, C], "mean", "std" (the eval normalization, per channel);
   model.init_from: "upstream" {"init_from", "workdir", "step", "config_sha256"}}.
@@ -21,7 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
-from jaxreg import distributed, io, records
+from jaxreg import distributed, io, pretrained, records
 
 VERSION = 1
 
@@ -29,7 +30,7 @@ VERSION = 1
 def pretrained_sha256(name: str) -> str | None:
   """sha256 over a local Hugging Face directory's config and weight files (None for
   a hub name): which pretrained model a run started from, wherever it lived."""
-  path = Path(os.path.expanduser(name))
+  path = Path(pretrained.resolve(name))
   if not path.is_dir():
     return None
   h = hashlib.sha256()
@@ -95,7 +96,7 @@ def _write_pretrained(config, target: Path) -> None:
   try:
     hf_tokenizer.load(str(config.data.tokenizer)).save_pretrained(tmp)
     if config.model.family == "bert":
-      AutoConfig.from_pretrained(os.path.expanduser(str(config.model.pretrained))
+      AutoConfig.from_pretrained(pretrained.resolve(str(config.model.pretrained))
                                  ).save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)  # left by a run killed before model.json
     os.replace(tmp, target)
