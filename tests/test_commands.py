@@ -2,6 +2,9 @@
 package (jaxreg/configs): issue 16 item 4."""
 
 import ast
+import csv
+import importlib.util
+import io
 import json
 import os
 import shutil
@@ -106,10 +109,30 @@ def test_wheel_in_a_fresh_venv_trains_outside_the_clone(tmp_path):
   where = subprocess.run([str(py), "-c", "import jaxreg; print(jaxreg.__file__)"],
                          cwd=elsewhere, env=env, capture_output=True, text=True)
   assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
+  # The tracker runs are written offline where the trackers extra is installed (make
+  # test installs it); TensorBoard only otherwise.
+  trackers = "tensorboard" + "".join(f",{m}" for m in ("wandb", "mlflow")
+                                     if importlib.util.find_spec(m) is not None)
   proc = subprocess.run([str(venv / "bin" / "jaxreg"), "train", "--config=lstm:tiny",
-                         "--workdir=run"], cwd=elsewhere, env=env,
+                         "--workdir=run", f"--config.log.trackers={trackers}"],
+                        cwd=elsewhere, env={**env, "WANDB_MODE": "offline"},
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "test accuracy" in proc.stdout
   summary = json.loads((elsewhere / "run" / "summary.json").read_text())
   assert summary["epochs_completed"] >= 1
+  if "wandb" in trackers:
+    assert list((elsewhere / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
+  if "mlflow" in trackers:
+    assert (elsewhere / "run" / "mlflow.db").exists()
+  # The workdir moved elsewhere still predicts new sentences with the wheel's command.
+  moved = tmp_path / "moved"
+  shutil.move(str(elsewhere / "run"), moved)
+  proc = subprocess.run([str(venv / "bin" / "jaxreg"), "predict", f"--workdir={moved}",
+                         "--text=a sentence it has never seen", "--text=and another",
+                         "--output=-"], cwd=tmp_path, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+  assert [r["input"] for r in rows] == ["a sentence it has never seen", "and another"]
+  assert all(r["prediction"] in summary["test"]["class_names"] for r in rows)
