@@ -482,6 +482,11 @@ def header_lines(sweep: Sweep, a: Analysis | None) -> list[str]:
     lines += [f"Analysed axis: `{a.key}`, baseline {fmt(a.baseline)}. "
               + (f"Replicates: {', '.join(reps)} (averaged over, and pairing the runs). "
                  if reps else "No seed axis: one run per value. ")
+              + (f"The unit of replication is the upstream run: its downstream runs "
+                 f"({', '.join(a.nested_keys)}) are averaged into one observation "
+                 "first, never counted as replicates, and McNemar's evidence is left "
+                 "empty (it needs one prediction per example and run). "
+                 if a.nested_keys else "")
               + (f"Other axes held at {', '.join(f'{k}={fmt(v)}' for k, v in a.fixed.items())}"
                  f" ({a.fixed_how})." if a.fixed else ""), ""]
     lines += seeds_banner(a)
