@@ -178,6 +178,23 @@ def test_counting_downstream_seeds_as_replicates_would_understate_p(tmp_path):
   assert pseudo < nested / 5
 
 
+def test_report_cli_writes_the_nested_analysis(tmp_path):
+  _, down = _make_downstream(tmp_path)
+  proc = subprocess.run(
+      [sys.executable, "-m", "jaxreg.report", f"--workdir={down}",
+       "--axis=upstream.reg.weight_decay", "--reps=50"],
+      cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr
+  text = (down / "report.md").read_text()
+  assert "unit of replication is the upstream run" in text
+  assert "3 upstream seeds" in text
+  change = pd.read_csv(down / "report" / "per_class_change.csv")
+  runs = pd.read_csv(down / records.RUNS_FILE)
+  _, p, _ = _nested_expectation(runs, "test_acc/a", N[0])
+  row = change[change["class"] == "a"].iloc[0]
+  assert row["paired_seeds"] == 3 and row["p"] == pytest.approx(p, rel=1e-6)
+
+
 def test_fewer_than_three_upstream_seeds_flag_nothing(tmp_path):
   _, down = _make_downstream(tmp_path, seeds=(0, 1))
   a = analyse(load_sweep(down), axis="upstream.reg.weight_decay")
@@ -223,3 +240,44 @@ def test_bad_upstream_cli_is_one_line_and_writes_nothing(tmp_path, what):
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: --upstream="), proc.stderr
   assert not down.exists()
+
+
+@pytest.mark.slow  # 6 upstream + 12 downstream tiny LSTM runs, in vmapped groups
+def test_end_to_end_tiny_lstm_upstream_sweep_downstream_sweep_and_report(tmp_path):
+  from jaxreg.report.markdown import write_report
+  from jaxreg.sweep import local
+  from tests.test_transfer import DOWN_CLASSES, UP_CLASSES, _text_data
+  up_base = tiny_config(**_text_data(tmp_path, "up", UP_CLASSES))
+  local.run_sweep(up_base, tmp_path / "up",
+                  parse_axes(["reg.weight_decay=0,0.1", "seed=0,1,2"], up_base),
+                  executor=local.GroupExecutor(), command=[])
+  down_base = tiny_config(**_text_data(tmp_path, "down", DOWN_CLASSES),
+                          **{"train.trainable": "head"})
+  outcomes = local.run_sweep(down_base, tmp_path / "down", _down_axes(down_base),
+                             executor=local.GroupExecutor(), command=[],
+                             upstream=load_upstream(tmp_path / "up"))
+  assert len(outcomes) == 12 and {o.status for o in outcomes.values()} == {"done"}
+  runs = pd.read_csv(tmp_path / "down" / records.RUNS_FILE)
+  assert sorted(zip(runs["upstream.reg.weight_decay"], runs["upstream.seed"],
+                    runs["seed"])) == sorted((wd, u, s) for wd in UP_WD
+                                             for u in (0, 1, 2) for s in (0, 1))
+  for _, row in runs.iterrows():   # each started from its own upstream run
+    config = records.read_config(tmp_path / "down" / row["run"])
+    assert config["model"]["init_from"] == str(
+        (tmp_path / "up" / f"reg.weight_decay={row['upstream.reg.weight_decay']:g}"
+         f"__seed={row['upstream.seed']}").absolute())
+  out = write_report(tmp_path / "down", "upstream.reg.weight_decay", None, {}, "holm",
+                     0.05, 200, 0, False)
+  change = pd.read_csv(out.parent / "report" / "per_class_change.csv")
+  assert (change["paired_seeds"] == 3).all()
+  for c, name in enumerate(DOWN_CLASSES):
+    n = int(change.loc[change["class"] == name, "n"].iloc[0])
+    d, p, _ = _nested_expectation(runs, f"test_acc/{name}", n)
+    row = change[change["class"] == name].iloc[0]
+    assert row["delta"] == pytest.approx(d.mean(), abs=1e-9)
+    assert row["p"] == pytest.approx(p, rel=1e-6, nan_ok=True)
+  assert "unit of replication is the upstream run" in out.read_text()
+  # a rerun resumes: nothing left to train
+  again = local.run_sweep(down_base, tmp_path / "down", _down_axes(down_base),
+                          command=[], upstream=load_upstream(tmp_path / "up"))
+  assert again == {}

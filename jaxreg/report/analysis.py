@@ -585,6 +585,8 @@ def analyse(sweep: Sweep, axis: str | None = None, baseline=None,
     confusion_diff = sum(tl.confusion[tl.reps.index(r)] - bl.confusion[bl.reps.index(r)]
                          for r in common)
     paired_for_diff = len(common)
+    if confusion_diff.dtype.kind == "f":  # pooled runs' mean counts: whole examples
+      confusion_diff = np.rint(confusion_diff).astype(np.int64)
   evaluated = ", ".join(sorted({r.summary.get("evaluated_checkpoint", "best")
                                 for r in sweep.finished}))
   return Analysis(ax.key, ax, fixed, how, base, correction, alpha, sweep.class_names,

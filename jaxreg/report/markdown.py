@@ -285,7 +285,8 @@ def _replicates(a: Analysis) -> str:
   names = {"seed": "seeds", "data.split_seed": "validation splits",
            "data.fold": "folds"}
   counts = [len({r[i] for lv in a.levels for r in lv.reps}) for i in range(len(keys))]
-  return " x ".join(f"{n} {names[k]}" for k, n in zip(keys, counts))
+  names.update({f"upstream.{k}": f"upstream {v}" for k, v in list(names.items())})
+  return " x ".join(f"{n} {names.get(k, k)}" for k, n in zip(keys, counts))
 
 
 def section_choice(a: Analysis, rd: Path, lines: list[str]) -> None:
