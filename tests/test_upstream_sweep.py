@@ -108,6 +108,25 @@ def test_plan_has_one_run_per_finished_upstream_run_and_downstream_seed(tmp_path
   assert not any(unfinished in r.init_from for r in runs)
 
 
+def test_an_upstream_run_finished_later_joins_the_plan_on_a_rerun(tmp_path):
+  late = "reg.weight_decay=0.1__seed=1"
+  up = _make_upstream(tmp_path / "up", unfinished=[late])
+  base, down = tiny_config(), tmp_path / "down"
+  runs, meta = prepare(base, down, _down_axes(base), command=[],
+                       upstream=load_upstream(up))
+  assert len(meta["runs"]) == 10
+  records.write_summary(up / late, _summary([900, 900, 900], 0.9))
+  runs, meta = prepare(base, down, _down_axes(base), command=[],
+                       upstream=load_upstream(up))
+  assert len(runs) == len(meta["runs"]) == 12
+  assert json.loads((down / records.SWEEP_FILE).read_text())["runs"] == meta["runs"]
+  assert sum(e["init_from"] == str((up / late).absolute()) for e in meta["runs"]) == 2
+  # another upstream directory is another sweep
+  other = _make_upstream(tmp_path / "other")
+  with pytest.raises(SweepError, match="upstream"):
+    prepare(base, down, _down_axes(base), command=[], upstream=load_upstream(other))
+
+
 def test_columns_name_the_upstream_settings_in_every_table(tmp_path):
   up, down = _make_downstream(tmp_path)
   meta = json.loads((down / records.SWEEP_FILE).read_text())

@@ -243,6 +243,10 @@ def evidence_tables(a: Analysis) -> list[str]:
 
 def _pairing_sentence(a: Analysis) -> str:
   by = {v: ch.pairing for v, ch in a.changes.items()}
+  if a.nested_keys:
+    return ("No McNemar evidence (NaN): each observation is the mean of an upstream "
+            "run's downstream runs, and the exact test needs one prediction per "
+            "example and run; the flag needs only the averaged counts.")
   if all(p == "examples" for p in by.values()):
     return ("Every paired run stored its per-example test predictions, which give the "
             "exact McNemar evidence below.")
