@@ -78,6 +78,10 @@ SUMMARY_KEYS = ("best_step", "evaluated_step", "evaluated_epoch", "epochs_comple
 EXECUTOR_COLUMNS = ("executor", "executor_size")
 
 CONFIG_PREFIX = "config."
+# A sweep over an upstream sweep (jaxreg.sweep --upstream): the upstream run's axis
+# values are axis columns named UPSTREAM_PREFIX + key (upstream.seed, ...); they are no
+# config keys. Its sweep.json entries give the upstream run directory as `init_from`.
+UPSTREAM_PREFIX = "upstream."
 # per_class.csv: `run`, the axis values, then `seed` (when not an axis), then these.
 # One column holds the class name, so any name (with '/', ',' or quotes) stays one
 # value; runs.csv's wide test_acc/<class> columns are kept for older readers.
@@ -253,7 +257,8 @@ def write_status(workdir: PathLike, meta: dict, summaries: dict[str, dict]) -> N
   `summaries`: run name -> summary of the finished runs."""
   write_sweep(workdir, meta)
   keys = [a["key"] for a in meta["axes"]]
-  configs = {e["name"]: run_config(meta.get("base_config") or {}, e["values"])
+  configs = {e["name"]: run_config(meta.get("base_config") or {}, e["values"],
+                                   e.get("init_from"))
              for e in meta["runs"]}
   header, rows = runs_table(meta["runs"], keys, summaries, configs)
   io.atomic_write(Path(workdir) / RUNS_FILE, csv_text(header, rows))
@@ -270,11 +275,14 @@ def csv_text(header: Sequence[str], rows: Sequence[dict]) -> str:
   return buf.getvalue()
 
 
-def run_config(base_config: dict, values: dict) -> dict:
+def run_config(base_config: dict, values: dict, init_from: str | None = None) -> dict:
   """One run's resolved config as {dotted key: value}: the sweep's base config
-  (sweep.json, nested) with the run's axis values set."""
+  (sweep.json, nested) with the run's axis values set (not the upstream.* labels) and,
+  in a sweep over upstream runs, model.init_from = its upstream run directory."""
   flat = _flatten(base_config)
-  flat.update(values)
+  flat.update({k: v for k, v in values.items() if not k.startswith(UPSTREAM_PREFIX)})
+  if init_from is not None:
+    flat["model.init_from"] = init_from
   return flat
 
 

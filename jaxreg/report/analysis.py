@@ -8,7 +8,14 @@ validation accuracy chooses. No figures and no files: a notebook can use it alon
   result.to_frame("change")          # per_class_change.csv as a DataFrame (pandas)
 
 Replicates (`seed`, and `data.split_seed` or `data.fold` when swept) are averaged over
-and pair the runs. The statistics are jaxreg/stats.py's.
+and pair the runs. In a sweep over upstream runs (`jaxreg.sweep --upstream`) the
+upstream run is the unit of replication: the replicates are its upstream.seed (...),
+and the downstream runs of one upstream run (its downstream seeds, `nested_keys`) are
+first averaged into one observation (`_replicates`), so downstream seeds are never
+counted as replicates. Such a pooled observation has no per-example predictions: the
+exact McNemar evidence needs one prediction per example and run, and pooling the
+nested seeds' predictions would count each example several times, so it is left empty
+(pairing 'counts'). The statistics are jaxreg/stats.py's.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import numpy as np
 
 from jaxreg import stats
 from jaxreg.report.load import ReportError, RunData, Sweep
-from jaxreg.sweep.axes import REPLICATE_KEYS, Axis, cast_value, display_value
+from jaxreg.sweep.axes import Axis, cast_value, display_value, is_replicate
 
 REG_PREFIXES = ("reg.", "model.dropout.")   # the default analysed axis starts so
 NULL_KEY = "seeds"                           # the analysed "axis" of --null_split
@@ -107,6 +114,8 @@ class Analysis:
   confusion_diff: np.ndarray | None   # target minus baseline, summed over pairs
   paired_for_diff: int
   null_split: str = ""       # for --null_split: which seeds face which
+  nested_keys: tuple = ()    # replicate axes averaged within a replicate (downstream
+                             # seeds of one upstream run)
 
   @property
   def values(self) -> list:
@@ -115,7 +124,7 @@ class Analysis:
   @property
   def unit(self) -> str:
     """What the replicates are called: seeds, or runs when folds or splits pair too."""
-    return "seeds" if list(self.replicate_keys) in (["seed"], []) else "runs"
+    return unit_name(self.replicate_keys)
 
   @property
   def fewest_seeds(self) -> int:
@@ -281,6 +290,46 @@ def _rep(values: dict, rep_keys) -> tuple:
   return tuple(values.get(k) for k in rep_keys)
 
 
+def unit_name(rep_keys) -> str:
+  """What the replicates are called: seeds, upstream seeds, or runs when folds or
+  splits pair too."""
+  keys = list(rep_keys)
+  if keys in (["seed"], []):
+    return "seeds"
+  return "upstream seeds" if keys == ["upstream.seed"] else "runs"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pooled:
+  """The runs sharing one replicate key (the downstream seeds of one upstream run)
+  as one observation, read like a RunData by `_level`: mean confusion counts (so
+  per-class accuracy is the mean over these runs), mean validation accuracy, and no
+  per-example predictions (module doc)."""
+  runs: tuple
+
+  @property
+  def test_confusion(self) -> np.ndarray:
+    return np.mean([r.test_confusion for r in self.runs], axis=0)
+
+  @property
+  def val_accuracy(self) -> float:
+    return float(np.mean([r.val_accuracy for r in self.runs]))
+
+  def test_predictions(self, workdir):
+    return None
+
+
+def _replicates(runs: Sequence[RunData], rep_keys) -> tuple[list, list[tuple]]:
+  """(observations, their replicate keys): one per distinct replicate key, in order
+  of first appearance; runs that share a key (nested replicates: only in a sweep over
+  upstream runs) averaged into one `Pooled`, a run alone kept as itself."""
+  by: dict[tuple, list[RunData]] = {}
+  for r in runs:
+    by.setdefault(_rep(r.values, rep_keys), []).append(r)
+  return ([rs[0] if len(rs) == 1 else Pooled(tuple(rs)) for rs in by.values()],
+          list(by))
+
+
 def _setting(values: dict, keys) -> tuple:
   return tuple(values.get(k) for k in keys)
 
@@ -301,7 +350,7 @@ def choose_axis(sweep: Sweep, key: str | None) -> Axis:
     if not match:
       raise ReportError(f"--axis={key} is not an axis of this sweep: "
                         f"{', '.join(a.key for a in sweep.axes)}")
-    if key in REPLICATE_KEYS:
+    if is_replicate(key):
       raise ReportError(f"--axis={key} is a replicate axis (averaged over); name one "
                         f"of: {', '.join(a.key for a in settings) or 'none'}")
     return match[0]
@@ -362,6 +411,9 @@ def _null_split_groups(sweep: Sweep, fixed: dict):
   randomness. Returns [(name, runs, reps)] for the two halves and a sentence saying
   which seeds face which."""
   rep_keys = sweep.replicate_keys
+  if sweep.nested_keys:
+    raise ReportError("--null_split splits a sweep's seeds; in a sweep over upstream "
+                      "runs report the upstream sweep with it")
   if "seed" not in rep_keys:
     raise ReportError("--null_split needs a sweep with a seed axis (--axis=seed=0,...,9)")
   si = rep_keys.index("seed")
@@ -497,7 +549,7 @@ def analyse(sweep: Sweep, axis: str | None = None, baseline=None,
     raise ReportError(f"--correction={correction!r} is not one of: "
                       f"{', '.join(stats.CORRECTIONS)}")
   rep_keys = sweep.replicate_keys
-  unit = "seeds" if rep_keys in (["seed"], []) else "runs"
+  unit = unit_name(rep_keys)
   if null_split:
     if axis or baseline is not None:
       raise ReportError("--null_split compares halves of the seeds: it takes no --axis "
@@ -508,8 +560,7 @@ def analyse(sweep: Sweep, axis: str | None = None, baseline=None,
   else:
     ax = choose_axis(sweep, axis)
     fixed, how = fix_other_axes(sweep, ax, fix or {})
-    groups = [(v, rs, [_rep(r.values, rep_keys) for r in rs])
-              for v, rs in _groups(sweep, ax, fixed)]
+    groups = [(v, *_replicates(rs, rep_keys)) for v, rs in _groups(sweep, ax, fixed)]
     split = ""
   levels = tuple(_level(v, rs, rs_reps, sweep.workdir, sweep.n, unit, reps, seed + i)
                  for i, (v, rs, rs_reps) in enumerate(groups))
@@ -534,11 +585,14 @@ def analyse(sweep: Sweep, axis: str | None = None, baseline=None,
     confusion_diff = sum(tl.confusion[tl.reps.index(r)] - bl.confusion[bl.reps.index(r)]
                          for r in common)
     paired_for_diff = len(common)
+    if confusion_diff.dtype.kind == "f":  # pooled runs' mean counts: whole examples
+      confusion_diff = np.rint(confusion_diff).astype(np.int64)
   evaluated = ", ".join(sorted({r.summary.get("evaluated_checkpoint", "best")
                                 for r in sweep.finished}))
   return Analysis(ax.key, ax, fixed, how, base, correction, alpha, sweep.class_names,
                   sweep.n, tuple(rep_keys), evaluated, levels, changes, family, chosen,
-                  target, confusion_diff, paired_for_diff, split)
+                  target, confusion_diff, paired_for_diff, split,
+                  tuple(sweep.nested_keys))
 
 
 # ------------------------------------------------------------- other views

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxreg import records
-from jaxreg.sweep.axes import REPLICATE_KEYS, Axis, SweepError, load_axes
+from jaxreg.sweep.axes import (REPLICATE_KEYS, UPSTREAM_PREFIX, Axis, SweepError,
+                               is_replicate, load_axes)
 
 
 class ReportError(SweepError):
@@ -71,11 +72,25 @@ class Sweep:
 
   @property
   def replicate_keys(self) -> list[str]:
+    """The keys that pair runs and count as replicates: seed (data.split_seed,
+    data.fold); in a sweep over upstream runs (--upstream) the upstream run is the
+    unit of replication, so the upstream ones only (upstream.seed, ...), none when
+    the upstream sweep had no seed axis."""
+    if self.meta.get("upstream"):
+      return [a.key for a in self.axes if a.key.startswith(UPSTREAM_PREFIX)
+              and is_replicate(a.key)]
     return [a.key for a in self.axes if a.key in REPLICATE_KEYS]
 
   @property
+  def nested_keys(self) -> list[str]:
+    """Replicate axes nested inside one replicate (the downstream seeds of one
+    upstream run): the analysis averages over them first, never pairs by them."""
+    return [a.key for a in self.axes
+            if is_replicate(a.key) and a.key not in self.replicate_keys]
+
+  @property
   def setting_axes(self) -> list[Axis]:
-    return [a for a in self.axes if a.key not in REPLICATE_KEYS]
+    return [a for a in self.axes if not is_replicate(a.key)]
 
 
 def load_sweep(workdir) -> Sweep:

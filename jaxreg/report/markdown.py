@@ -243,6 +243,10 @@ def evidence_tables(a: Analysis) -> list[str]:
 
 def _pairing_sentence(a: Analysis) -> str:
   by = {v: ch.pairing for v, ch in a.changes.items()}
+  if a.nested_keys:
+    return ("No McNemar evidence (NaN): each observation is the mean of an upstream "
+            "run's downstream runs, and the exact test needs one prediction per "
+            "example and run; the flag needs only the averaged counts.")
   if all(p == "examples" for p in by.values()):
     return ("Every paired run stored its per-example test predictions, which give the "
             "exact McNemar evidence below.")
@@ -285,7 +289,8 @@ def _replicates(a: Analysis) -> str:
   names = {"seed": "seeds", "data.split_seed": "validation splits",
            "data.fold": "folds"}
   counts = [len({r[i] for lv in a.levels for r in lv.reps}) for i in range(len(keys))]
-  return " x ".join(f"{n} {names[k]}" for k, n in zip(keys, counts))
+  names.update({f"upstream.{k}": f"upstream {v}" for k, v in list(names.items())})
+  return " x ".join(f"{n} {names.get(k, k)}" for k, n in zip(keys, counts))
 
 
 def section_choice(a: Analysis, rd: Path, lines: list[str]) -> None:
@@ -484,6 +489,11 @@ def header_lines(sweep: Sweep, a: Analysis | None) -> list[str]:
     lines += [f"Analysed axis: `{a.key}`, baseline {fmt(a.baseline)}. "
               + (f"Replicates: {', '.join(reps)} (averaged over, and pairing the runs). "
                  if reps else "No seed axis: one run per value. ")
+              + (f"The unit of replication is the upstream run: its downstream runs "
+                 f"({', '.join(a.nested_keys)}) are averaged into one observation "
+                 "first, never counted as replicates, and McNemar's evidence is left "
+                 "empty (it needs one prediction per example and run). "
+                 if a.nested_keys else "")
               + (f"Other axes held at {', '.join(f'{k}={fmt(v)}' for k, v in a.fixed.items())}"
                  f" ({a.fixed_how})." if a.fixed else ""), ""]
     lines += seeds_banner(a)

@@ -19,6 +19,10 @@ significant digits, so a run's name gives its exact value). `--config.KEY=VALUE`
 key for every run. `--folds=K` runs every point on each of K folds of the training set
 (k-fold validation).
 
+`--upstream=UP_DIR`: one run per finished run of the upstream sweep UP_DIR and point,
+each starting from it (model.init_from), its axis values as upstream.KEY columns; the
+report's unit of replication is then the upstream run (docs/transfer.md).
+
 Rerun the same command to resume: finished runs are skipped, interrupted ones resume
 from their checkpoints, runs that failed with an error are retried, and runs that
 diverged are skipped unless `--retry_diverged`. A directory holds one sweep: other axes

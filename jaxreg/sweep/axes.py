@@ -7,13 +7,24 @@ import dataclasses
 import math
 from typing import Iterable
 
-from jaxreg import config as config_lib
+from jaxreg import config as config_lib, records
 
 DISTRIBUTIONS = ("loguniform", "uniform", "choice")
 # Keys that are replicates rather than settings: the report averages over them and
 # pairs runs by them (data.split_seed: repeated hold-out; data.fold: k-fold).
 REPLICATE_KEYS = ("seed", "data.split_seed", "data.fold")
 FOLD_KEY = "data.fold"
+# A sweep over an upstream sweep's runs (--upstream) records each upstream run's axis
+# values under this prefix (upstream.seed, upstream.reg.l2): labels, not config keys.
+UPSTREAM_PREFIX = records.UPSTREAM_PREFIX
+
+
+def is_replicate(key: str) -> bool:
+  """Whether `key` is a replicate axis, of this sweep or of an upstream one
+  ('seed', 'upstream.seed', 'upstream.data.fold')."""
+  while key.startswith(UPSTREAM_PREFIX):
+    key = key[len(UPSTREAM_PREFIX):]
+  return key in REPLICATE_KEYS
 
 
 class SweepError(ValueError):

@@ -10,6 +10,7 @@ from ml_collections import config_flags
 from jaxreg import cli, preemption
 from jaxreg.sweep import slurm
 from jaxreg.sweep.axes import SweepError, add_folds, parse_axes
+from jaxreg.sweep.plan import load_upstream
 
 EXECUTOR_NAMES = ("auto", "group", "sequential")  # = sorted(local.EXECUTORS)
 LAUNCHERS = ("local", "slurm")
@@ -36,6 +37,9 @@ flags.DEFINE_integer("folds", 0, "k-fold validation: run every point on each of 
 flags.DEFINE_enum("launcher", "local", list(LAUNCHERS),
                   "local: train here with --executor; slurm: submit a SLURM job "
                   "array, one task per unfinished run (see --slurm_*).")
+flags.DEFINE_string("upstream", None, "An upstream sweep directory: one run per "
+                    "finished upstream run and point, starting from it "
+                    "(model.init_from); its axis values become upstream.KEY columns.")
 slurm.define_flags()
 
 
@@ -45,10 +49,14 @@ def main(argv):
   with cli.user_errors(FLAGS.workdir):
     try:
       axes = parse_axes(FLAGS.axis, config)
+      upstream = load_upstream(FLAGS.upstream) if FLAGS.upstream else None
       if FLAGS.folds:
         config = config.copy_and_resolve_references()  # FLAGS.config stays as parsed
         axes = add_folds(config, axes, FLAGS.folds)
       if FLAGS.launcher == "slurm":
+        if upstream is not None:
+          raise SweepError("--upstream runs with --launcher=local only (not yet "
+                           "with slurm)")
         slurm.submit(config, FLAGS.workdir, axes, budget=FLAGS.budget,
                      sampler_seed=FLAGS.sampler_seed,
                      retry_diverged=FLAGS.retry_diverged,
@@ -59,7 +67,8 @@ def main(argv):
       outcomes = local.run_sweep(config, FLAGS.workdir, axes, budget=FLAGS.budget,
                                  sampler_seed=FLAGS.sampler_seed,
                                  executor=local.EXECUTORS[FLAGS.executor](),
-                                 retry_diverged=FLAGS.retry_diverged)
+                                 retry_diverged=FLAGS.retry_diverged,
+                                 upstream=upstream)
     except SweepError as e:
       cli.fail(str(e))
   if any(o.status == "error" for o in outcomes.values()):

@@ -122,22 +122,26 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {
 def run_sweep(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
               sampler_seed: int = 0, executor: Executor | None = None,
               retry_diverged: bool = False, out=None,
-              command: Sequence[str] | None = None) -> dict[str, Outcome]:
+              command: Sequence[str] | None = None,
+              upstream=None) -> dict[str, Outcome]:
   """Plans, resumes and trains a sweep; returns {run name: Outcome} of this call.
   Nothing is written unless every point's config is valid; the sweep directory is
-  locked while it runs."""
-  with locked(base_config, workdir, axes, budget=budget,
-              sampler_seed=sampler_seed) as planned:
+  locked while it runs. `upstream` (plan.load_upstream): one run per finished
+  upstream run and point, starting from it."""
+  with locked(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed,
+              upstream=upstream) as planned:
     return _run_sweep(base_config, Path(workdir), axes, planned, budget=budget,
                       sampler_seed=sampler_seed, executor=executor,
                       retry_diverged=retry_diverged, out=out or sys.stdout,
-                      command=command)
+                      command=command, upstream=upstream)
 
 
 def _run_sweep(base_config, workdir: Path, axes, planned, *, budget, sampler_seed,
-               executor, retry_diverged, out, command) -> dict[str, Outcome]:
+               executor, retry_diverged, out, command,
+               upstream) -> dict[str, Outcome]:
   runs, meta = prepare(base_config, workdir, axes, budget=budget,
-                       sampler_seed=sampler_seed, command=command, runs=planned)
+                       sampler_seed=sampler_seed, command=command, runs=planned,
+                       upstream=upstream)
   entries = {e["name"]: e for e in meta["runs"]}
   summaries = {}
   for run in runs:

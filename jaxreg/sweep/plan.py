@@ -17,7 +17,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from jaxreg import config as config_lib, io, lock, records
-from jaxreg.sweep.axes import FOLD_KEY, Axis, SweepError, format_value
+from jaxreg.sweep.axes import (FOLD_KEY, UPSTREAM_PREFIX, Axis, SweepError,
+                               format_value)
 
 SIGNIFICANT_DIGITS = 4  # random draws are rounded to this many
 
@@ -96,6 +97,7 @@ class Run:
   values: dict
   config: Any     # ml_collections.ConfigDict
   workdir: Path
+  init_from: str | None = None  # the upstream run directory (--upstream)
 
   @property
   def finished(self) -> bool:
@@ -103,10 +105,15 @@ class Run:
     return records.read_summary(self.workdir) is not None
 
 
-def config_for(base, values: dict):
-  """A copy of `base` with each dotted key of `values` set."""
+def config_for(base, values: dict, init_from: str | None = None):
+  """A copy of `base` with each dotted key of `values` set (the upstream.* labels of a
+  sweep over upstream runs are no config keys) and model.init_from = `init_from`."""
   config = base.copy_and_resolve_references()
+  if init_from is not None:
+    config.model.init_from = init_from
   for key, value in values.items():
+    if key.startswith(UPSTREAM_PREFIX):
+      continue
     node = config
     *parents, leaf = key.split(".")
     for p in parents:
@@ -115,22 +122,83 @@ def config_for(base, values: dict):
   return config
 
 
-def plan_runs(base, workdir: Path, points: Sequence[dict]) -> list[Run]:
+def plan_runs(base, workdir: Path, points: Sequence[dict],
+              init_froms: Sequence[str | None] | None = None) -> list[Run]:
   runs, seen = [], {}
-  for i, values in enumerate(points):
+  init_froms = init_froms or [None] * len(points)
+  for i, (values, init_from) in enumerate(zip(points, init_froms)):
     name = run_name(values)
     if name in seen:  # two values that sanitize alike: keep the directories apart
       name = f"{name}__{i}"
     seen[name] = i
-    runs.append(Run(i, name, dict(values), config_for(base, values), workdir / name))
+    runs.append(Run(i, name, dict(values), config_for(base, values, init_from),
+                    workdir / name, init_from))
   return runs
 
 
+# ------------------------------------------------------------ upstream runs
+
+
+@dataclasses.dataclass(frozen=True)
+class Upstream:
+  """An upstream sweep (--upstream): its axes as upstream.* labels and its finished
+  runs, each (directory, {upstream.key: value}), in its plan order."""
+  workdir: Path
+  axes: tuple[Axis, ...]
+  runs: tuple[tuple[str, dict], ...]
+
+
+def load_upstream(path) -> Upstream:
+  """The finished runs of the sweep directory `path`; SweepError (one line) when it
+  is no sweep or has no finished run."""
+  workdir = Path(path).absolute()
+  try:
+    meta = records.read_sweep(workdir)
+  except (OSError, ValueError) as e:
+    raise SweepError(f"--upstream={path}: {records.SWEEP_FILE} does not read "
+                     f"({records.one_line(e)})") from None
+  if meta is None:
+    raise SweepError(f"--upstream={path}: no {records.SWEEP_FILE} there; give a "
+                     "directory written by jaxreg.sweep")
+  finished = tuple((str(workdir / e["name"]),
+                    {UPSTREAM_PREFIX + k: v for k, v in e["values"].items()})
+                   for e in meta["runs"]
+                   if records.read_summary(workdir / e["name"]) is not None)
+  if not finished:
+    raise SweepError(f"--upstream={path}: no finished run (no */{records.SUMMARY_FILE}"
+                     "); run the upstream sweep first")
+  axes = tuple(Axis.from_json({**a, "key": UPSTREAM_PREFIX + a["key"]})
+               for a in meta["axes"])
+  return Upstream(workdir, axes, finished)
+
+
+def all_axes(axes: Sequence[Axis], upstream: Upstream | None) -> list[Axis]:
+  """The axes sweep.json records: the upstream labels first, then the swept keys."""
+  return [*(upstream.axes if upstream else ()), *axes]
+
+
+def _points(axes, budget, sampler_seed, upstream: Upstream | None):
+  """(points, init_froms): the sweep's points, or with `upstream` each of them once
+  per finished upstream run (upstream runs outermost)."""
+  points = expand(axes, budget, sampler_seed)
+  if upstream is None:
+    return points, None
+  if "model.init_from" in [a.key for a in axes]:
+    raise SweepError("--axis=model.init_from and --upstream set the same key; give one")
+  return ([{**labels, **p} for _, labels in upstream.runs for p in points],
+          [run_dir for run_dir, _ in upstream.runs for _ in points])
+
+
 def plan(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
-         sampler_seed: int = 0) -> list[Run]:
+         sampler_seed: int = 0, upstream: Upstream | None = None) -> list[Run]:
   """The runs of the sweep, every point's config validated (SweepError naming the
-  run); writes nothing."""
-  runs = plan_runs(base_config, Path(workdir), expand(axes, budget, sampler_seed))
+  run); writes nothing. `upstream`: one run per finished upstream run and point, each
+  starting from that run (model.init_from)."""
+  if upstream is not None and base_config.model.get("init_from"):
+    raise SweepError(f"--config.model.init_from={base_config.model.init_from} and "
+                     "--upstream set the same key; give one")
+  runs = plan_runs(base_config, Path(workdir),
+                   *_points(axes, budget, sampler_seed, upstream))
   for run in runs:  # every point is checked before anything trains
     try:
       config_lib.validate(run.config)
@@ -142,14 +210,17 @@ def plan(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
 # --------------------------------------------------------------- sweep.json
 
 
-def _plan_record(axes, budget, sampler_seed, base_config) -> dict:
-  return {
+def _plan_record(axes, budget, sampler_seed, base_config, upstream=None) -> dict:
+  record = {
       "mode": "random" if budget else "grid",
       "budget": budget or None,
       "sampler_seed": sampler_seed if budget else None,
-      "axes": [a.to_json() for a in axes],
+      "axes": [a.to_json() for a in all_axes(axes, upstream)],
       "base_config": json.loads(base_config.to_json()),
   }
+  if upstream is not None:
+    record["upstream"] = str(upstream.workdir)
+  return record
 
 
 def _differences(old: dict, new: dict) -> str:
@@ -159,6 +230,8 @@ def _differences(old: dict, new: dict) -> str:
     return (f"mode {old['mode']} budget {old['budget']} sampler_seed "
             f"{old['sampler_seed']}, not {new['mode']} budget {new['budget']} "
             f"sampler_seed {new['sampler_seed']}")
+  if old.get("upstream") != new.get("upstream"):
+    return f"upstream {old.get('upstream')}, not {new.get('upstream')}"
   if old["axes"] != new["axes"]:
     o, n = (" ".join(f"{a['key']}={Axis.from_json(a).describe()}" for a in m["axes"])
             for m in (old, new))
@@ -168,19 +241,23 @@ def _differences(old: dict, new: dict) -> str:
 
 
 def _pending(runs: Sequence[Run]) -> list[dict]:
-  return [{"name": r.name, "values": r.values, "status": "pending"} for r in runs]
+  return [{"name": r.name, "values": r.values, "status": "pending",
+           **({"init_from": r.init_from} if r.init_from is not None else {})}
+          for r in runs]
 
 
 def prepare(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
             sampler_seed: int = 0, command: Sequence[str] | None = None,
-            runs: Sequence[Run] | None = None) -> tuple[list[Run], dict]:
+            runs: Sequence[Run] | None = None,
+            upstream: Upstream | None = None) -> tuple[list[Run], dict]:
   """Plans the runs (or takes `runs`, the plan `locked` yields) and writes (or checks)
   DIR/sweep.json. Returns (runs, meta). The caller holds the directory's lock."""
   workdir = Path(workdir)
   if runs is None:
-    runs = plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed)
+    runs = plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed,
+                upstream=upstream)
   runs = list(runs)
-  record = _plan_record(axes, budget, sampler_seed, base_config)
+  record = _plan_record(axes, budget, sampler_seed, base_config, upstream)
   meta = records.read_sweep(workdir)
   if meta is None:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -202,17 +279,23 @@ def prepare(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
   if diff:
     raise SweepError(f"{workdir} holds a sweep with {diff}; use a new --workdir "
                      "(or rerun the original command to resume it)")
+  new = [r for r in runs if r.name not in set(old_names)]
+  if upstream is not None and new:
+    # upstream runs that finished since: their downstream runs join the plan
+    meta["runs"] += _pending(new)
+    records.write_sweep(workdir, meta)
   return runs, meta
 
 
 @contextlib.contextmanager
 def locked(base_config, workdir, axes: Sequence[Axis], *, budget: int = 0,
-           sampler_seed: int = 0):
+           sampler_seed: int = 0, upstream: Upstream | None = None):
   """Validates the sweep (every point, the directory), then holds the sweep
   directory's lock for the block, which gets the planned runs (for `prepare`): one
   process at a time writes sweep.json and runs.csv (each run also locks its own
   directory while it trains)."""
-  runs = plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed)
+  runs = plan(base_config, workdir, axes, budget=budget, sampler_seed=sampler_seed,
+              upstream=upstream)
   io.check_writable_dir(workdir, "sweep directory")
   with lock.acquire(workdir, "sweep directory"):
     yield runs

@@ -96,7 +96,8 @@ def run_config(meta: dict, index: int):
   """The full config of run `index`, rebuilt from sweep.json as the local launcher
   builds it (config_for over the resolved base config)."""
   base = ml_collections.ConfigDict(meta["base_config"])
-  return config_for(base, meta["runs"][index]["values"])
+  entry = meta["runs"][index]
+  return config_for(base, entry["values"], entry.get("init_from"))
 
 
 def collect(workdir, out=None) -> dict[str, int]:
