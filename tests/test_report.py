@@ -744,3 +744,15 @@ def test_many_classes_random_search_names_the_lowest_classes_of_the_best_run(tmp
   assert "(every class: the run's summary.json)" in text
   best = next(line for line in text.splitlines() if "the lowest 20 of 50" in line)
   assert best.count("%") == 20 + 1 and "100.0%" not in best  # accuracy 1 + 20 classes
+
+
+def test_strongest_value_is_the_one_farthest_from_the_baseline(tmp_path):
+  # A crop-scale axis: the baseline 1.0 (no crop) is the largest value and the strongest
+  # crop the smallest. When validation picks the baseline, section 3 and the confusion
+  # change show the value farthest from it (0.05), not the last one listed (0.2).
+  n = np.full(3, 50)
+  make_sweep(tmp_path, {"data.augment.resized_crop_min_scale": [0.05, 0.2, 1.0],
+                        "seed": [0, 1, 2]},
+             lambda p: np.diag(n), lambda p: p["data.augment.resized_crop_min_scale"])
+  a = analysis.analyse(report.load_sweep(tmp_path), baseline="1.0")
+  assert a.chosen == 1.0 and a.target == 0.05

@@ -536,6 +536,16 @@ def _changes(levels: Sequence[Level], baseline, n, unit: str, correction: str,
 # ------------------------------------------------------------------ analyse
 
 
+def _strongest(others: list, base):
+  """The compared value farthest from the baseline (numbers), else the last listed: the
+  strongest crop scale below a baseline of 1.0 is the smallest, not the largest."""
+  if not others:
+    return None
+  if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in [*others, base]):
+    return max(reversed(others), key=lambda v: abs(v - base))  # ties: the last listed
+  return others[-1]
+
+
 def analyse(sweep: Sweep, axis: str | None = None, baseline=None,
             fix: dict | None = None, correction: str = "holm", alpha: float = 0.05,
             reps: int = 2000, seed: int = 0, null_split: bool = False) -> Analysis:
@@ -577,7 +587,7 @@ def analyse(sweep: Sweep, axis: str | None = None, baseline=None,
   means = [float(np.mean(lv.val_accuracy)) for lv in levels]
   chosen = levels[int(np.argmax(means))].value  # ties: the first (weakest)
   others = [v for v in values if v != base]
-  target = chosen if chosen != base else (others[-1] if others else None)
+  target = chosen if chosen != base else _strongest(others, base)
   confusion_diff, paired_for_diff = None, 0
   if target is not None and target in changes:
     tl, bl = (next(lv for lv in levels if lv.value == v) for v in (target, base))
