@@ -138,15 +138,30 @@ def _try_load_config(argv):
   return None
 
 
+def no_stray_arguments(argv) -> None:
+  """One line and exit 2 when anything but flags was given."""
+  if len(argv) > 1:
+    fail(f"unexpected arguments: {' '.join(argv[1:])}")
+
+
 def config_and_workdir(argv, flag_values):
   """The common start of main(): no stray arguments, a loaded --config, a --workdir."""
   quiet_libraries()
-  if len(argv) > 1:
-    fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  no_stray_arguments(argv)
   config = loaded_config(flag_values, "config")
   if not flag_values.workdir:
     fail("--workdir is required")
   return config, flag_values.workdir
+
+
+def run_workdir(argv, flag_values) -> str:
+  """The common start of a main() that reads a finished run (evaluate, predict): no
+  stray arguments, a --workdir."""
+  quiet_libraries()
+  no_stray_arguments(argv)
+  if not flag_values.workdir:
+    fail("--workdir is required")
+  return flag_values.workdir
 
 
 def loaded_config(flag_values, name: str):

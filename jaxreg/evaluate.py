@@ -70,11 +70,7 @@ def evaluate_workdir(workdir, split: str = "test", checkpoint: str = "best",
 
 
 def main(argv):
-  cli.quiet_libraries()
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS.workdir:
-    cli.fail("--workdir is required")
+  cli.run_workdir(argv, FLAGS)
   with cli.user_errors(FLAGS.workdir):
     evaluate_workdir(FLAGS.workdir, FLAGS.split, FLAGS.checkpoint)
 

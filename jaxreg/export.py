@@ -34,8 +34,7 @@ flags.DEFINE_string("checkpoint", "best", "best, latest, or a step number.")
 
 def main(argv):
   cli.quiet_libraries()
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.no_stray_arguments(argv)
   if not FLAGS.workdir or not FLAGS.out:
     cli.fail("--workdir and --out are required")
   with cli.user_errors():

@@ -255,6 +255,18 @@ def stats_from_histogram(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
 
 
+def _mean_std(config, normalization, channels: int, measure):
+  """The per-channel (mean, std) images are normalized with: `normalization` when given
+  (model.init_from: the upstream run's), else `measure()` on the training split when
+  data.normalize, else (0, 1)."""
+  if normalization is not None:
+    mean, std = (np.asarray(v, np.float32) for v in normalization)
+    return mean, std
+  if config.data.normalize:
+    return measure()
+  return np.zeros(channels, np.float32), np.ones(channels, np.float32)
+
+
 class ImageFeed:
   """The device-resident splits of an ImageData and the jitted steps that read them."""
 
@@ -266,14 +278,9 @@ class ImageFeed:
     self.batch_size = config.train.batch_size
     self.steps_per_epoch = -(-len(data.train) // self.batch_size)
     self.num_classes = data.num_classes
-    if normalization is not None:
-      mean, std = (np.asarray(v, np.float32) for v in normalization)
-    elif config.data.normalize:
-      mean, std = channel_stats(data.train.images)
-    else:
-      c = data.train.images.shape[-1]
-      mean, std = np.zeros(c, np.float32), np.ones(c, np.float32)
-    self.mean, self.std = mean, std
+    self.mean, self.std = mean, std = _mean_std(
+        config, normalization, data.train.images.shape[-1],
+        lambda: channel_stats(data.train.images))
     self.augment = augment_lib.Augment.from_config(config.data.augment)
     # Put once: uint8 images and labels of each split.
     self.resident = {
@@ -401,16 +408,13 @@ class StreamFeed:
     self.num_classes = data.num_classes
     self.workers = int(config.data.stream_workers)
     self.threads = int(config.data.stream_threads)
-    if normalization is not None:  # model.init_from: the upstream run's
-      mean, std = (np.asarray(v, np.float32) for v in normalization)
-    elif config.data.normalize:  # one pass over the training files (then cached)
-      mean, std = stats_from_histogram(stream.histogram(
-          data.train, self.eval_batch_size, workers=self.workers, threads=self.threads,
-          store=cache.Cache(config.data.cache_dir), description=data.description))
-    else:
-      c = data.image_shape[-1]
-      mean, std = np.zeros(c, np.float32), np.ones(c, np.float32)
-    self.mean, self.std = mean, std
+    self.mean, self.std = mean, std = _mean_std(
+        config, normalization, data.image_shape[-1],
+        # one pass over the training files (then cached)
+        lambda: stats_from_histogram(stream.histogram(
+            data.train, self.eval_batch_size, workers=self.workers,
+            threads=self.threads, store=cache.Cache(config.data.cache_dir),
+            description=data.description)))
     self.augment = augment_lib.Augment.from_config(config.data.augment)
     self._shard = parallel.data_sharded(mesh)
     self._train = self._jit_train(self.augment)

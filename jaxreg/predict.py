@@ -46,11 +46,7 @@ flags.DEFINE_string("output", "-", "Output file; - for stdout.")
 
 
 def main(argv):
-  cli.quiet_libraries()
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  if not FLAGS.workdir:
-    cli.fail("--workdir is required")
+  cli.run_workdir(argv, FLAGS)
   if FLAGS.split and (FLAGS.text or FLAGS.input):
     cli.fail("--split predicts the run's own data: give it without --text/--input")
   with cli.user_errors():

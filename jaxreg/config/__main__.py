@@ -26,8 +26,7 @@ flags.DEFINE_bool("markdown", False, "Print the config reference (docs/config.md
 
 
 def main(argv):
-  if len(argv) > 1:
-    cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.no_stray_arguments(argv)
   if FLAGS.markdown:
     sys.stdout.write(reference.markdown())
     return
