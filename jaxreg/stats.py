@@ -11,16 +11,37 @@ The flag (`seed_paired_test`). For one class, setting A (the baseline) and setti
 have per-seed correct counts a_k, b_k out of n test examples, k = 1..K over the seeds
 (runs) both settings have. The per-seed change is d_k = (b_k - a_k) / n and
 
-    t = mean(d) / sqrt(max(s_d^2, floor) / K),   K - 1 degrees of freedom,
+    t = mean(d) / se,   se^2 = max(s_d^2, floor) / K + v_test,
 
-a paired t-test (`scipy.stats.t`) whose variance is floored at the within-seed binomial
-variance of one seed's difference, floor = (pa (1 - pa) + pb (1 - pb)) / n, with each
-setting's accuracy shrunk as pa = (sum_k a_k + 1/2) / (K n + 1) so that it is never 0 at
-0% or 100%: the test examples are a sample of the class too, so K seeds that agree
-exactly never give p = 0. Fewer than MIN_SEEDS seeds give no p-value (NaN): one or two
-seeds cannot estimate the seed-to-seed variation. The 95% interval is the same t
-interval, mean(d) +/- t(0.975, K - 1) sqrt(max(s_d^2, floor) / K), so it excludes 0
-exactly when p < 0.05. No Wilcoxon: its smallest exact two-sided p at K <= 5 is 0.0625.
+a paired t-test (`scipy.stats.t`) with two variance terms:
+
+- Training randomness: s_d^2 / K, floored at the within-seed binomial variance of one
+  seed's difference, floor = (pa (1 - pa) + pb (1 - pb)) / n, each setting's accuracy
+  shrunk as pa = (sum_k a_k + 1/2) / (K n + 1) so that K seeds that agree exactly
+  never give a zero variance.
+- The test set: all seeds share the same n test examples, a sample of the class. The
+  flag's claim is about the class ("B changes this class's expected accuracy"), so the
+  sampling variance of those n examples enters once, NOT divided by K:
+      v_test = (n m2 + f) / (n + 1) / n,
+  m2 = the mean over the class's examples of delta_i^2, delta_i = an example's change
+  averaged over the seeds (from the stored per-example predictions), uncentered: the
+  spread the examples would have if the class did not change, so that a few examples
+  that flip in every seed are not a certainty; less the run-to-run noise delta_i still
+  carries (the residual mean square of the seed x example table over K), which the
+  seeds' term counts already (`test_m2`); f = pa' (1 - pa') + pb' (1 - pb') with
+  the accuracies shrunk over the n examples (pa' = (mean_k a_k + 1/2) / (n + 1)), one
+  pseudo-example that keeps v_test off 0. Without per-example predictions m2 is the
+  value for independent examples, pa (1 - pa) + pb (1 - pb) + (pb - pa)^2 (the share
+  of examples that differ; an upper bound when the settings agree on easy examples).
+
+The degrees of freedom are Welch-Satterthwaite's, from K - 1 for the first term and n
+for the second. A class of one example can never be flagged (|t| <= 1.63); two examples
+that flip in every seed give p ~ 0.2. Fewer than MIN_SEEDS seeds give no p-value (NaN):
+one or two seeds cannot estimate the seed-to-seed variation. The 95% interval is
+mean(d) +/- t(0.975, df) se, so it excludes 0 exactly when p < 0.05. No Wilcoxon: its
+smallest exact two-sided p at K <= 5 is 0.0625. `jaxreg/report/calibration.py` checks
+the false-positive rate, including a null where B changes which examples are right
+but not the class's expected accuracy (a setting x example effect).
 
 Per-run evidence (`mcnemar_exact`, `newcombe_paired`): with stored per-example
 predictions, the exact McNemar test on the discordant (seed, example) pairs says whether
@@ -80,11 +101,53 @@ def binomial_variance(correct, n, seeds: int = 1):
     return np.where(n > 0, p * (1 - p) / np.where(n > 0, n, 1), np.nan)
 
 
-def t_interval(samples, axis: int = 0, floor=None, confidence: float = CONFIDENCE):
-  """Mean and t interval over `axis` (one value per seed), variance floored at `floor`.
+PRIOR_EXAMPLES = 1  # pseudo-examples at the binomial variance in v_test
 
-  half-width = t(0.5 + confidence/2, K - 1) * sqrt(max(s^2, floor) / K). Returns
-  (mean, lo, hi); the interval is NaN with fewer than two samples.
+
+def test_set_variance(n, acc_a, acc_b=None, m2=None):
+  """(v_test, df): the variance a class's mean accuracy (acc_b None) or mean change
+  gets from its n test examples being a sample of the class; not divided by the
+  seeds, which all share them (module doc). m2: the mean squared per-example change
+  (from stored predictions), else the value for independent examples. Arrays
+  broadcast; NaN where n == 0."""
+  n = np.asarray(n, dtype=float)
+  acc_a = np.clip(np.asarray(acc_a, dtype=float), 0, 1)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    sa = shrunk_proportion(acc_a * n, n)
+    f = sa * (1 - sa)
+    if acc_b is None:       # one accuracy: the Bernoulli variance is its upper bound
+      m = acc_a * (1 - acc_a)
+    else:
+      acc_b = np.clip(np.asarray(acc_b, dtype=float), 0, 1)
+      sb = shrunk_proportion(acc_b * n, n)
+      f = f + sb * (1 - sb)
+      m = (acc_a * (1 - acc_a) + acc_b * (1 - acc_b) + (acc_b - acc_a) ** 2
+           if m2 is None else np.asarray(m2, dtype=float))
+    v = (n * m + PRIOR_EXAMPLES * f) / (n + PRIOR_EXAMPLES) / n
+  v = np.where(n > 0, v, np.nan)
+  return v, n - 1 + PRIOR_EXAMPLES
+
+
+def combined_se(seed_var, seeds, test_var, test_df):
+  """(se, df) of a mean over K seeds on one shared test set: se^2 = seed_var / K +
+  test_var, Welch-Satterthwaite df from K - 1 and test_df (arrays broadcast; K >= 2)."""
+  k = np.asarray(seeds, dtype=float)
+  a = np.asarray(seed_var, dtype=float) / k
+  b = np.asarray(test_var, dtype=float)
+  var = a + b
+  with np.errstate(invalid="ignore", divide="ignore"):
+    df = var ** 2 / (a ** 2 / (k - 1) + b ** 2 / np.asarray(test_df, dtype=float))
+  return np.sqrt(var), df
+
+
+def t_interval(samples, axis: int = 0, floor=None, test_var=None, test_df=None,
+               confidence: float = CONFIDENCE):
+  """Mean and t interval over `axis` (one value per seed): the seeds' variance floored
+  at `floor`, plus `test_var` (with `test_df` degrees of freedom) when the seeds share
+  a test set (`test_set_variance`).
+
+  half-width = t(0.5 + confidence/2, df) * se, se^2 = max(s^2, floor) / K + test_var.
+  Returns (mean, lo, hi); the interval is NaN with fewer than two samples.
   """
   x = np.asarray(samples, dtype=float)
   x = np.moveaxis(x, axis, 0)
@@ -96,21 +159,35 @@ def t_interval(samples, axis: int = 0, floor=None, confidence: float = CONFIDENC
   var = x.var(axis=0, ddof=1)
   if floor is not None:
     var = np.maximum(var, floor)
-  half = st.t.ppf(0.5 + confidence / 2, k - 1) * np.sqrt(var / k)
+  if test_var is None:
+    se, df = np.sqrt(var / k), k - 1
+  else:
+    se, df = combined_se(var, k, test_var, test_df)
+  half = st.t.ppf(0.5 + confidence / 2, df) * se
   return mean, mean - half, mean + half
 
 
-def seed_paired_test(correct_a, correct_b, n, confidence: float = CONFIDENCE) -> dict:
+def seed_floor(correct_a, correct_b, n, seeds):
+  """The floor on the variance of one seed's change: the within-seed binomial
+  variance, each accuracy pooled over the K seeds and shrunk (module doc)."""
+  return (binomial_variance(correct_a, n, seeds)
+          + binomial_variance(correct_b, n, seeds))
+
+
+def seed_paired_test(correct_a, correct_b, n, m2=None,
+                     confidence: float = CONFIDENCE) -> dict:
   """The flag's test: per-class change from A to B, paired by seed (module doc).
 
   Args:
     correct_a, correct_b: correct counts [..., K, C] (seeds on axis -2, the same seed
-      order for both); n: test examples per class, broadcast against [..., C].
+      order for both); n: test examples per class, broadcast against [..., C];
+    m2: the mean over each class's examples of the squared per-example change
+      averaged over the seeds [..., C] (`example_m2`), or None (counts only).
 
   Returns a dict of float arrays [..., C]: `delta` (mean change, a fraction), `lo`,
   `hi` (the t interval; NaN for one seed), `p` (two-sided; NaN with fewer than
   MIN_SEEDS seeds or n == 0), `sd` (of the per-seed changes), `floor`, `var` (the
-  variance used), `t`, and the int `seeds` K.
+  seed variance used), `test_var`, `se`, `df`, `t`, and the int `seeds` K.
   """
   a = np.asarray(correct_a, dtype=float)
   b = np.asarray(correct_b, dtype=float)
@@ -121,27 +198,60 @@ def seed_paired_test(correct_a, correct_b, n, confidence: float = CONFIDENCE) ->
   if k == 0:
     raise ValueError("no paired seeds to compare")
   n = np.broadcast_to(np.asarray(n, dtype=float), a.shape[:-2] + a.shape[-1:])
-  safe = np.maximum(n, 1)[..., None, :]
-  d = (b - a) / safe                                          # [..., K, C]
+  safe = np.maximum(n, 1)
+  d = (b - a) / safe[..., None, :]                            # [..., K, C]
   delta = d.mean(axis=-2)
-  # one seed's difference, each accuracy pooled over the K seeds and shrunk
-  floor = binomial_variance(a.sum(-2), n, k) + binomial_variance(b.sum(-2), n, k)
+  floor = seed_floor(a.sum(-2), b.sum(-2), n, k)
   sd = d.std(axis=-2, ddof=1) if k > 1 else np.full(delta.shape, np.nan)
   var = np.maximum(np.nan_to_num(sd ** 2, nan=0.0), floor)
-  se = np.sqrt(var / k)
-  tval = delta / se
+  test_var, test_df = test_set_variance(n, a.mean(-2) / safe, b.mean(-2) / safe, m2)
   missing = n <= 0
   nan = np.full(delta.shape, np.nan)
   if k > 1:
-    half = st.t.ppf(0.5 + confidence / 2, k - 1) * se
+    se, df = combined_se(var, k, test_var, test_df)
+    tval = delta / se
+    half = st.t.ppf(0.5 + confidence / 2, df) * se
     lo, hi = np.clip(delta - half, -1, 1), np.clip(delta + half, -1, 1)
   else:
-    lo, hi = nan, nan
-  p = 2 * st.t.sf(np.abs(tval), k - 1) if k >= MIN_SEEDS else nan
+    se = df = tval = lo = hi = nan
+  p = 2 * st.t.sf(np.abs(tval), df) if k >= MIN_SEEDS else nan
   out = {"delta": delta, "lo": lo, "hi": hi, "p": p, "sd": sd, "floor": floor,
-         "var": var, "t": tval}
+         "var": var, "test_var": test_var, "se": se, "df": df, "t": tval}
   out = {key: np.where(missing, np.nan, v) for key, v in out.items()}
   out["seeds"] = k
+  return out
+
+
+def test_m2(change):
+  """The m2 of `seed_paired_test` from per-example changes `change` [..., K, n] (seed,
+  example; b - a in {-1, 0, 1}): the mean over examples of the squared per-example
+  change averaged over the seeds, less the run-to-run noise that average still
+  carries, MS_res / K (the residual mean square of the seed x example table, which
+  the seeds' term already counts), at least 0. The residual is left in with one
+  example or one seed."""
+  d = np.asarray(change, dtype=float)
+  k, n = d.shape[-2], d.shape[-1]
+  per_example = d.mean(-2)                                   # [..., n]
+  m2 = (per_example ** 2).mean(-1)
+  if k < 2 or n < 2:
+    return m2
+  per_seed = d.mean(-1)                                      # [..., K]
+  grand = per_example.mean(-1)
+  ss_res = ((d ** 2).sum((-1, -2)) - k * (per_example ** 2).sum(-1)
+            - n * (per_seed ** 2).sum(-1) + k * n * grand ** 2)
+  ms_res = np.maximum(ss_res, 0) / ((k - 1) * (n - 1))
+  return np.maximum(m2 - ms_res / k, 0)
+
+
+def example_m2(right_a, right_b, labels, classes: int):
+  """`test_m2` per class from stored predictions: right_a, right_b [K, N] booleans
+  (seed-paired), labels [N] -> [C] (NaN for a class without examples)."""
+  change = np.asarray(right_b, float) - np.asarray(right_a, float)       # [K, N]
+  labels = np.asarray(labels)
+  out = np.full(classes, np.nan)
+  for c in np.unique(labels):
+    if 0 <= c < classes:
+      out[c] = test_m2(change[:, labels == c])
   return out
 
 
@@ -267,35 +377,49 @@ CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}
 # ------------------------------------------------------------------------ power
 
 
-def t_test_power(effect, var, seeds, alpha: float):
-  """Power of the two-sided seed-paired t-test at level `alpha` (arrays broadcast):
-  P(|T| > t_crit) with T noncentral t, K - 1 df, noncentrality effect / sqrt(var / K)."""
-  k = np.asarray(seeds, dtype=float)
-  df = k - 1
+def t_test_power(effect, se, df, alpha: float):
+  """Power of the two-sided flag at level `alpha` (arrays broadcast): P(|T| > t_crit)
+  with T noncentral t on `df` degrees of freedom, noncentrality effect / se."""
+  df = np.asarray(df, dtype=float)
   crit = st.t.ppf(1 - alpha / 2, df)
-  se = np.sqrt(np.asarray(var, dtype=float) / k)
-  ncp = np.abs(np.asarray(effect, dtype=float)) / se
+  ncp = np.abs(np.asarray(effect, dtype=float)) / np.asarray(se, dtype=float)
   # the far tail P(T < -crit) is below alpha/2 and shrinks as ncp grows; scipy's nct.cdf
   # returns NaN there for large ncp (checked on scipy 1.17), where it is ~0
   return st.nct.sf(crit, df, ncp) + np.nan_to_num(st.nct.cdf(-crit, df, ncp), nan=0.0)
 
 
-def floor_at(acc_a, drop, n, seeds):
-  """The flag's floor when A has accuracy acc_a and B acc_a - drop (shrunk as the
-  test shrinks them, over K n pooled examples)."""
+def se_at(acc_a, drop, n, seeds, seed_var=0.0, spread=None):
+  """(se, df) of the flag when A has accuracy acc_a in every seed and B acc_a - drop,
+  with between-seed variance `seed_var` of the per-seed change floored as the test
+  floors it. The test-set term takes m2 = spread + drop^2, `spread` the variance of
+  the per-example changes (observed: m2 - delta^2 of a sweep), or, without it, the
+  value for independent examples (an upper bound: the settings of a sweep mostly
+  agree on which examples are easy)."""
+  acc_a = np.asarray(acc_a, dtype=float)
+  acc_b = np.clip(acc_a - np.asarray(drop, dtype=float), 0, 1)
   kn = np.asarray(seeds) * np.asarray(n, dtype=float)
-  return (binomial_variance(acc_a * kn, n, seeds)
-          + binomial_variance(np.clip(acc_a - drop, 0, 1) * kn, n, seeds))
+  floor = seed_floor(acc_a * kn, acc_b * kn, n, seeds)
+  m2 = None if spread is None else np.asarray(spread, float) + (acc_a - acc_b) ** 2
+  test_var, test_df = test_set_variance(n, acc_a, acc_b, m2)
+  return combined_se(np.maximum(np.nan_to_num(seed_var), floor), seeds, test_var,
+                     test_df)
+
+
+def power_at(drop, acc_a, n, seeds, seed_var, alpha: float, spread=None):
+  """Power of the flag to detect `drop` (arrays broadcast; `se_at`)."""
+  se, df = se_at(acc_a, drop, n, seeds, seed_var, spread)
+  return t_test_power(drop, se, df, alpha)
 
 
 def detectable_drop(acc_a, n, seeds: int, seed_var, alpha: float, power: float = 0.8,
-                    step: float = 0.001):
+                    step: float = 0.001, spread=None):
   """Smallest drop (a fraction) the flag detects with `power` at level `alpha`.
 
   Per class (arrays broadcast): A's accuracy acc_a, n test examples, K = `seeds`, the
-  between-seed variance of the per-seed change `seed_var` (from the sweep) floored as
-  the test floors it at each candidate drop. NaN where no drop down to 0% reaches that
-  power, or with fewer than MIN_SEEDS seeds. Found on a grid of `step`.
+  between-seed variance of the per-seed change `seed_var` and the per-example spread
+  `spread` (from the sweep; None: independent examples), with the variance the test
+  uses at each candidate drop (`se_at`). NaN where no drop down to
+  0% reaches that power, or with fewer than MIN_SEEDS seeds. Found on a grid of `step`.
   """
   acc_a, n, seed_var = np.broadcast_arrays(*(np.asarray(x, dtype=float)
                                              for x in (acc_a, n, seed_var)))
@@ -304,16 +428,16 @@ def detectable_drop(acc_a, n, seeds: int, seed_var, alpha: float, power: float =
     return out
   drops = np.arange(step, 1 + step / 2, step)                 # [D]
   a, nn, v = acc_a[..., None], n[..., None], seed_var[..., None]
+  sp = None if spread is None else np.broadcast_to(spread, acc_a.shape)[..., None]
 
   def reaches(i):  # whether the drop drops[i] ([..., J] indices) has `power`
-    d = drops[i]
-    var = np.maximum(np.nan_to_num(v), floor_at(a, d, nn, seeds))
-    return t_test_power(d, var, seeds, alpha) >= power
+    return power_at(drops[i], a, nn, seeds, v, alpha, sp) >= power
 
-  # Power grows with the drop (the floor grows slower than the drop squared), so the
-  # first grid point that reaches it is found by bisection: the same point as scanning
-  # the whole grid with ~100x fewer noncentral t evaluations (a scan of 1000 classes
-  # took seconds). It counts if it is a drop the class can have (<= its accuracy).
+  # Power grows with the drop (the variance grows slower than the drop squared), so
+  # the first grid point that reaches it is found by bisection: the same point as
+  # scanning the whole grid with ~100x fewer noncentral t evaluations (a scan of 1000
+  # classes took seconds). It counts if it is a drop the class can have (<= its
+  # accuracy).
   lo = np.full(acc_a.shape, -1)                       # never reaches (or -1)
   hi = np.full(acc_a.shape, len(drops) - 1)           # reaches, where any point does
   found = reaches(hi[..., None])[..., 0]
@@ -328,28 +452,28 @@ def detectable_drop(acc_a, n, seeds: int, seed_var, alpha: float, power: float =
 
 def can_reach(acc_a, n, seeds: int, alpha: float):
   """Whether the flag could reach p < alpha at all: the largest possible drop (A's
-  accuracy to 0% in every seed, no seed-to-seed spread) against the floor."""
+  accuracy to 0% in every seed, no seed-to-seed spread) against its variance."""
   acc_a, n = np.broadcast_arrays(np.asarray(acc_a, float), np.asarray(n, float))
   if seeds < MIN_SEEDS:
     return np.zeros(acc_a.shape, bool)
-  var = floor_at(acc_a, acc_a, n, seeds)
+  se, df = se_at(acc_a, acc_a, n, seeds)
   with np.errstate(invalid="ignore", divide="ignore"):
-    p = 2 * st.t.sf(acc_a / np.sqrt(var / seeds), seeds - 1)
+    p = 2 * st.t.sf(acc_a / se, df)
   return (n > 0) & (acc_a > 0) & (p < alpha)
 
 
 def seeds_needed(drop, acc_a, n, seed_var, alpha: float, power: float = 0.8,
-                 max_seeds: int = 200):
+                 max_seeds: int = 200, spread=None):
   """Smallest K >= MIN_SEEDS at which the flag detects `drop` with `power` (arrays
-  broadcast); 0 where even max_seeds is not enough."""
+  broadcast); 0 where even max_seeds is not enough (the test set alone may be too
+  small: its variance does not shrink with K)."""
   drop, acc_a, n, seed_var = np.broadcast_arrays(
       *(np.asarray(x, dtype=float) for x in (drop, acc_a, n, seed_var)))
   ks = np.arange(MIN_SEEDS, max_seeds + 1)
   shape = drop.shape + (1,)
-  var = np.maximum(seed_var.reshape(shape), floor_at(acc_a.reshape(shape),
-                                                      drop.reshape(shape),
-                                                      n.reshape(shape), ks))
-  ok = t_test_power(drop.reshape(shape), var, ks, alpha) >= power
+  sp = None if spread is None else np.broadcast_to(spread, drop.shape).reshape(shape)
+  ok = power_at(drop.reshape(shape), acc_a.reshape(shape), n.reshape(shape), ks,
+                seed_var.reshape(shape), alpha, sp) >= power
   return np.where(ok.any(-1), ks[np.argmax(ok, -1)], 0)
 
 

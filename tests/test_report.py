@@ -39,7 +39,7 @@ def test_x_layout_log_with_a_marked_zero_linear_and_categories():
 # ------------------------------------------------------------ made-up sweeps
 
 NAMES = ["big_a", "big_b", "ABBR"]
-N = np.array([200, 150, 9])
+N = np.array([200, 150, 27])
 
 
 def _summary(confusion, val_accuracy):
@@ -96,9 +96,11 @@ def make_sweep(root, axes, confusion, val, mode="grid", kinds=None, predictions=
   return root
 
 
-# ABBR's correct count per seed 0-4. Five seeds: the flag is a paired t-test over seeds
-# (Holm over 3 classes x 3 values); with three, its 2 degrees of freedom cannot flag
-# even this collapse (adjusted p 0.07), which test_three_seeds_... below shows.
+# ABBR's correct count per seed 0-4, in thirds of its 27 test examples (3 examples
+# move together). Five seeds: the flag is a paired t-test over seeds with the test
+# set counted once (Holm over 3 classes x 3 values). A class of 9 examples could not
+# be flagged even for this collapse: the test set's own variance stays however many
+# seeds agree (tests/test_stats.py).
 ABBR_RIGHT = {0.0: [9, 9, 9, 9, 9], 1e-4: [9, 8, 9, 9, 9], 1e-3: [8, 9, 8, 9, 9],
               1e-2: [1, 2, 1, 2, 1]}
 SEEDS = [0, 1, 2, 3, 4]
@@ -106,8 +108,8 @@ SEEDS = [0, 1, 2, 3, 4]
 
 def _confusion(p):
   """big classes steady; ABBR collapses into big_a at weight decay 1e-2."""
-  right = ABBR_RIGHT[p["reg.weight_decay"]][p.get("seed", 0)]
-  return [[196, 4, 0], [3, 147, 0], [9 - right, 0, right]]
+  right = 3 * ABBR_RIGHT[p["reg.weight_decay"]][p.get("seed", 0)]
+  return [[196, 4, 0], [3, 147, 0], [27 - right, 0, right]]
 
 
 def _val(p):
@@ -134,15 +136,15 @@ def test_report_files_and_every_class(made_up):
       assert f"](report/{f})" in text, f
   for name in NAMES:
     assert name in text
-  assert "ABBR (n=9)" in text
-  assert "one test error moves the class's accuracy by 100/n points (ABBR: 11.1" in text
+  assert "ABBR (n=27)" in text
+  assert "one test error moves the class's accuracy by 100/n points (ABBR: 3.7" in text
   assert "## 5." not in text  # one setting axis: no pair heatmaps
 
 
 def test_report_states_the_significant_drop_in_a_sentence(made_up):
   text = (made_up / "report.md").read_text()
-  # ABBR: 9/9 on every seed at 0, 7/45 at 1e-2: -84.4 points
-  assert ("At reg.weight_decay=0.01, class ABBR (n=9) drops 84.4 points (95% CI"
+  # ABBR: 27/27 on every seed at 0, 21/135 at 1e-2: -84.4 points
+  assert ("At reg.weight_decay=0.01, class ABBR (n=27) drops 84.4 points (95% CI"
           in text)
   assert "significant after Holm" in text
   rows = list(csv.DictReader(open(made_up / "report" / "per_class_change.csv")))
@@ -158,31 +160,46 @@ def test_report_choice_and_confusion_change(made_up):
   choice = {r["class"]: r for r in csv.DictReader(open(made_up / "report" / "choice.csv"))}
   assert float(choice["ABBR"]["delta"]) == pytest.approx((43 - 45) / 45)
   assert choice["ABBR"]["flag"] == ""
-  # section 4 compares the chosen value (1e-3) with the baseline: 2 ABBR lost to big_a
-  assert "Class ABBR (n=9) loses 2 correct predictions (2 more to big_a)" in text
+  # section 4 compares the chosen value (1e-3) with the baseline: 6 ABBR lost to big_a
+  assert "Class ABBR (n=27) loses 6 correct predictions (6 more to big_a)" in text
   cm = list(csv.reader(open(made_up / "report" / "confusion_change.csv")))
   assert cm[0] == ["true \\ predicted", *NAMES]
-  assert cm[3] == ["ABBR", "2", "0", "-2"]
+  assert cm[3] == ["ABBR", "6", "0", "-6"]
+
+
+def _accuracy_half_width(right, n):
+  """The per-class interval's half-width written out: the seeds' variance floored at
+  one seed's binomial variance (p pooled over the seeds), plus the test set's variance
+  once, (n acc (1 - acc) + q (1 - q)) / (n + 1) / n with q = (mean right + 1/2) /
+  (n + 1), Welch-Satterthwaite df from K - 1 and n."""
+  right = np.asarray(right, float)
+  k = len(right)
+  p = (right.sum() + 0.5) / (k * n + 1)
+  seed = max(np.var(right / n, ddof=1), p * (1 - p) / n) / k
+  acc, q = right.mean() / n, (right.mean() + 0.5) / (n + 1)
+  test = (n * acc * (1 - acc) + q * (1 - q)) / (n + 1) / n
+  df = (seed + test) ** 2 / (seed ** 2 / (k - 1) + test ** 2 / n)
+  return scipy_stats.t.ppf(0.975, df) * np.sqrt(seed + test)
 
 
 def test_report_per_class_table_with_t_intervals(made_up):
-  # ABBR at 1e-2 is 1, 2, 1, 2, 1 of 9 over the five seeds; the t interval's variance is
-  # floored at one seed's binomial variance p(1-p)/9, p = (7 + 1/2) / (45 + 1) pooled
-  # over the seeds (larger here than the variance over seeds)
+  # ABBR at 1e-2 is 3, 6, 3, 6, 3 of 27 over the five seeds, all on the same 27 test
+  # examples: the interval counts the seeds and, once, the test set
   rows = list(csv.DictReader(open(made_up / "report" / "per_class_accuracy.csv")))
   abbr = next(r for r in rows if r["class"] == "ABBR" and r["value"] == "0.01")
   assert float(abbr["mean"]) == pytest.approx(7 / 45)
-  p = 7.5 / 46
-  var = max(np.var(np.array([1, 2, 1, 2, 1]) / 9, ddof=1), p * (1 - p) / 9)
-  half = 2.776445 * np.sqrt(var / 5)  # t(0.975, 4)
+  half = _accuracy_half_width([3, 6, 3, 6, 3], 27)
   assert float(abbr["hi95"]) == pytest.approx(7 / 45 + half, abs=1e-6)
-  assert float(abbr["lo95"]) == pytest.approx(7 / 45 - half, abs=1e-6)
-  assert abbr["interval"] == "t over 5 seeds, binomial floor" and abbr["n"] == "9"
-  # ABBR at 0 is 9 of 9 in every seed: the interval keeps a positive width
+  assert float(abbr["lo95"]) == pytest.approx(max(0.0, 7 / 45 - half), abs=1e-6)
+  assert abbr["interval"] == "t over 5 seeds, binomial floor, test set counted"
+  assert abbr["n"] == "27"
+  # ABBR at 0 is 27 of 27 in every seed: the interval keeps a positive width, and it
+  # is no narrower than the test set alone allows however many seeds agree
   at0 = next(r for r in rows if r["class"] == "ABBR" and r["value"] == "0")
-  p = 45.5 / 46
   assert float(at0["mean"]) == float(at0["hi95"]) == 1.0
-  assert float(at0["lo95"]) == pytest.approx(1 - 2.776445 * np.sqrt(p * (1 - p) / 9 / 5))
+  assert float(at0["lo95"]) == pytest.approx(1 - _accuracy_half_width([27] * 5, 27))
+  q = 27.5 / 28
+  assert 1 - float(at0["lo95"]) > 1.96 * np.sqrt(q * (1 - q) / 28 / 27)
 
 
 def test_benjamini_hochberg_and_baseline_options(made_up, tmp_path):
@@ -226,18 +243,29 @@ def test_stored_predictions_give_mcnemar_evidence_and_leave_the_flag_alone(tmp_p
   assert "Per-example predictions (McNemar evidence) at 0.01; none at 0.0001, 0.001" \
       in text
   abbr = next(r for r in rows if r["value"] == "0.01" and r["class"] == "ABBR")
-  # 9 of 9 against 1, 2, 1, 2, 1 of 9, the same examples: 38 lost, none gained
-  assert (abbr["lost"], abbr["gained"]) == ("38.0", "0.0")
-  assert float(abbr["p_mcnemar"]) == pytest.approx(2 * 0.5 ** 38)
+  # 27 of 27 against 3, 6, 3, 6, 3 of 27, the same examples: 114 lost, none gained
+  assert (abbr["lost"], abbr["gained"]) == ("114.0", "0.0")
+  assert float(abbr["p_mcnemar"]) == pytest.approx(2 * 0.5 ** 114)
   assert all(r["p_mcnemar"] == "" for r in rows if r["value"] != "0.01")
-  # the flag is a test over seeds of the per-seed counts: the same with or without
-  # stored predictions
+  # the stored predictions give the flag the test set's per-example spread (m2); the
+  # counts give the value for independent examples. Same changes, same flags here, and
+  # where they pair by examples the flag's p is the documented formula with that m2
   counts_root = make_sweep(tmp_path / "c", axes, _confusion, _val)
   report.write_report(counts_root)
   crows = list(csv.DictReader(open(counts_root / "report" / "per_class_change.csv")))
   for r, cr in zip(rows, crows):
-    for key in ("delta", "lo95", "hi95", "p", "p_adjusted", "significant_drop"):
+    for key in ("delta", "significant_drop", "significant_rise"):
       assert r[key] == cr[key], (r["value"], r["class"], key)
+    if r["pairing"] == "counts":
+      assert r["p"] == cr["p"]
+  # ABBR's examples 0-2 right in every seed, 3-5 in seeds 1 and 3, 6-26 in none
+  change = np.zeros((5, 27))
+  change[:, 6:] = -1
+  change[[0, 2, 4], 3:6] = -1
+  m2 = stats.test_m2(change)
+  ref = stats.seed_paired_test(np.full((5, 1), 27), np.array([[3], [6], [3], [6], [3]]),
+                               [27], np.array([m2]))
+  assert float(abbr["p"]) == pytest.approx(float(ref["p"][0]))
 
 
 def test_single_seed_uses_wilson_intervals(tmp_path):
@@ -246,7 +274,7 @@ def test_single_seed_uses_wilson_intervals(tmp_path):
   report.write_report(root, reps=2000)
   rows = list(csv.DictReader(open(root / "report" / "per_class_accuracy.csv")))
   abbr = next(r for r in rows if r["class"] == "ABBR" and r["value"] == "0.01")
-  lo, hi = stats.wilson_interval(1, 9)
+  lo, hi = stats.wilson_interval(3, 27)
   assert float(abbr["lo95"]) == pytest.approx(float(lo))
   assert float(abbr["hi95"]) == pytest.approx(float(hi))
   assert abbr["interval"] == "Wilson (1 seed)"
@@ -278,8 +306,8 @@ def test_many_classes_figures_show_those_that_move_most(tmp_path):
   c = 60
 
   def confusion(p):
-    cm = np.diag(np.full(c, 20))
-    hurt = {0.0: 0, 1e-2: 12}[p["reg.weight_decay"]] + p["seed"]  # <= 16 of 20
+    cm = np.diag(np.full(c, 40))
+    hurt = {0.0: 0, 1e-2: 24}[p["reg.weight_decay"]] + 2 * p["seed"]  # <= 32 of 40
     for k in (7, 33):  # two classes lose examples to class 0
       cm[k, k] -= hurt
       cm[k, 0] += hurt
@@ -293,7 +321,7 @@ def test_many_classes_figures_show_those_that_move_most(tmp_path):
   # above 20 classes report.md lists the movers; the CSV tables keep every class
   acc = list(csv.DictReader(open(root / "report" / "per_class_accuracy.csv")))
   assert {r["class"] for r in acc} >= {f"class_{i:02d}" for i in range(c)}
-  assert "class class_07 (n=20) drops" in text and "class class_33 (n=20) drops" in text
+  assert "class class_07 (n=40) drops" in text and "class class_33 (n=40) drops" in text
   for f in ("per_class_accuracy.png", "per_class_panels.png", "change_vs_baseline.png",
             "change_forest.png", "confusion_change.png"):
     assert (root / "report" / f).stat().st_size > 1000
@@ -393,8 +421,8 @@ def test_a_few_examples_flipping_in_one_seed_are_not_flagged(tmp_path, n, flippe
   assert float(small["p_mcnemar"]) == p_mcnemar
   if len(seeds) == 1:
     assert small["p"] == "" and small["testable"] == analysis.TOO_FEW
-  else:  # one nonzero change among K seeds: t = 1 exactly
-    assert _p(small) == pytest.approx(2 * scipy_stats.t.sf(1.0, len(seeds) - 1))
+  else:  # one nonzero change among K seeds: |t| <= 1 before the test set is counted
+    assert _p(small) > 2 * scipy_stats.t.sf(1.0, len(seeds) - 1)
 
 
 def test_a_drop_of_60_of_200_in_every_seed_is_flagged_and_no_p_is_0(tmp_path):
@@ -525,10 +553,10 @@ def test_min_detectable_drop_and_classes_too_small_to_test(tmp_path):
   md = float(by["class_00"]["min_detectable"])
   sd = float(by["class_00"]["seed_sd"])
   level = 0.05 / int(by["class_00"]["family_size"])
-  floor = stats.floor_at(0.9, md, 200, 3)
-  assert stats.t_test_power(md, max(sd ** 2, floor), 3, level) >= 0.8
-  floor = stats.floor_at(0.9, md - 0.002, 200, 3)
-  assert stats.t_test_power(md - 0.002, max(sd ** 2, floor), 3, level) < 0.8
+  # the test set's variance from the per-example spread the predictions show
+  spread = float(by["class_00"]["example_spread"])
+  assert stats.power_at(md, 0.9, 200, 3, sd ** 2, level, spread) >= 0.8
+  assert stats.power_at(md - 0.002, 0.9, 200, 3, sd ** 2, level, spread) < 0.8
   text = (root / "report.md").read_text()
   assert "class_01 (n=2)" in text and analysis.TOO_FEW in text
 
@@ -569,11 +597,14 @@ def test_plan_says_how_many_seeds(tmp_path, made_up):
   rows = [l for l in proc.stdout.splitlines() if l.startswith("| class ")][1:]
   need = {r.split("|")[1].strip(): r.split("|")[5].strip() for r in rows}
   expected = stats.seeds_needed(0.2, 0.9, np.array([9, 200]), 0.05 ** 2, 0.05 / 2)
-  assert need == {"class 0": str(expected[0]), "class 1": str(expected[1])}
-  assert 3 <= expected[1] < expected[0]  # the small class needs more seeds
+  # 9 test examples cannot show a 20-point drop at any number of seeds
+  assert expected[0] == 0 and 3 <= expected[1]
+  assert need == {"class 0": "never (the class's test examples are too few)",
+                  "class 1": str(expected[1])}
+  assert "more seeds cannot make up for a class with too few" in proc.stdout
   proc = plan(f"--workdir={made_up}", "--effect=10")
   assert proc.returncode == 0, proc.stderr
-  assert "pilot" in proc.stdout and "| ABBR | 9 |" in proc.stdout
+  assert "pilot" in proc.stdout and "| ABBR | 27 |" in proc.stdout
   for args, message in [(("--effect=10",), "--plan needs a pilot sweep"),
                         (("--class_sizes=9,x", "--effect=10", "--seed_sd=1"),
                          "--class_sizes=9,x: give integers"),

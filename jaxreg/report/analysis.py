@@ -40,7 +40,8 @@ ACCURACY_COLUMNS = ("axis", "value", "class", "n", "seeds", "mean", "lo95", "hi9
 CHANGE_COLUMNS = ("axis", "value", "baseline", "class", "n", "paired_seeds", "delta",
                   "lo95", "hi95", "interval", "p", "p_adjusted", "correction",
                   "family_size", "significant_drop", "significant_rise", "p_mcnemar",
-                  "lost", "gained", "pairing", "seed_sd", "min_detectable", "testable")
+                  "lost", "gained", "pairing", "seed_sd", "example_spread", "min_detectable",
+                  "testable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +91,7 @@ class Change:
   pairing: str               # 'examples' (stored predictions) or 'counts'
   min_detectable: np.ndarray # the smallest drop the flag finds with 80% power
   testable: np.ndarray       # False: even a fall to 0% could not be flagged
+  spread: np.ndarray         # variance of the per-example changes (NaN: counts only)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +198,8 @@ class Analysis:
             int(self.n[c]), ch.paired, ch.delta[c], ch.lo[c], ch.hi[c], ch.interval,
             ch.p[c], ch.p_adjusted[c], self.correction, self.family, bool(ch.drop[c]),
             bool(ch.rise[c]), ch.p_mcnemar[c], ch.lost[c], ch.gained[c], ch.pairing,
-            ch.sd[c], ch.min_detectable[c], "yes" if ch.testable[c] else TOO_FEW))))
+            ch.sd[c], ch.spread[c], ch.min_detectable[c],
+            "yes" if ch.testable[c] else TOO_FEW))))
     return rows
 
   def to_frame(self, table: str = "change"):
@@ -235,10 +238,12 @@ def overall(confusion: np.ndarray) -> dict:
           "worst_class_accuracy": np.nanmin(acc, axis=1)}
 
 
-def _interval(values, floor):
-  """Mean and 95% interval over seeds [K, ...]: t with the variance floored (K >= 2),
+def _interval(values, floor, test=None):
+  """Mean and 95% interval over seeds [K, ...]: t with the seeds' variance floored
+  (K >= 2) plus the shared test set's sampling variance `test` = (variance, df),
   clipped to [0, 1]."""
-  m, lo, hi = stats.t_interval(values, axis=0, floor=floor)
+  var, df = test if test is not None else (None, None)
+  m, lo, hi = stats.t_interval(values, axis=0, floor=floor, test_var=var, test_df=df)
   return m, np.clip(lo, 0, 1), np.clip(hi, 0, 1)
 
 
@@ -250,22 +255,30 @@ def _level(value, runs: Sequence[RunData], reps: list[tuple], workdir, n: np.nda
   acc = class_acc(confusion)  # [K, C]
   k = len(runs)
   correct = np.einsum("kcc->kc", confusion)
+  # every seed answers the same test examples: their sampling variance is added once
+  var_c, df_c = stats.test_set_variance(n, correct.mean(0) / np.maximum(n, 1))
   if k >= 2:
-    accuracy = Estimate(*_interval(acc, stats.binomial_variance(correct.sum(0), n, k)))
-    method = f"t over {k} {unit}, binomial floor"
+    accuracy = Estimate(*_interval(acc, stats.binomial_variance(correct.sum(0), n, k),
+                                   (var_c, df_c)))
+    method = f"t over {k} {unit}, binomial floor, test set counted"
   else:
     lo, hi = stats.wilson_interval(correct[0], n)
     accuracy, method = Estimate(acc[0], lo, hi), "Wilson (1 seed)"
-  var_c = stats.binomial_variance(correct.sum(0), n, k)        # [C], NaN where n == 0
+  seed_c = stats.binomial_variance(correct.sum(0), n, k)       # [C], NaN where n == 0
   present = n > 0
+  total = int(n.sum())
+  worst = int(np.nanargmin(np.where(present, acc.mean(0), np.inf)))
   floors = {"accuracy": stats.binomial_variance(correct.sum(), n.sum(), k),
-            "balanced_accuracy": np.nansum(var_c) / max(int(present.sum()), 1) ** 2,
-            "worst_class_accuracy": var_c[int(np.nanargmin(np.where(
-                present, acc.mean(0), np.inf)))]}
+            "balanced_accuracy": np.nansum(seed_c) / max(int(present.sum()), 1) ** 2,
+            "worst_class_accuracy": seed_c[worst]}
+  tests = {"accuracy": stats.test_set_variance(total, correct.sum() / max(k * total, 1)),
+           "balanced_accuracy": (np.nansum(var_c) / max(int(present.sum()), 1) ** 2,
+                                 total),
+           "worst_class_accuracy": (var_c[worst], df_c[worst])}
   metrics = {}
   for metric, per_rep in overall(confusion).items():
     if k >= 2:
-      m, lo, hi = _interval(per_rep, floors[metric])
+      m, lo, hi = _interval(per_rep, floors[metric], tests[metric])
       metrics[metric] = Estimate(m, float(lo), float(hi))
     elif metric == "accuracy":
       lo, hi = stats.wilson_interval(correct[0].sum(), n.sum())
@@ -473,11 +486,15 @@ def _change(base: Level, lv: Level, n: np.ndarray, unit: str) -> dict | None:
   il = [lv.reps.index(r) for r in common]
   k, c = len(common), len(n)
   ca, cb = base.correct[ib], lv.correct[il]
-  test = stats.seed_paired_test(ca, cb, n)
+  pairs = _paired_correct(base, ib, lv, il)
+  m2 = None if pairs is None else stats.example_m2(*pairs, c)
+  test = stats.seed_paired_test(ca, cb, n, m2)
   res = {key: test[key] for key in ("delta", "lo", "hi", "p", "sd")}
   res["paired"] = k
   res["base_accuracy"] = np.where(n > 0, ca.sum(0) / np.maximum(k * n, 1), np.nan)
-  pairs = _paired_correct(base, ib, lv, il)
+  # the spread of the per-example changes, for what the data could have shown
+  res["spread"] = (np.full(c, np.nan) if m2 is None
+                   else np.maximum(m2 - np.nan_to_num(res["delta"]) ** 2, 0))
   nan = np.full(c, np.nan)
   if pairs is not None:  # per-example predictions: exact evidence on these runs
     right_a, right_b, labels = pairs
@@ -504,6 +521,11 @@ def _change(base: Level, lv: Level, n: np.ndarray, unit: str) -> dict | None:
   return res
 
 
+def _or_none(spread):
+  """None (independent examples) where no spread was measured."""
+  return None if np.isnan(spread).all() else np.nan_to_num(spread, nan=0.0)
+
+
 def _changes(levels: Sequence[Level], baseline, n, unit: str, correction: str,
              alpha: float) -> tuple[dict, int]:
   """Change per compared value, flagged after the correction over the family: every
@@ -528,7 +550,8 @@ def _changes(levels: Sequence[Level], baseline, n, unit: str, correction: str,
         value=value, p_adjusted=adjusted[j], drop=sig & (res["delta"] < 0),
         rise=sig & (res["delta"] > 0),
         min_detectable=stats.detectable_drop(res["base_accuracy"], n, res["paired"],
-                                             res["sd"] ** 2, level),
+                                             res["sd"] ** 2, level,
+                                             spread=_or_none(res["spread"])),
         testable=stats.can_reach(res["base_accuracy"], n, res["paired"], level), **res)
   return changes, family
 

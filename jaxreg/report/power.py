@@ -22,6 +22,8 @@ class PlanInput:
   seed_sd: np.ndarray    # sd over seeds of the per-seed change (fraction)
   values: int            # compared values (the family is classes x values)
   source: str            # where the numbers come from, for the printout
+  spread: np.ndarray | None = None  # variance of per-example changes (pilot), or None:
+                                    # independent examples (an upper bound)
 
 
 def pilot_estimates(workdir, axis=None, baseline=None, fix=None) -> PlanInput:
@@ -32,14 +34,21 @@ def pilot_estimates(workdir, axis=None, baseline=None, fix=None) -> PlanInput:
   sweep = load_sweep(workdir)
   if sweep.setting_axes:
     a = analyse(sweep, axis, baseline, fix)
-    sds = [ch.sd for ch in a.changes.values() if ch.paired >= 2]
-    if sds:
-      sd = np.sqrt(np.nanmean(np.stack(sds) ** 2, axis=0))
+    paired = [ch for ch in a.changes.values() if ch.paired >= 2]
+    if paired:
+      sd = np.sqrt(np.nanmean(np.stack([ch.sd for ch in paired]) ** 2, axis=0))
+      spreads = np.stack([ch.spread for ch in paired])
+      spread = (None if np.isnan(spreads).all()
+                else np.nan_to_num(np.nanmean(spreads, axis=0), nan=0.0))
       where = f"{a.key}={fmt(a.baseline)}"
       return PlanInput(list(a.class_names), a.n, a.level(a.baseline).accuracy.mean, sd,
                        len(a.changes),
                        f"pilot {sweep.workdir} ({where} against {len(a.changes)} "
-                       f"value(s), {a.fewest_seeds}+ paired seeds)")
+                       f"value(s), {a.fewest_seeds}+ paired seeds"
+                       + (", per-example spread from its predictions)" if spread
+                          is not None else "; counts only: examples taken as "
+                          "independent, an upper bound on the test set's variance)"),
+                       spread)
     runs = [r for r in sweep.finished if all(r.values.get(k) == v for k, v in
                                               a.fixed.items())
             and r.values[a.key] == a.baseline]
@@ -77,16 +86,22 @@ def plan_lines(p: PlanInput, effect: float, alpha: float = 0.05,
   class with `power`, at alpha / (classes x values) (Bonferroni, Holm's first step)."""
   family = int((p.n > 0).sum()) * p.values
   level = alpha / max(family, 1)
-  need = stats.seeds_needed(effect, p.accuracy, p.n, p.seed_sd ** 2, level, power)
+  need = stats.seeds_needed(effect, p.accuracy, p.n, p.seed_sd ** 2, level, power,
+                            spread=p.spread)
+  never = stats.power_at(effect, p.accuracy, p.n, 10 ** 6, p.seed_sd ** 2, level,
+                         p.spread) < power   # the test set alone is too small
   rows = []
   for c, name in enumerate(p.names):
-    at = [stats.t_test_power(effect, max(p.seed_sd[c] ** 2, float(stats.floor_at(
-        p.accuracy[c], effect, p.n[c], k))), k, level) for k in (3, 5, 10)]
+    at = [stats.power_at(effect, p.accuracy[c], p.n[c], k, p.seed_sd[c] ** 2, level,
+                         None if p.spread is None else p.spread[c]) for k in (3, 5, 10)]
     rows.append([name, int(p.n[c]), pct(p.accuracy[c]), pct(p.seed_sd[c]),
-                 "more than 200" if need[c] == 0 or effect > p.accuracy[c] + 1e-12
-                 else str(int(need[c])), *[f"{float(x):.2f}" for x in at]])
+                 "never (the class's test examples are too few)"
+                 if never[c] or effect > p.accuracy[c] + 1e-12
+                 else "more than 200" if need[c] == 0 else str(int(need[c])), *[f"{float(x):.2f}" for x in at]])
   return [f"Seeds needed to flag a drop of {100 * effect:g} points with power {power} "
           f"at alpha {alpha} / {family} tests ({int((p.n > 0).sum())} classes x "
           f"{p.values} value(s)); {p.source}.", "",
           md_table(["class", "n", "accuracy (%)", "seed sd (points)", "seeds needed",
-                    "power at 3", "at 5", "at 10"], rows), ""]
+                    "power at 3", "at 5", "at 10"], rows), "",
+          "All seeds answer the same test examples, so more seeds cannot make up for "
+          "a class with too few of them: its test set's sampling variance stays.", ""]
