@@ -46,6 +46,7 @@ ES_MODES = ("min", "max")
 FINAL_CHECKPOINTS = ("best", "latest")
 PUNCTUATION = ("split", "strip", "keep")   # data/text.py
 STREAM_MODES = ("auto", "always", "never")  # data/stream.py: resident or streamed images
+SHAPES_LABELS = ("colour_or_shape", "colour_and_shape")  # data/shapes.py LABELS
 EMBEDDINGS_FORMATS = ("auto", "word2vec_bin", "word2vec_text", "glove")
 TRACKERS = ("tensorboard", "wandb", "mlflow")   # jaxreg/trackers.py
 # The packages of each optional tracker (pyproject's `trackers` extra).
@@ -366,12 +367,17 @@ KEYS = (
     Section("data.shapes", "The built-in generated image set (`data.source = shapes`, "
             "jaxreg/data/shapes.py): colour classes and shape classes."),
     Key("data.shapes.train_size", 4000, Int(1),
-        "training + validation images of the generated set (balanced over its 8 "
+        "training + validation images of the generated set (balanced over its "
         "classes)."),
     Key("data.shapes.test_per_class", 200, Int(1), "test images per class."),
     Key("data.shapes.image_size", 32, Int(8), "side in pixels."),
     Key("data.shapes.generator_seed", 1234, Int(0),
         "the generated set's own seed (the images are fixed by it)."),
+    Key("data.shapes.labels", "colour_or_shape", OneOf(SHAPES_LABELS),
+        "`colour_or_shape`: 4 colour classes (hued ellipses) and 4 shape classes (grey "
+        "outlines); `colour_and_shape`: 16 classes, each a hue x outline pair of a "
+        "coloured shape (the upstream set of the transfer experiment, "
+        "docs/results/transfer.md)."),
 
     Section("data.augment", "On-device augmentation of training images "
             "(jaxreg/augment.py), drawn per example. Each is one strength; 0 (1.0 for "

@@ -38,7 +38,7 @@ def read(data_cfg) -> RawData:
   if source == "shapes":
     s = data_cfg.shapes
     return shapes.generate(s.train_size, s.test_per_class, s.image_size,
-                           s.generator_seed)
+                           s.generator_seed, s.labels)
   if source in catalog.FILE_SOURCES:
     return files.load(data_cfg)
   if source in catalog.FOLDER_SOURCES:
