@@ -183,9 +183,12 @@ class Analysis:
     for metric in METRICS:
       for lv in self.levels:
         m = lv.metrics[metric]
+        # validation: each seed its own split of train, so no shared test set term
+        method = (f"t over {len(lv.reps)} {self.unit}" if metric == "val_accuracy"
+                  and len(lv.reps) >= 2 else lv.method)
         rows.append(dict(zip(ACCURACY_COLUMNS, (
             self.key, display_value(lv.value), f"[{metric}]", "", len(lv.reps),
-            m.mean, m.lo, m.hi, lv.method))))
+            m.mean, m.lo, m.hi, method))))
     return rows
 
   def change_table(self) -> list[dict]:

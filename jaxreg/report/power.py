@@ -86,14 +86,20 @@ def plan_lines(p: PlanInput, effect: float, alpha: float = 0.05,
   class with `power`, at alpha / (classes x values) (Bonferroni, Holm's first step)."""
   family = int((p.n > 0).sum()) * p.values
   level = alpha / max(family, 1)
+  # Without a pilot's per-example spread, the drop is taken as examples that flip in
+  # every seed (a share `effect` of the class): m2 = effect. Independent examples
+  # (the report's fallback without predictions) would need far more, as if the two
+  # settings agreed on no example.
+  spread = (p.spread if p.spread is not None
+            else np.full(len(p.n), effect * (1 - effect)))
   need = stats.seeds_needed(effect, p.accuracy, p.n, p.seed_sd ** 2, level, power,
-                            spread=p.spread)
+                            spread=spread)
   never = stats.power_at(effect, p.accuracy, p.n, 10 ** 6, p.seed_sd ** 2, level,
-                         p.spread) < power   # the test set alone is too small
+                         spread) < power   # the test set alone is too small
   rows = []
   for c, name in enumerate(p.names):
     at = [stats.power_at(effect, p.accuracy[c], p.n[c], k, p.seed_sd[c] ** 2, level,
-                         None if p.spread is None else p.spread[c]) for k in (3, 5, 10)]
+                         spread[c]) for k in (3, 5, 10)]
     rows.append([name, int(p.n[c]), pct(p.accuracy[c]), pct(p.seed_sd[c]),
                  "never (the class's test examples are too few)"
                  if never[c] or effect > p.accuracy[c] + 1e-12
@@ -104,4 +110,8 @@ def plan_lines(p: PlanInput, effect: float, alpha: float = 0.05,
           md_table(["class", "n", "accuracy (%)", "seed sd (points)", "seeds needed",
                     "power at 3", "at 5", "at 10"], rows), "",
           "All seeds answer the same test examples, so more seeds cannot make up for "
-          "a class with too few of them: its test set's sampling variance stays.", ""]
+          "a class with too few of them: its test set's sampling variance stays. "
+          + ("The test set's variance is the pilot's per-example spread."
+             if p.spread is not None else
+             "The test set's variance takes the drop as examples that flip in every "
+             "seed (no per-example spread from a pilot)."), ""]
