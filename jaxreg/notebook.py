@@ -88,12 +88,14 @@ def fit(config, workdir, **overrides) -> dict:
 
 
 def run_sweep(config, workdir, axes: Mapping[str, Any], executor: str = "sequential",
-              budget: int = 0, sampler_seed: int = 0, **overrides) -> "SweepResults":
+              budget: int = 0, sampler_seed: int = 0, upstream=None,
+              **overrides) -> "SweepResults":
   """Trains a sweep and returns it loaded (`load_sweep`), as `jaxreg sweep` would:
   `axes` maps a dotted key to its values, a list (`{"reg.l2": [0, 1e-3]}`) or the
   text --axis takes after `KEY=` (`"loguniform:1e-5,1e-2"`, with `budget` runs of a
-  random search); `executor`: one of jaxreg.sweep's (sequential, group, auto).
-  Rerun to resume."""
+  random search); `executor`: one of jaxreg.sweep's (sequential, group, auto);
+  `upstream`: an upstream sweep directory, as `--upstream` (one run per finished
+  upstream run and point, starting from it; docs/transfer.md). Rerun to resume."""
   from jaxreg.sweep import SweepError, format_value, parse_axes  # light (no jax)
   base = load_config(config, **overrides)
   specs = [f"{key}={values}" if isinstance(values, str)
@@ -103,8 +105,10 @@ def run_sweep(config, workdir, axes: Mapping[str, Any], executor: str = "sequent
   if executor not in local.EXECUTORS:
     raise SweepError(f"executor={executor!r} is not one of: "
                      f"{', '.join(local.EXECUTORS)}")
+  from jaxreg.sweep.plan import load_upstream
   local.run_sweep(base, workdir, parse_axes(specs, base), budget=budget,
-                  sampler_seed=sampler_seed, executor=local.EXECUTORS[executor]())
+                  sampler_seed=sampler_seed, executor=local.EXECUTORS[executor](),
+                  upstream=None if upstream is None else load_upstream(upstream))
   return load_sweep(workdir)
 
 

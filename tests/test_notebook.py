@@ -173,3 +173,13 @@ def test_the_documented_example_runs_and_equals_the_files(tiny_sweep, tmp_path,
         assert [str(x) for x in mine] == [str(x) for x in theirs], (name, col)
   # The flags are the analysis's own (two seeds: nothing can be flagged).
   assert scope["flagged"].empty and scope["change"]["p"].isna().all()
+
+
+def test_run_sweep_takes_an_upstream_sweep_as_the_cli_does(tmp_path):
+  # the same check as `jaxreg.sweep --upstream`: a directory that is no sweep is named,
+  # and nothing is written (the training path itself: tests/test_upstream_sweep.py)
+  from jaxreg.sweep import SweepError
+  with pytest.raises(SweepError, match="nope"):
+    notebook.run_sweep("lstm:tiny", tmp_path / "down", {"seed": [0]},
+                       upstream=tmp_path / "nope")
+  assert not (tmp_path / "down").exists()
