@@ -294,9 +294,11 @@ def fig_forest(a: Analysis, value, out: Path) -> Path:
                 color=colors[i], capsize=3)
   ax.axvline(0, color="k", lw=0.8)
   ax.set_yticks(y, [label(a.class_names[i], a.n[i]) for i in shown], fontsize=8)
-  ax.set_xlabel(f"change in test accuracy (points), {a.key}={fmt(value)} minus "
+  ax.set_xlabel(f"change in test accuracy (points)\n{a.key}={fmt(value)} minus "
                 f"{fmt(a.baseline)}")
-  ax.set_title(f"Per-class change at {a.key}={fmt(value)}: 95% interval, unadjusted "
+  # two lines for the where and the how: a long axis name (upstream.data.augment.hue)
+  # and the interval's method on one line ran past the figure's edge
+  ax.set_title(f"Per-class change at {a.key}={fmt(value)}\n95% interval, unadjusted "
                f"({ch.interval})\nred: significant drop, blue: significant rise "
                f"({_flag_words(a)})"
                + ("" if c == len(a.class_names) else f"\n{_shown_words(a, shown)}"),
