@@ -171,14 +171,16 @@ def _accuracy_half_width(right, n):
   """The per-class interval's half-width written out: the seeds' variance floored at
   one seed's binomial variance (p pooled over the seeds), plus the test set's variance
   once, (n acc (1 - acc) + q (1 - q)) / (n + 1) / n with q = (mean right + 1/2) /
-  (n + 1), Welch-Satterthwaite df from K - 1 and n."""
+  (n + 1), Welch-Satterthwaite df from K - 1 (the seeds' term at its upper 95% bound)
+  and n."""
   right = np.asarray(right, float)
   k = len(right)
   p = (right.sum() + 0.5) / (k * n + 1)
   seed = max(np.var(right / n, ddof=1), p * (1 - p) / n) / k
   acc, q = right.mean() / n, (right.mean() + 0.5) / (n + 1)
   test = (n * acc * (1 - acc) + q * (1 - q)) / (n + 1) / n
-  df = (seed + test) ** 2 / (seed ** 2 / (k - 1) + test ** 2 / n)
+  up = seed * (k - 1) / scipy_stats.chi2.ppf(0.05, k - 1)    # the seeds' upper bound
+  df = (up + test) ** 2 / (up ** 2 / (k - 1) + test ** 2 / n)
   return scipy_stats.t.ppf(0.975, df) * np.sqrt(seed + test)
 
 

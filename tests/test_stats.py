@@ -47,11 +47,13 @@ def test_t_interval_takes_scipy_quantiles_and_a_variance_floor():
 
 
 def test_t_interval_counts_a_shared_test_set_once():
-  # se^2 = s^2 / K + v_test, Welch-Satterthwaite df from K - 1 and the test's df
+  # se^2 = s^2 / K + v_test, Welch-Satterthwaite df from K - 1 and the test's df with
+  # the seeds' term at its upper 95% bound s^2 (K - 1) / chi2(0.05, K - 1) / K
   x = np.array([0.5, 0.6, 0.7, 0.55])
   s2, k, v, dft = x.var(ddof=1), 4, 0.004, 30
   se = np.sqrt(s2 / k + v)
-  df = se ** 4 / ((s2 / k) ** 2 / (k - 1) + v ** 2 / dft)
+  up = s2 * (k - 1) / st.chi2.ppf(0.05, k - 1) / k
+  df = (up + v) ** 2 / (up ** 2 / (k - 1) + v ** 2 / dft)
   m, lo, hi = stats.t_interval(x, test_var=v, test_df=dft)
   assert hi - m == pytest.approx(st.t.ppf(0.975, df) * se)
   # more seeds that agree do not shrink the interval below the test set's own width
@@ -72,7 +74,8 @@ def _flag_by_hand(a, b, n, m2):
   qa, qb = (a.mean() + 0.5) / (n + 1), (b.mean() + 0.5) / (n + 1)
   v = (n * m2 + qa * (1 - qa) + qb * (1 - qb)) / (n + 1) / n
   se = np.sqrt(seed_var / k + v)
-  df = se ** 4 / ((seed_var / k) ** 2 / (k - 1) + v ** 2 / n)
+  up = seed_var * (k - 1) / st.chi2.ppf(0.05, k - 1) / k
+  df = (up + v) ** 2 / (up ** 2 / (k - 1) + v ** 2 / n)
   return d.mean() / se, df
 
 
@@ -90,11 +93,10 @@ def test_seed_paired_test_is_the_documented_formula():
     assert float(r["p"][c]) == pytest.approx(2 * st.t.sf(abs(t), df))
   np.testing.assert_allclose(r["delta"], ((b - a) / n).mean(0))
   assert r["seeds"] == 6
-  # counts only: m2 is the value for independent examples
+  # counts only: m2 is its upper bound, the largest share of examples that can differ
   pa, pb = a.mean(0) / n, b.mean(0) / n
   r2 = stats.seed_paired_test(a, b, n)
-  t, _ = _flag_by_hand(a[:, 0], b[:, 0], n[0],
-                       pa[0] * (1 - pa[0]) + pb[0] * (1 - pb[0]) + (pb[0] - pa[0]) ** 2)
+  t, _ = _flag_by_hand(a[:, 0], b[:, 0], n[0], min(pa[0] + pb[0], 2 - pa[0] - pb[0]))
   assert float(r2["t"][0]) == pytest.approx(t)
 
 
@@ -117,7 +119,7 @@ def test_seed_paired_test_floor_when_seeds_agree():
   pa, pb = 1000.5 / 1001, 700.5 / 1001
   floor = (pa * (1 - pa) + pb * (1 - pb)) / 200
   assert float(r["floor"][0]) == pytest.approx(floor)
-  assert 0 < float(r["p"][0]) < 1e-6
+  assert 0 < float(r["p"][0]) < 0.005   # flagged in a family of up to 10 tests
   # no change at all in any seed: p = 1 and an interval of positive width around 0
   r = stats.seed_paired_test(np.full((4, 1), 9), np.full((4, 1), 9), [9])
   assert float(r["p"][0]) == 1.0 and float(r["lo"][0]) < 0 < float(r["hi"][0])
@@ -133,10 +135,11 @@ def test_a_few_examples_are_never_a_flag_however_many_seeds(seeds):
     for m2 in (None, np.ones(1)):
       r = stats.seed_paired_test(a, b, [n], m2)
       assert float(r["p"][0]) > 0.1, (n, m2)
-  # but a class of 200 where 60 flip in every seed is found at any K >= 3
+  # but a class of 200 where 60 flip in every seed is found (at K = 3 only in a small
+  # family: 2 degrees of freedom)
   r = stats.seed_paired_test(np.full((seeds, 1), 200), np.full((seeds, 1), 140), [200],
                              np.full(1, 0.3))
-  assert float(r["p"][0]) < 1e-6
+  assert float(r["p"][0]) < (0.05 if seeds == 3 else 1e-4)
 
 
 def test_seed_paired_test_interval_excludes_0_exactly_when_p_below_005():
@@ -267,7 +270,7 @@ def test_corrections_of_rows_are_one_family_per_row():
   np.testing.assert_allclose(stats.holm(p)[3], stats.holm(p[3]))
 
 
-@pytest.mark.parametrize("seeds,alpha", [(3, 0.05), (5, 0.05 / 1000), (10, 0.01)])
+@pytest.mark.parametrize("seeds,alpha", [(3, 0.05), (5, 0.05 / 20), (10, 0.01)])
 def test_detectable_drop_is_the_first_grid_point_a_full_scan_finds(seeds, alpha):
   # detectable_drop bisects the grid of drops (power grows with the drop); it must
   # give exactly the first point a scan of the whole grid gives, including where the
@@ -289,7 +292,7 @@ def test_detectable_drop_is_the_first_grid_point_a_full_scan_finds(seeds, alpha)
 
 def test_detectable_drop_has_the_power_it_claims():
   acc, n, var, k, level = np.array([1.0, 0.9, 0.6]), np.array([200, 50, 9]), \
-      np.array([0.0, 0.002, 0.01]), 5, 0.05 / 8
+      np.array([0.0, 0.002, 0.01]), 10, 0.05 / 8
   drop = stats.detectable_drop(acc, n, k, var, level)
   assert np.isfinite(drop[:2]).all()
   for c in range(3):
@@ -299,8 +302,8 @@ def test_detectable_drop_has_the_power_it_claims():
       return stats.power_at(d, acc[c], n[c], k, var[c], level)
     assert power(drop[c]) >= 0.8 > power(drop[c] - 0.001)
   assert np.isnan(stats.detectable_drop(1.0, 200, 2, 0.0, 0.05))   # two seeds: none
-  # reaching significance at all: 2 examples cannot at any K, 9 can at 0.05 (not at
-  # 0.05 / 8: the test set alone leaves |t| ~ 3.1 when all 9 fall)
+  # reaching significance at all: 2 examples cannot at any K, 9 can at 0.05 with
+  # enough seeds (not at 0.05 / 8: the test set alone leaves |t| ~ 3.1 when all 9 fall)
   for k in (3, 10, 100):
     np.testing.assert_array_equal(
         stats.can_reach([1.0, 1.0, 0.0, 1.0], [2, 9, 200, 30], k, 0.05),
@@ -311,9 +314,9 @@ def test_detectable_drop_has_the_power_it_claims():
 
 def test_power_matches_the_flag_by_simulation():
   # the power the planner promises is the share of simulated sweeps the flag finds:
-  # 200 examples at 90%, a drop of 10 points with seed sd 3 points, K = 5, alpha 0.05
+  # 200 examples at 90%, a drop of 10 points with seed sd 3 points, K = 10, alpha 0.05
   rng = np.random.default_rng(0)
-  k, n, acc, drop, sd = 5, 200, 0.9, 0.1, 0.03
+  k, n, acc, drop, sd = 10, 200, 0.9, 0.1, 0.03
   sims = 4000
   a = rng.binomial(n, acc, (sims, k, 1))
   b = rng.binomial(n, np.clip(acc - drop + rng.normal(0, sd, (sims, k, 1)), 0, 1))
@@ -381,3 +384,41 @@ def test_calibration_is_reproducible_and_sees_a_real_effect():
   two = calibration.run_cell(calibration.Cell(5, 200, 0.99, drop=0.3), 200, seed=3)
   assert one == two and one.power > 0.8
   assert -0.35 < one.truth < -0.25  # expected change given the test set: about -30
+
+
+def test_the_flag_holds_its_level_when_run_noise_dominates_at_three_seeds():
+  # Large run-to-run noise (logit sd 1, nothing shared by the seeds) and a setting x
+  # example effect (sd 2, recentred): with Welch-Satterthwaite's df alone, which runs
+  # past K - 1 when the seeds' variance is small by chance, the flag rejected 7.0% of
+  # these nulls at K = 3 (a review's simulation); its df now takes the seeds' term at
+  # its upper 95% bound
+  from scipy import optimize, special
+  rng = np.random.default_rng(0)
+  sweeps, k, n = 6000, 3, 200
+  z = rng.normal(0, 1.0, (sweeps, 1, n))                     # example difficulty
+  la = z + rng.normal(0, 1.0, (sweeps, k, 1))                # logit 0: accuracy 50%
+  lb = z + rng.normal(0, 1.0, (sweeps, k, 1)) + rng.normal(0, 2.0, (sweeps, 1, n))
+  # recentre B so that its population accuracy equals A's (sds: sqrt(1+1+4), sqrt(2))
+  c = optimize.brentq(lambda c: float(calibration._expected(c, np.sqrt(6.0))
+                                      - calibration._expected(0.0, np.sqrt(2.0))),
+                      -10, 10)
+  ra = rng.random(la.shape, dtype=np.float32) < special.expit(la)
+  rb = rng.random(lb.shape, dtype=np.float32) < special.expit(lb + c)
+  m2 = stats.test_m2(rb.astype(np.float32) - ra)[:, None]
+  r = stats.seed_paired_test(ra.sum(-1)[..., None], rb.sum(-1)[..., None], n, m2)
+  fpr = float((r["p"][:, 0] < 0.05).mean())
+  assert fpr <= 0.064, fpr
+
+
+def test_counts_only_flag_holds_when_settings_get_opposite_examples_right():
+  # Without per-example predictions the test-set term takes the largest share of
+  # examples two settings can disagree on. The value for independent examples was no
+  # bound: settings right on exactly opposite halves of a class (no change on average)
+  # were flagged 10-14% of the time at alpha 0.05 (a review's simulation)
+  rng = np.random.default_rng(0)
+  sweeps, n = 20000, 200
+  for k in (3, 10):
+    right_a = rng.random((sweeps, n)) < 0.5          # the drawn test set
+    a = np.repeat(right_a.sum(1)[:, None], k, 1)[..., None].astype(float)
+    p = stats.seed_paired_test(a, n - a, n)["p"][:, 0]
+    assert (p < 0.05).mean() <= 0.05, k

@@ -150,8 +150,8 @@ def _nested_expectation(runs: pd.DataFrame, column: str, n: int):
   """From runs.csv alone: average the downstream seeds within each upstream run, then
   the change per upstream seed and the flag's paired t over upstream seeds (docs: the
   report's Methods): the seeds' variance floored at the binomial variance of one
-  difference, plus the shared test set's variance once (counts only: m2 for
-  independent examples), Welch-Satterthwaite df. Returns (per-upstream-seed changes,
+  difference, plus the shared test set's variance once (counts only: m2 at its upper
+  bound), Welch-Satterthwaite df with the seeds' term at its upper 95% bound. Returns (per-upstream-seed changes,
   p, whether the seeds' variance is above the floor)."""
   per_up = runs.groupby(["upstream.reg.weight_decay", "upstream.seed"])[column].mean()
   base, other = per_up.loc[0.0], per_up.loc[0.1]
@@ -162,9 +162,10 @@ def _nested_expectation(runs: pd.DataFrame, column: str, n: int):
   seed = max(d.var(ddof=1), floor) / k
   a, b = base.mean(), other.mean()
   qa, qb = ((x * n + 0.5) / (n + 1) for x in (a, b))
-  m2 = a * (1 - a) + b * (1 - b) + (b - a) ** 2
+  m2 = min(a + b, 2 - a - b)   # counts only: the largest share that can differ
   test = (n * m2 + qa * (1 - qa) + qb * (1 - qb)) / (n + 1) / n
-  df = (seed + test) ** 2 / (seed ** 2 / (k - 1) + test ** 2 / n)
+  up = seed * (k - 1) / scipy_stats.chi2.ppf(0.05, k - 1)   # the seeds' upper bound
+  df = (up + test) ** 2 / (up ** 2 / (k - 1) + test ** 2 / n)
   t = d.mean() / np.sqrt(seed + test)
   return d, 2 * scipy_stats.t.sf(abs(t), df), d.var(ddof=1) > floor
 

@@ -525,7 +525,7 @@ def _change(base: Level, lv: Level, n: np.ndarray, unit: str) -> dict | None:
 
 
 def _or_none(spread):
-  """None (independent examples) where no spread was measured."""
+  """None (the test's upper bound) where no spread was measured."""
   return None if np.isnan(spread).all() else np.nan_to_num(spread, nan=0.0)
 
 

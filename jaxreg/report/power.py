@@ -22,8 +22,7 @@ class PlanInput:
   seed_sd: np.ndarray    # sd over seeds of the per-seed change (fraction)
   values: int            # compared values (the family is classes x values)
   source: str            # where the numbers come from, for the printout
-  spread: np.ndarray | None = None  # variance of per-example changes (pilot), or None:
-                                    # independent examples (an upper bound)
+  spread: np.ndarray | None = None  # variance of per-example changes (pilot), or None
 
 
 def pilot_estimates(workdir, axis=None, baseline=None, fix=None) -> PlanInput:
