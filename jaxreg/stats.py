@@ -37,8 +37,8 @@ a paired t-test (`scipy.stats.t`) with two variance terms:
 The degrees of freedom are Welch-Satterthwaite's (from K - 1 for the first term and n
 for the second) with the first term at its upper 95% confidence bound
 (`combined_se`): from the estimate itself they grow when the seeds' variance is small
-by chance, and the test rejected too often at K = 3. A class of one example can never be flagged (|t| <= 1.63); two examples
-that flip in every seed give p ~ 0.2. Fewer than MIN_SEEDS seeds give no p-value (NaN):
+by chance, and the test rejected too often at K = 3. A class of one example can never
+be flagged (|t| <= 1.63); two examples that flip in every seed give p ~ 0.2. Fewer than MIN_SEEDS seeds give no p-value (NaN):
 one or two seeds cannot estimate the seed-to-seed variation. The 95% interval is
 mean(d) +/- t(0.975, df) se, so it excludes 0 exactly when p < 0.05. No Wilcoxon: its
 smallest exact two-sided p at K <= 5 is 0.0625. `jaxreg/report/calibration.py` checks
