@@ -170,15 +170,15 @@ def test_report_choice_and_confusion_change(made_up):
 def _accuracy_half_width(right, n):
   """The per-class interval's half-width written out: the seeds' variance floored at
   one seed's binomial variance (p pooled over the seeds), plus the test set's variance
-  once, (n acc (1 - acc) + q (1 - q)) / (n + 1) / n with q = (mean right + 1/2) /
-  (n + 1), Welch-Satterthwaite df from K - 1 (the seeds' term at its upper 95% bound)
-  and n."""
+  once, q (1 - q) / n with q = (mean right + z^2) / (n + 2 z^2), Welch-Satterthwaite
+  df from K - 1 (the seeds' term at its upper 95% bound) and n."""
   right = np.asarray(right, float)
   k = len(right)
   p = (right.sum() + 0.5) / (k * n + 1)
   seed = max(np.var(right / n, ddof=1), p * (1 - p) / n) / k
-  acc, q = right.mean() / n, (right.mean() + 0.5) / (n + 1)
-  test = (n * acc * (1 - acc) + q * (1 - q)) / (n + 1) / n
+  z2 = scipy_stats.norm.ppf(0.975) ** 2
+  q = (right.mean() + z2) / (n + 2 * z2)      # z^2 pseudo-examples each way
+  test = q * (1 - q) / n
   up = seed * (k - 1) / scipy_stats.chi2.ppf(0.05, k - 1)    # the seeds' upper bound
   df = (up + test) ** 2 / (up ** 2 / (k - 1) + test ** 2 / n)
   return scipy_stats.t.ppf(0.975, df) * np.sqrt(seed + test)
@@ -200,8 +200,8 @@ def test_report_per_class_table_with_t_intervals(made_up):
   at0 = next(r for r in rows if r["class"] == "ABBR" and r["value"] == "0")
   assert float(at0["mean"]) == float(at0["hi95"]) == 1.0
   assert float(at0["lo95"]) == pytest.approx(1 - _accuracy_half_width([27] * 5, 27))
-  q = 27.5 / 28
-  assert 1 - float(at0["lo95"]) > 1.96 * np.sqrt(q * (1 - q) / 28 / 27)
+  # at least Wilson's width for 27 of 27 (one seed's interval)
+  assert float(at0["lo95"]) <= float(stats.wilson_interval(27, 27)[0]) + 0.005
 
 
 def test_benjamini_hochberg_and_baseline_options(made_up, tmp_path):

@@ -422,3 +422,21 @@ def test_counts_only_flag_holds_when_settings_get_opposite_examples_right():
     a = np.repeat(right_a.sum(1)[:, None], k, 1)[..., None].astype(float)
     p = stats.seed_paired_test(a, n - a, n)["p"][:, 0]
     assert (p < 0.05).mean() <= 0.05, k
+
+
+def test_accuracy_interval_covers_a_class_near_100_percent():
+  # Identical seeds (a deterministic model) on one test set of n examples: the class's
+  # correct count is Binomial(n, p), and the interval must cover p for p near 1. With
+  # the raw accuracy in the test set's Bernoulli variance (0 at 100%) it covered 16-74%
+  # (a review's exact computation); with z^2 pseudo-examples each way it keeps Wilson's
+  # width at the boundary
+  k, n = 10, 50
+  counts = np.arange(n + 1)
+  right = np.repeat(counts[None, :], k, 0)                         # [K, n + 1]
+  acc = counts / n
+  var, df = stats.test_set_variance(n, acc)
+  _, lo, hi = stats.t_interval(right / n, floor=stats.binomial_variance(
+      right.sum(0), n, k), test_var=var, test_df=df)
+  for p in np.linspace(1 - 10 / n, 1, 41):
+    pmf = st.binom.pmf(counts, n, p)
+    assert (pmf * ((lo <= p) & (p <= hi))).sum() >= 0.93, p
