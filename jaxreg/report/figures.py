@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from jaxreg.report.analysis import Analysis, PairGrid
+from jaxreg.report.analysis import Analysis, PairGrid, class_acc
 from jaxreg.report.load import Sweep
 from jaxreg.report.text import MANY_CLASSES, fmt, label
 
@@ -209,7 +209,8 @@ def fig_overview(a: Analysis, out: Path) -> Path:
 
 
 def fig_small_multiples(a: Analysis, out: Path) -> Path:
-  """One panel per class: mean and 95% interval, with the baseline level dashed."""
+  """One panel per class: mean and 95% interval, every seed's accuracy as a dot, the
+  baseline level dashed."""
   values = a.values
   lay = x_layout(values)
   x = np.array(lay.positions)
@@ -224,6 +225,12 @@ def fig_small_multiples(a: Analysis, out: Path) -> Path:
     ax = axes[j // cols][j % cols]
     m, lo, hi = _series(a, i)
     ax.fill_between(x, 100 * lo, 100 * hi, color="0.5", alpha=0.2, lw=0)
+    # every seed's accuracy too: a bimodal spread (some seeds lose the class) is where
+    # the seed-level t-test is weakest (docs/sweeps.md, Known limits)
+    for k, lv in enumerate(a.levels):
+      per_seed = class_acc(lv.confusion)[:, i]
+      ax.plot(np.full(len(per_seed), x[k]), 100 * per_seed, ".", color="0.55", ms=3,
+              alpha=0.8, zorder=2)
     ax.plot(x, 100 * m, "o-", color="0.15", ms=3.5, lw=1.4)
     ax.axhline(100 * base[i], color="0.4", lw=0.8, ls="--")
     for k, v in enumerate(values):
@@ -243,7 +250,7 @@ def fig_small_multiples(a: Analysis, out: Path) -> Path:
   for r in range(rows):
     axes[r][0].set_ylabel("test accuracy (%)", fontsize=8)
   total = len(a.class_names)
-  fig.suptitle(f"Per-class test accuracy vs {a.key} (mean, 95% interval)\n"
+  fig.suptitle(f"Per-class test accuracy vs {a.key} (mean, 95% interval; dots: each seed)\n"
                f"dashed: baseline {fmt(a.baseline)}; red \u25bc / blue \u25b2: "
                f"significant drop / rise ({_flag_words(a)}); gold band: chosen by "
                "validation"
