@@ -3,8 +3,9 @@
 For BERT (transformers' Flax model) and ResNet: the bf16 model is the float32 function
 up to bf16 rounding (same parameters, logits close, not identical), computes its matmuls
 or convolutions in bf16, keeps float32 parameters, and trains (the loss of a fixed batch
-falls with jaxreg's real jitted train step). The RNN family has no dtype: its GPU
-comparison runs in float32 on both sides.
+falls with jaxreg's real jitted train step). For the RNN family: the same, with its
+embeddings and cell matmuls in bf16 while the recurrent carry and the head stay
+float32; its float32 path is unchanged (tests/test_models.py, goldens).
 """
 
 import os
@@ -132,6 +133,40 @@ def test_resnet_bf16_trains_and_keeps_float32_state():
   check_bf16_is_the_f32_function(f32, bf16, variables, batch, "convolution")
 
   losses, params = losses_over_steps(config16, bf16, variables, batch, 25)
+  assert all(np.isfinite(losses)), losses
+  assert np.mean(losses[-5:]) < 0.5 * losses[0], losses
+  assert all(v.dtype == np.float32 for v in jax.tree.leaves(params))
+
+
+def rnn_model(dtype: str, cell: str):
+  from jaxreg.models import Model, rnn
+  config = config_lib.get_base_config()
+  config.model.dtype, config.model.cell = dtype, cell
+  config.model.embed_size = config.model.hidden_size = 32
+  config.optim.name, config.optim.learning_rate = "adam", 3e-3
+  config.reg.weight_decay = 0.0
+  return config, Model(rnn.from_config(config.model, 64, CLASSES))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_rnn_bf16_matches_float32_and_trains(cell):
+  config16, bf16 = rnn_model("bfloat16", cell)
+  _, f32 = rnn_model("float32", cell)
+  batch = text_batch(64)
+  variables = jax.jit(bf16.init)(jax.random.key(0), batch)
+  assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(variables))
+  logits32 = jax.jit(lambda v: f32.apply(v, batch, train=False)[0])(variables)
+  forward16 = jax.jit(lambda v: bf16.apply(v, batch, train=False)[0])
+  logits16 = forward16(variables)
+  assert logits16.dtype == jnp.float32
+  err = relative_error(logits16, logits32)
+  assert 0 < err < 5e-2, err
+  # the cell's matmuls take bf16 operands (the head's stays float32 by design)
+  ops = [l for l in forward16.lower(variables).as_text().splitlines()
+         if "stablehlo.dot_general" in l]
+  bf16_ops = [l for l in ops if "xbf16>" in l.rsplit(" : ", 1)[1].split("->")[0]]
+  assert len(bf16_ops) >= 2, ops[:4]
+  losses, params = losses_over_steps(config16, bf16, variables, batch, 60)
   assert all(np.isfinite(losses)), losses
   assert np.mean(losses[-5:]) < 0.5 * losses[0], losses
   assert all(v.dtype == np.float32 for v in jax.tree.leaves(params))

@@ -30,7 +30,7 @@ from jaxreg.data.catalog import (FILE_SOURCES, IMAGE_SOURCES, SOURCES, TFDS_IMAG
 
 FAMILIES = ("rnn", "bert", "resnet")       # jaxreg/models/__init__.py: from_config
 IMAGE_FAMILIES = ("resnet",)               # the families that read images
-MODEL_DTYPES = ("float32", "bfloat16")     # models/bert.py, models/resnet.py
+MODEL_DTYPES = ("float32", "bfloat16")     # models/bert.py, resnet.py, rnn.py
 CELLS = ("rnn", "gru", "lstm")             # models/rnn.py
 POOLINGS = ("last", "mean", "max", "attention")
 RESNET_DEPTHS = (10, 18, 34, 50)           # models/resnet.py
@@ -418,8 +418,8 @@ KEYS = (
         "content hash. A directory holding only `config.json` gives a randomly "
         "initialized model."),
     Key("model.dtype", "float32", OneOf(MODEL_DTYPES),
-        "families `bert` and `resnet`: compute dtype (`bfloat16` on GPUs); parameters, "
-        "optimizer state and logits stay float32."),
+        "compute dtype of every family (`bfloat16` on GPUs); parameters, optimizer "
+        "state and logits stay float32 (and an RNN's recurrent carry and head)."),
     Key("model.cell", "lstm", OneOf(CELLS),
         "`rnn` (Elman, `nn.SimpleCell`), `gru`, `lstm` (`nn.OptimizedLSTMCell`)."),
     Key("model.embed_size", 64, Int(1), "word embedding size."),

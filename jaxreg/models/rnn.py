@@ -5,9 +5,16 @@ returns each sequence's carry at its last valid step (the backward direction of
 `nn.Bidirectional` reverses only the valid part), so padding never reaches the
 sentence representation. Outputs past a sequence's length are not zeroed by flax,
 so every pooling masks them.
+
+`dtype` is the compute dtype (`model.dtype`): embeddings, the cells' matmuls and the
+pooling run in it (bfloat16 on GPUs), while parameters, the recurrent carry and the
+logits stay float32 (flax's cells keep a float32 carry; the Elman cell is cast back
+to it, `SimpleCell`) and the head computes in float32.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -19,8 +26,20 @@ from jaxreg.models.layers import Dropout
 TRACED = {"model.dropout.embed": "embed_dropout", "model.dropout.between": "between_dropout",
           "model.dropout.output": "output_dropout"}
 
+class SimpleCell(nn.SimpleCell):
+  """nn.SimpleCell whose new carry keeps the carry's dtype: in bfloat16 its output
+  would change the scan carry's dtype (which jax.lax.scan refuses). Named as flax's
+  cell, so its parameters keep their paths (`SimpleCell_0/...`) and old checkpoints
+  load."""
+
+  def __call__(self, carry, inputs):
+    new_carry, _ = super().__call__(carry, inputs)
+    new_carry = new_carry.astype(carry.dtype)
+    return new_carry, new_carry
+
+
 _CELLS = {
-    "rnn": nn.SimpleCell,
+    "rnn": SimpleCell,
     "gru": nn.GRUCell,
     "lstm": nn.OptimizedLSTMCell,  # fuses the four gate matmuls
 }
@@ -43,13 +62,15 @@ class TextClassifier(nn.Module):
   embed_dropout: float = 0.0
   between_dropout: float = 0.0     # between stacked RNN layers
   output_dropout: float = 0.0      # on the sentence vector, before the head
+  dtype: Any = jnp.float32         # compute dtype (module doc)
 
   @nn.compact
   def __call__(self, tokens, lengths, *, train: bool = False):
     """tokens int [B, T] (0 = padding), lengths int [B] -> logits [B, num_classes]."""
     deterministic = not train
     mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]  # [B, T]
-    x = nn.Embed(self.vocab_size, self.embed_size, name="embed")(tokens)
+    x = nn.Embed(self.vocab_size, self.embed_size, dtype=self.dtype,
+                 name="embed")(tokens)
     # Masks per position (position_axis=1): the same at any padded width, so bucketing
     # and a vmapped group's padding to its widest member never change them.
     x = Dropout(self.embed_dropout, position_axis=1)(x, deterministic)
@@ -60,15 +81,15 @@ class TextClassifier(nn.Module):
       carry, x = self._layer(layer)(x, seq_lengths=lengths)
     sentence = self._pool(x, carry, mask)
     sentence = Dropout(self.output_dropout)(sentence, deterministic)
-    return nn.Dense(self.num_classes, name="head")(sentence)
+    return nn.Dense(self.num_classes, name="head")(sentence.astype(jnp.float32))
 
   def _layer(self, layer: int):
     cell_type = _CELLS[self.cell]
-    forward = nn.RNN(cell_type(self.hidden_size), return_carry=True,
+    forward = nn.RNN(cell_type(self.hidden_size, dtype=self.dtype), return_carry=True,
                      name=f"rnn{layer}")
     if not self.bidirectional:
       return forward
-    backward = nn.RNN(cell_type(self.hidden_size), return_carry=True,
+    backward = nn.RNN(cell_type(self.hidden_size, dtype=self.dtype), return_carry=True,
                       name=f"rnn{layer}_bwd")
     # flax runs the backward direction with keep_order=True: outputs stay aligned.
     return nn.Bidirectional(forward, backward, return_carry=True,
@@ -102,4 +123,4 @@ def from_config(model_cfg, vocab_size: int, num_classes: int) -> TextClassifier:
       num_layers=model_cfg.num_layers, bidirectional=model_cfg.bidirectional,
       pooling=model_cfg.pooling, embed_dropout=model_cfg.dropout.embed,
       between_dropout=model_cfg.dropout.between,
-      output_dropout=model_cfg.dropout.output)
+      output_dropout=model_cfg.dropout.output, dtype=jnp.dtype(model_cfg.dtype))
