@@ -106,37 +106,42 @@ def binomial_variance(correct, n, seeds: int = 1):
 PRIOR_EXAMPLES = 1  # pseudo-examples at the binomial variance in v_test
 
 
-def test_set_variance(n, acc_a, acc_b=None, m2=None):
-  """(v_test, df): the variance a class's mean accuracy (acc_b None) or mean change
-  gets from its n test examples being a sample of the class; not divided by the
-  seeds, which all share them (module doc). m2: the mean squared per-example change
-  (from stored predictions), else its upper bound min(pa + pb, 2 - pa - pb). Arrays
-  broadcast; NaN where n == 0."""
+def accuracy_test_variance(n, acc):
+  """(v_test, df) of one class accuracy from its n test examples as a sample of the
+  class, not divided by the seeds: the Bernoulli variance (its upper bound over
+  examples) at the accuracy pulled in by z^2 pseudo-examples each way, so that a class
+  right on all n examples keeps Wilson's width at the boundary (~z^2 / n). With the
+  raw accuracy it was 1/n^3 and the interval covered 16-74% of the class's accuracy
+  near 100% (a review's exact computation). Arrays broadcast; NaN where n == 0."""
+  n = np.asarray(n, dtype=float)
+  acc = np.clip(np.asarray(acc, dtype=float), 0, 1)
+  z2 = _z(CONFIDENCE) ** 2
+  with np.errstate(invalid="ignore", divide="ignore"):
+    p = (acc * n + z2) / (n + 2 * z2)
+    v = p * (1 - p) / np.where(n > 0, n, 1)
+  return np.where(n > 0, v, np.nan), n
+
+
+def test_set_variance(n, acc_a, acc_b, m2=None):
+  """(v_test, df): the variance a class's mean change from A to B gets from its n test
+  examples being a sample of the class; not divided by the seeds, which all share
+  them (module doc). m2: the mean squared per-example change (from stored
+  predictions), else its upper bound min(pa + pb, 2 - pa - pb). Arrays broadcast;
+  NaN where n == 0."""
   n = np.asarray(n, dtype=float)
   acc_a = np.clip(np.asarray(acc_a, dtype=float), 0, 1)
+  acc_b = np.clip(np.asarray(acc_b, dtype=float), 0, 1)
   with np.errstate(invalid="ignore", divide="ignore"):
     sa = shrunk_proportion(acc_a * n, n)
-    f = sa * (1 - sa)
-    if acc_b is None:
-      # one accuracy: the Bernoulli variance (its upper bound over examples) at the
-      # accuracy pulled in by z^2 pseudo-examples each way, so that a class right on
-      # all n examples keeps Wilson's width at the boundary (~z^2 / n): with the raw
-      # accuracy it was 1/n^3 and the interval covered 16-74% of the class's accuracy
-      # near 100% (a review's exact computation)
-      z2 = _z(CONFIDENCE) ** 2
-      p = (acc_a * n + z2) / (n + 2 * z2)
-      return np.where(n > 0, p * (1 - p) / np.where(n > 0, n, 1), np.nan), n
-    else:
-      acc_b = np.clip(np.asarray(acc_b, dtype=float), 0, 1)
-      sb = shrunk_proportion(acc_b * n, n)
-      f = f + sb * (1 - sb)
-      # without per-example changes: the largest share of examples the two settings
-      # can disagree on at these accuracies (each example's change is at most 1 in
-      # size): min(pa + pb, 2 - pa - pb). Independent examples' pa(1-pb) + pb(1-pa)
-      # was no bound: settings that get opposite examples right exceed it (a null
-      # flagged 10-14% of the time, simulated)
-      m = (np.minimum(acc_a + acc_b, 2 - acc_a - acc_b)
-           if m2 is None else np.asarray(m2, dtype=float))
+    sb = shrunk_proportion(acc_b * n, n)
+    f = sa * (1 - sa) + sb * (1 - sb)
+    # without per-example changes: the largest share of examples the two settings
+    # can disagree on at these accuracies (each example's change is at most 1 in
+    # size): min(pa + pb, 2 - pa - pb). Independent examples' pa(1-pb) + pb(1-pa)
+    # was no bound: settings that get opposite examples right exceed it (a null
+    # flagged 10-14% of the time, simulated)
+    m = (np.minimum(acc_a + acc_b, 2 - acc_a - acc_b)
+         if m2 is None else np.asarray(m2, dtype=float))
     v = (n * m + PRIOR_EXAMPLES * f) / (n + PRIOR_EXAMPLES) / n
   v = np.where(n > 0, v, np.nan)
   return v, n - 1 + PRIOR_EXAMPLES
@@ -168,7 +173,7 @@ def t_interval(samples, axis: int = 0, floor=None, test_var=None, test_df=None,
                confidence: float = CONFIDENCE):
   """Mean and t interval over `axis` (one value per seed): the seeds' variance floored
   at `floor`, plus `test_var` (with `test_df` degrees of freedom) when the seeds share
-  a test set (`test_set_variance`).
+  a test set (`accuracy_test_variance`, `test_set_variance`).
 
   half-width = t(0.5 + confidence/2, df) * se, se^2 = max(s^2, floor) / K + test_var.
   Returns (mean, lo, hi); the interval is NaN with fewer than two samples.

@@ -434,7 +434,7 @@ def test_accuracy_interval_covers_a_class_near_100_percent():
   counts = np.arange(n + 1)
   right = np.repeat(counts[None, :], k, 0)                         # [K, n + 1]
   acc = counts / n
-  var, df = stats.test_set_variance(n, acc)
+  var, df = stats.accuracy_test_variance(n, acc)
   _, lo, hi = stats.t_interval(right / n, floor=stats.binomial_variance(
       right.sum(0), n, k), test_var=var, test_df=df)
   for p in np.linspace(1 - 10 / n, 1, 41):

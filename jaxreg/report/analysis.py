@@ -259,7 +259,7 @@ def _level(value, runs: Sequence[RunData], reps: list[tuple], workdir, n: np.nda
   k = len(runs)
   correct = np.einsum("kcc->kc", confusion)
   # every seed answers the same test examples: their sampling variance is added once
-  var_c, df_c = stats.test_set_variance(n, correct.mean(0) / np.maximum(n, 1))
+  var_c, df_c = stats.accuracy_test_variance(n, correct.mean(0) / np.maximum(n, 1))
   if k >= 2:
     accuracy = Estimate(*_interval(acc, stats.binomial_variance(correct.sum(0), n, k),
                                    (var_c, df_c)))
@@ -274,7 +274,8 @@ def _level(value, runs: Sequence[RunData], reps: list[tuple], workdir, n: np.nda
   floors = {"accuracy": stats.binomial_variance(correct.sum(), n.sum(), k),
             "balanced_accuracy": np.nansum(seed_c) / max(int(present.sum()), 1) ** 2,
             "worst_class_accuracy": seed_c[worst]}
-  tests = {"accuracy": stats.test_set_variance(total, correct.sum() / max(k * total, 1)),
+  tests = {"accuracy": stats.accuracy_test_variance(total,
+                                                    correct.sum() / max(k * total, 1)),
            "balanced_accuracy": (np.nansum(var_c) / max(int(present.sum()), 1) ** 2,
                                  total),
            "worst_class_accuracy": (var_c[worst], df_c[worst])}

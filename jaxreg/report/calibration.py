@@ -98,6 +98,8 @@ def simulate(cell: Cell, sweeps: int, rng, classes: int = CLASSES) -> dict:
   shift = 0.0 if cell.drop == 0 else special.logit(cell.acc - cell.drop) - base
   effect = np.zeros(classes)
   effect[0] = shift
+  # the setting x example scenario's offset: one root-finding per cell, not per chunk
+  recentre = _recentre(base) if cell.scenario == "example" else 0.0
   per_sweep = 2 * classes * k * n
   chunk = max(1, CHUNK // per_sweep)
   out: dict[str, list] = {"p": [], "lo": [], "hi": [], "mcnemar": [], "truth": []}
@@ -115,7 +117,7 @@ def simulate(cell: Cell, sweeps: int, rng, classes: int = CLASSES) -> dict:
     logit_a = base + z + u + e[0]                                  # [s, M, K, n]
     logit_b = base + z + u + e[1] + effect[:, None, None]
     if cell.scenario == "example":
-      logit_b = logit_b + rng.normal(0, EXAMPLE_X_SD, z.shape) + _recentre(base)
+      logit_b = logit_b + rng.normal(0, EXAMPLE_X_SD, z.shape) + recentre
     right_a = rng.random(logit_a.shape, dtype=np.float32) < special.expit(logit_a)
     right_b = rng.random(logit_b.shape, dtype=np.float32) < special.expit(logit_b)
     a = right_a.sum(-1).transpose(0, 2, 1)                          # [s, K, M]
