@@ -34,9 +34,11 @@ def _env():
   return env
 
 
-def _main(workdir, *extra):
-  return [sys.executable, "-m", "jaxreg.main", "--config=configs/lstm.py:tiny",
-          f"--workdir={workdir}", *OVERRIDES, *extra]
+def _main(workdir, *extra, run=None):
+  """jaxreg.main's command line; `run`: (config, overrides) instead of the LSTM's."""
+  config, overrides = run or ("configs/lstm.py:tiny", OVERRIDES)
+  return [sys.executable, "-m", "jaxreg.main", f"--config={config}",
+          f"--workdir={workdir}", *overrides, *extra]
 
 
 def _final_params(workdir, like=None):
@@ -76,11 +78,11 @@ def test_partial_flags_are_a_usage_error():
   assert distributed.initialize("127.0.0.1:1234", 1, 0) is False  # one process: no-op
 
 
-def _start_two(workdir, env):
+def _start_two(workdir, env, run=None):
   port = _free_port()
   return [subprocess.Popen(
       _main(workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-            f"--process_id={i}"), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            f"--process_id={i}", run=run), cwd=ROOT, env=env, stdout=subprocess.PIPE,
       stderr=subprocess.STDOUT, text=True) for i in range(2)]
 
 
@@ -126,6 +128,34 @@ def test_two_processes_preempted_through_one_resume_like_one(tmp_path, one_proce
   assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-1500:] for o in outs)
   assert f"resumed from step {steps[0]}" in outs[0]
   _assert_like_one(two, one_process)
+
+
+def _streamed_run(tmp_path):
+  """A ResNet on a generated ImageNet-layout folder, streamed (data.stream=always)."""
+  from tests import imagenet_folder
+  root = imagenet_folder.make(tmp_path / "inet", classes=6, train_per_class=16,
+                              val_per_class=4)
+  return ("configs/resnet.py:tiny", [
+      "--config.data.source=image_folder", f"--config.data.root={root}",
+      "--config.data.image_size=16", "--config.data.stream=always",
+      f"--config.data.cache_dir={tmp_path / 'cache'}",
+      "--config.train.batch_size=16", "--config.data.eval_batch_size=16",
+      "--config.train.epochs=1", "--config.train.log_every_steps=1"])
+
+
+@pytest.mark.slow
+def test_two_processes_streaming_a_folder_match_one(tmp_path):
+  """Under jax.distributed each process reads only its own columns of every row
+  (stream.columns) and the global batch is assembled across processes: the run ends
+  as the same streamed run in one process does."""
+  run, env = _streamed_run(tmp_path), _env()
+  single = subprocess.run(_main(tmp_path / "one", run=run), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert single.returncode == 0, single.stderr[-1500:]
+  procs = _start_two(tmp_path / "two", env, run=run)
+  outs = [p.communicate(timeout=500)[0] for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-1500:] for o in outs)
+  _assert_like_one(tmp_path / "two", tmp_path / "one")
 
 
 def _assert_like_one(two, one):
