@@ -2,6 +2,7 @@
 
   .venv/bin/python bench/group_probe.py                # every scenario
   .venv/bin/python bench/group_probe.py --scenarios=widths --epochs=4
+  .venv/bin/python bench/group_probe.py --quick     # two seeds, one epoch (the tests)
 
 For each scenario (K runs that can share one vmapped program), three numbers:
   probe     jaxreg.group.probe_timings: model-steps/s of the group's program against the
@@ -35,14 +36,14 @@ def _varied_data(tmp: Path) -> dict:
   return varied_length_data(tmp)
 
 
-def scenarios(tmp: Path, epochs: int) -> dict:
+def scenarios(tmp: Path, epochs: int, k: int = 4) -> dict:
   from tests.conftest import tiny_config
   e = {"train.epochs": epochs, "train.log_every_steps": 1000}
   widths = {**_varied_data(tmp), "model.cell": "lstm", "data.sort_window": 3,
             "model.embed_size": 32, "model.hidden_size": 32, **e}
   return {
       # the tiny LSTM, four seeds: a [4, B, T] batch per step
-      "seeds": [tiny_config(**e, seed=s) for s in range(4)],
+      "seeds": [tiny_config(**e, seed=s) for s in range(k)],
       # one seed, four weight decays: one shared [B, T] batch
       "shared": [tiny_config(**e, **{"reg.weight_decay": w}) for w in
                  (0.0, 1e-4, 1e-3, 1e-2)],
@@ -75,14 +76,19 @@ def main(argv=None) -> int:
   ap.add_argument("--scenarios", default="seeds,shared,widths")
   ap.add_argument("--epochs", type=int, default=3)
   ap.add_argument("--json", action="store_true")
+  ap.add_argument("--quick", action="store_true",
+                  help="two seeds of the tiny LSTM for one epoch: checks that it runs")
   args = ap.parse_args(argv)
+  k = 4
+  if args.quick:
+    args.scenarios, args.epochs, k = "seeds", 1, 2
   from jaxreg import cli
   cli.enable_compilation_cache()
   print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
   print(f"{'scenario':>9} {'K':>3} {'probe':>7} {'measured':>9} {'last':>6} "
         f"{'agree':>6} {'group s':>8} {'alone s':>8}")
   with tempfile.TemporaryDirectory() as tmp:
-    all_scenarios = scenarios(Path(tmp), args.epochs)
+    all_scenarios = scenarios(Path(tmp), args.epochs, k)
     for name in args.scenarios.split(","):
       out = measure(all_scenarios[name], Path(tmp) / name)
       print(f"{name:>9} {out['k']:>3} {out['probe_ratio']:>7.2f} "

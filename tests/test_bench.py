@@ -212,3 +212,16 @@ def test_stream_vs_resident_quick_times_both_paths(tmp_path):
              for p in ("resident", "streamed"))
   assert r["ratio_streamed_over_resident"] > 0 and r["load_average_before"]
   assert r["env"]["source"]["commit"] == git_head()
+
+
+@pytest.mark.slow
+def test_group_probe_quick_compares_probe_and_training(tmp_path):
+  proc = subprocess.run([sys.executable, str(ROOT / "bench" / "group_probe.py"),
+                         "--quick", "--json"], capture_output=True, text=True,
+                        env=python_env(), timeout=600)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  rows = [json.loads(l) for l in proc.stdout.splitlines() if l.startswith("{")]
+  assert [r["scenario"] for r in rows] == ["seeds"] and rows[0]["k"] == 2
+  r = rows[0]
+  assert r["probe_ratio"] > 0 and r["measured_ratio"] > 0 and r["alone_wall_s"] > 0
+  assert r["agree"] == ((r["probe_ratio"] > 1) == (r["measured_ratio"] > 1))
