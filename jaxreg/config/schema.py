@@ -422,6 +422,13 @@ KEYS = (
         "state and logits stay float32 (and an RNN's recurrent carry and head)."),
     Key("model.cell", "lstm", OneOf(CELLS),
         "`rnn` (Elman, `nn.SimpleCell`), `gru`, `lstm` (`nn.OptimizedLSTMCell`)."),
+    Key("model.hoist_input", False, Bool(),
+        "`model.cell = lstm` only: compute every position's input projection "
+        "x @ W_i in one matmul before the recurrence, so that the sequential scan "
+        "holds only h @ W_h (cuDNN's way; meant for GPUs, where the one large matmul "
+        "pays). The same parameters (paths, shapes, initial values: a checkpoint "
+        "loads with either setting) and the same function up to float rounding "
+        "(`jaxreg/models/rnn_hoisted.py`)."),
     Key("model.embed_size", 64, Int(1), "word embedding size."),
     Key("model.hidden_size", 64, Int(1), "RNN state size (per direction)."),
     Key("model.num_layers", 1, Int(1), "stacked RNN layers."),
@@ -450,7 +457,8 @@ KEYS = (
         "is created fresh for this dataset's classes; the run takes over the upstream "
         "preprocessing the weights depend on (vocabulary, tokenizer, image size, "
         "normalization) and `model.*` must equal the upstream run's (dropout rates, "
-        "`dtype` and `freeze_embeddings` may differ). See docs/transfer.md."),
+        "`dtype`, `hoist_input` and `freeze_embeddings` may differ). See "
+        "docs/transfer.md."),
     Section("model.dropout", "Dropout rates: `embed`, `between`, `output` for the RNN "
             "family; `hidden`, `attention`, `classifier` for the BERT family."),
     Key("model.dropout.embed", 0.0, RATE, "dropout on word embeddings."),
@@ -708,6 +716,13 @@ def _bert_inputs(c) -> None:
                       "model.pretrained)")
 
 
+def _hoist_needs_lstm(c) -> None:
+  """`model.hoist_input` only with `model.cell = lstm` (the one cell it implements)."""
+  if c.model.family == "rnn" and c.model.hoist_input and c.model.cell != "lstm":
+    raise ConfigError(f"model.hoist_input=True needs model.cell='lstm', not "
+                      f"{c.model.cell!r} (set model.hoist_input=False)")
+
+
 def _warmup_schedule(c) -> None:
   """`optim.warmup_steps` or `optim.warmup_fraction` (not both) > 0 only with a
   `warmup_*` schedule (elsewhere it would do nothing)."""
@@ -739,4 +754,5 @@ def _early_stopping_direction(c) -> None:
 # Run after every key passed its own rule, in this order.
 CROSS_KEY_RULES: tuple[Callable[[Any], None], ...] = (
     _local_sources, _trec_only, _fold_in_range, _frozen_needs_vectors,
-    _family_reads_the_source, _bert_inputs, _warmup_schedule, _early_stopping_direction)
+    _family_reads_the_source, _bert_inputs, _hoist_needs_lstm, _warmup_schedule,
+    _early_stopping_direction)
