@@ -146,6 +146,29 @@ def test_config_key_moves_the_input_matmul_out_of_the_scan():
   assert scan_dot_counts(hoisted, tokens, lengths) == [1, 1]   # h @ W_h only
 
 
+def dot_operand_dtypes(jaxpr) -> list[tuple[str, ...]]:
+  out = []
+  for e in jaxpr.eqns:
+    if e.primitive.name == "dot_general":
+      out.append(tuple(str(v.aval.dtype) for v in e.invars))
+    for j in sub_jaxprs(e):
+      out += dot_operand_dtypes(j)
+  return out
+
+
+def test_bfloat16_hoisted_matmuls_take_bfloat16_operands():
+  """Both the hoisted projection and the recurrent matmul in bf16 (a float32 h in
+  the scan would pass the logits test: it only adds precision); the head alone in
+  float32, as in the per-step model (tests/test_bf16.py)."""
+  _, hoisted = pair(bidirectional=True, dtype=jnp.bfloat16)
+  tokens, lengths = batch()
+  variables = hoisted.init(jax.random.key(0), tokens, lengths)
+  jaxpr = jax.make_jaxpr(lambda v: hoisted.apply(v, tokens, lengths))(variables).jaxpr
+  dtypes = dot_operand_dtypes(jaxpr)
+  assert sorted(dtypes) == [("bfloat16", "bfloat16")] * 4 + [("float32", "float32")], \
+      dtypes
+
+
 def losses_over_steps(hoist: bool, steps: int = 10) -> tuple[list, dict]:
   """jaxreg's jitted train step (Adam, dropout on) `steps` times on one batch."""
   config = config_lib.get_base_config()
