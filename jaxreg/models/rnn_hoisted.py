@@ -60,11 +60,11 @@ class HoistedLSTM(nn.OptimizedLSTMCell):
     w_i = jnp.concatenate([k for k, _ in input_params], axis=-1)           # [E, 4H]
     w_h = jnp.concatenate([k for k, _ in hidden_params], axis=-1)          # [H, 4H]
     b_h = jnp.concatenate([b for _, b in hidden_params], axis=-1)          # [4H]
-    x, w_i = promote_dtype(inputs, w_i, dtype=self.dtype)
-    projected = jnp.dot(x, w_i)                        # [B, T, 4H]: every step at once
-    if reverse:
-      projected = flip_sequences(projected, seq_lengths, num_batch_dims=1,
-                                 time_major=False)
+    if reverse:  # x, not its projection: E values a position, not 4H
+      inputs = flip_sequences(inputs, seq_lengths, num_batch_dims=1, time_major=False)
+    # Time-major before the matmul, for the same reason: the scan runs over axis 0.
+    x, w_i = promote_dtype(jnp.swapaxes(inputs, 0, 1), w_i, dtype=self.dtype)
+    projected = jnp.dot(x, w_i)                        # [T, B, 4H]: every step at once
     w_h, b_h = promote_dtype(w_h, b_h, dtype=self.dtype)
 
     def step(carry, projected_t):
@@ -75,7 +75,7 @@ class HoistedLSTM(nn.OptimizedLSTMCell):
       new_h = self.gate_fn(o) * self.activation_fn(new_c)
       return (new_c, new_h), ((new_c, new_h), new_h)
 
-    last, (carries, outputs) = jax.lax.scan(step, carry, jnp.swapaxes(projected, 0, 1))
+    last, (carries, outputs) = jax.lax.scan(step, carry, projected)
     outputs = jnp.swapaxes(outputs, 0, 1)              # [B, T, H]
     if seq_lengths is not None:  # each sequence's carry at its last valid step
       rows = jnp.arange(inputs.shape[0])
