@@ -1,6 +1,6 @@
-"""model.hoist_input (jaxreg/models/rnn_hoisted.py), the GPU path of the LSTM, checked
-on the CPU: the hoisted layer is the per-step `nn.RNN(nn.OptimizedLSTMCell)` layer with
-the input projection moved out of the scan, so with the same parameters it must give
+"""model.hoist_input (jaxreg/models/rnn_hoisted.py), the GPU path of the LSTM and GRU,
+checked on the CPU: a hoisted layer is the per-step `nn.RNN(nn.OptimizedLSTMCell)` (or
+`nn.GRUCell`) layer with the input projection moved out of the scan, so with the same parameters it must give
 the same logits and gradients, it must have the same parameters (paths, shapes, dtypes
 and initial values: checkpoints load either way), train alike, and really hoist (one
 matmul left in the scan).
@@ -23,7 +23,7 @@ import pytest
 from flax.traverse_util import flatten_dict
 
 from jaxreg import config as config_lib, metrics, parallel, train
-from jaxreg.models import Model, rnn
+from jaxreg.models import Model, rnn, rnn_hoisted
 from jaxreg.models.rnn import TextClassifier
 
 VOCAB, CLASSES, B, T = 50, 4, 7, 9
@@ -49,13 +49,15 @@ def flat(tree):
   return {"/".join(k): v for k, v in flatten_dict(tree).items()}
 
 
-@pytest.mark.parametrize("bidirectional, num_layers, dtype", [
-    (False, 1, "float32"), (False, 2, "float32"), (True, 1, "float32"),
-    (True, 2, "float32"), (True, 2, "bfloat16")])
-def test_same_parameters_paths_shapes_dtypes_and_initial_values(bidirectional, num_layers,
-                                                                dtype):
-  per_step, hoisted = pair(bidirectional=bidirectional, num_layers=num_layers,
-                           dtype=jnp.dtype(dtype))
+@pytest.mark.parametrize("cell, bidirectional, num_layers, dtype", [
+    ("lstm", False, 1, "float32"), ("lstm", False, 2, "float32"),
+    ("lstm", True, 1, "float32"), ("lstm", True, 2, "float32"),
+    ("lstm", True, 2, "bfloat16"), ("gru", False, 1, "float32"),
+    ("gru", True, 2, "float32")])
+def test_same_parameters_paths_shapes_dtypes_and_initial_values(
+    cell, bidirectional, num_layers, dtype):
+  per_step, hoisted = pair(cell=cell, bidirectional=bidirectional,
+                           num_layers=num_layers, dtype=jnp.dtype(dtype))
   tokens, lengths = batch()
   a = per_step.init(jax.random.key(3), tokens, lengths)["params"]
   b = hoisted.init(jax.random.key(3), tokens, lengths)["params"]
@@ -78,15 +80,19 @@ def logits_and_grads(model, params, tokens, lengths):
 
 
 # Every value of each factor, both poolings in each direction and layer count, in
-# 6 compilations of the 16 combinations (each costs two jitted gradients).
-@pytest.mark.parametrize("bidirectional, num_layers, pooling, dtype", [
-    (False, 1, "last", "float32"), (True, 1, "mean", "float32"),
-    (False, 2, "mean", "float32"), (True, 2, "last", "float32"),
-    (True, 2, "last", "bfloat16"), (False, 1, "mean", "bfloat16")])
-def test_hoisted_logits_and_gradients_equal_the_per_step_layer(bidirectional, num_layers,
-                                                               pooling, dtype):
-  per_step, hoisted = pair(bidirectional=bidirectional, num_layers=num_layers,
-                           pooling=pooling, dtype=jnp.dtype(dtype))
+# 6 compilations of the LSTM's 16 combinations (each costs two jitted gradients), 3 of
+# the GRU's.
+@pytest.mark.parametrize("cell, bidirectional, num_layers, pooling, dtype", [
+    ("lstm", False, 1, "last", "float32"), ("lstm", True, 1, "mean", "float32"),
+    ("lstm", False, 2, "mean", "float32"), ("lstm", True, 2, "last", "float32"),
+    ("lstm", True, 2, "last", "bfloat16"), ("lstm", False, 1, "mean", "bfloat16"),
+    ("gru", False, 2, "mean", "float32"), ("gru", True, 1, "last", "float32"),
+    ("gru", True, 2, "mean", "bfloat16")])
+def test_hoisted_logits_and_gradients_equal_the_per_step_layer(
+    cell, bidirectional, num_layers, pooling, dtype):
+  per_step, hoisted = pair(cell=cell, bidirectional=bidirectional,
+                           num_layers=num_layers, pooling=pooling,
+                           dtype=jnp.dtype(dtype))
   tokens, lengths = batch()
   params = per_step.init(jax.random.key(0), tokens, lengths)["params"]
   # Non-zero biases, so that a bias applied twice or lost is seen.
@@ -135,15 +141,18 @@ def scan_dot_counts(model, tokens, lengths) -> list[int]:
   return counts
 
 
-def test_config_key_moves_the_input_matmul_out_of_the_scan():
+@pytest.mark.parametrize("cell, per_step_dots", [("lstm", 2), ("gru", 6)])
+def test_config_key_moves_the_input_matmul_out_of_the_scan(cell, per_step_dots):
+  """flax's LSTM cell: x @ W_i and h @ W_h (gates concatenated); its GRU cell: one
+  matmul per gate and side. Hoisted: h @ W_h alone."""
   config = config_lib.get_base_config()
-  config.model.bidirectional = True
+  config.model.bidirectional, config.model.cell = True, cell
   tokens, lengths = batch()
   per_step = rnn.from_config(config.model, VOCAB, CLASSES)
   config.model.hoist_input = True
   hoisted = rnn.from_config(config.model, VOCAB, CLASSES)
-  assert scan_dot_counts(per_step, tokens, lengths) == [2, 2]  # x @ W_i and h @ W_h
-  assert scan_dot_counts(hoisted, tokens, lengths) == [1, 1]   # h @ W_h only
+  assert scan_dot_counts(per_step, tokens, lengths) == [per_step_dots] * 2
+  assert scan_dot_counts(hoisted, tokens, lengths) == [1, 1]
 
 
 def dot_operand_dtypes(jaxpr) -> list[tuple[str, ...]]:
@@ -156,11 +165,12 @@ def dot_operand_dtypes(jaxpr) -> list[tuple[str, ...]]:
   return out
 
 
-def test_bfloat16_hoisted_matmuls_take_bfloat16_operands():
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_bfloat16_hoisted_matmuls_take_bfloat16_operands(cell):
   """Both the hoisted projection and the recurrent matmul in bf16 (a float32 h in
   the scan would pass the logits test: it only adds precision); the head alone in
   float32, as in the per-step model (tests/test_bf16.py)."""
-  _, hoisted = pair(bidirectional=True, dtype=jnp.bfloat16)
+  _, hoisted = pair(cell=cell, bidirectional=True, dtype=jnp.bfloat16)
   tokens, lengths = batch()
   variables = hoisted.init(jax.random.key(0), tokens, lengths)
   jaxpr = jax.make_jaxpr(lambda v: hoisted.apply(v, tokens, lengths))(variables).jaxpr
@@ -169,10 +179,10 @@ def test_bfloat16_hoisted_matmuls_take_bfloat16_operands():
       dtypes
 
 
-def losses_over_steps(hoist: bool, steps: int = 10) -> tuple[list, dict]:
+def losses_over_steps(cell: str, hoist: bool, steps: int = 10) -> tuple[list, dict]:
   """jaxreg's jitted train step (Adam, dropout on) `steps` times on one batch."""
   config = config_lib.get_base_config()
-  config.model.hoist_input = hoist
+  config.model.cell, config.model.hoist_input = cell, hoist
   config.model.embed_size, config.model.hidden_size = 16, 12
   config.model.dropout.embed = 0.2
   config.optim.name, config.optim.learning_rate = "adam", 1e-2
@@ -198,9 +208,10 @@ def losses_over_steps(hoist: bool, steps: int = 10) -> tuple[list, dict]:
   return losses, jax.device_get(state.params)
 
 
-def test_training_with_the_hoisted_layer_follows_the_per_step_run():
-  want, want_params = losses_over_steps(hoist=False)
-  got, params = losses_over_steps(hoist=True)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_with_the_hoisted_layer_follows_the_per_step_run(cell):
+  want, want_params = losses_over_steps(cell, hoist=False)
+  got, params = losses_over_steps(cell, hoist=True)
   assert want[-1] < 0.85 * want[0], want  # it trains, so the comparison means something
   # Adam divides by sqrt(v): rounding differences grow a little over the steps.
   np.testing.assert_allclose(got, want, rtol=1e-4)
@@ -209,14 +220,18 @@ def test_training_with_the_hoisted_layer_follows_the_per_step_run():
                                err_msg=path)
 
 
-@pytest.mark.parametrize("cell", ["gru", "rnn"])
-def test_other_cells_are_a_one_line_error_naming_the_key(cell):
+def test_the_elman_cell_is_a_one_line_error_naming_the_key_and_the_cells():
   config = config_lib.get_base_config()
-  config.model.cell, config.model.hoist_input = cell, True
+  config.model.cell, config.model.hoist_input = "rnn", True
   with pytest.raises(config_lib.ConfigError) as e:
     config_lib.validate(config)
-  assert str(e.value) == (f"model.hoist_input=True needs model.cell='lstm', not "
-                          f"{cell!r} (set model.hoist_input=False)")
-  _, hoisted = pair(cell=cell)
-  with pytest.raises(ValueError, match="model.hoist_input=True needs model.cell='lstm'"):
+  assert str(e.value) == ("model.hoist_input=True needs model.cell in: lstm, gru (got "
+                          "'rnn'; or set model.hoist_input=False)")
+  _, hoisted = pair(cell="rnn")
+  with pytest.raises(ValueError, match=r"model.hoist_input=True needs model.cell in: "
+                                       r"lstm, gru \(got 'rnn'\)"):
     hoisted.init(jax.random.key(0), *batch())
+
+
+def test_every_cell_the_schema_allows_to_hoist_has_a_hoisted_layer():
+  assert set(config_lib.HOISTED_CELLS) == set(rnn_hoisted.HOISTED)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxreg.models.layers import Dropout
-from jaxreg.models.rnn_hoisted import HoistedLSTM
+from jaxreg.models.rnn_hoisted import HOISTED
 
 # Config keys a vmapped group member may vary -> TextClassifier fields (models.Family).
 TRACED = {"model.dropout.embed": "embed_dropout", "model.dropout.between": "between_dropout",
@@ -64,7 +64,7 @@ class TextClassifier(nn.Module):
   between_dropout: float = 0.0     # between stacked RNN layers
   output_dropout: float = 0.0      # on the sentence vector, before the head
   dtype: Any = jnp.float32         # compute dtype (module doc)
-  hoist_input: bool = False        # LSTM: x @ W_i for all steps before the scan
+  hoist_input: bool = False        # lstm, gru: x @ W_i for all steps before the scan
 
   @nn.compact
   def __call__(self, tokens, lengths, *, train: bool = False):
@@ -102,16 +102,17 @@ class TextClassifier(nn.Module):
   def _hoisted_layer(self, layer: int):
     """The layer of `_layer` with the input projection before the scan (rnn_hoisted.py).
     Each direction is named as the cell it replaces: the cells above are created in
-    this module's scope, flax names them OptimizedLSTMCell_<n> in creation order
-    (layer by layer, forward before backward), and a parameter's path decides both
-    where a checkpoint keeps it and its initial value."""
-    if self.cell != "lstm":
-      raise ValueError(f"model.hoist_input=True needs model.cell='lstm', not "
-                       f"{self.cell!r}")
+    this module's scope, flax names them <Cell>_<n> in creation order (layer by layer,
+    forward before backward), and a parameter's path decides both where a checkpoint
+    keeps it and its initial value."""
+    if self.cell not in HOISTED:
+      raise ValueError(f"model.hoist_input=True needs model.cell in: "
+                       f"{', '.join(HOISTED)} (got {self.cell!r})")
+    layer_type, cell_name = HOISTED[self.cell]
     directions = 2 if self.bidirectional else 1
     forward, *backward = [
-        HoistedLSTM(self.hidden_size, dtype=self.dtype,
-                    name=f"OptimizedLSTMCell_{directions * layer + d}")
+        layer_type(self.hidden_size, dtype=self.dtype,
+                   name=f"{cell_name}_{directions * layer + d}")
         for d in range(directions)]
     if not self.bidirectional:
       return forward
