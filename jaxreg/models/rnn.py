@@ -10,6 +10,10 @@ so every pooling masks them.
 pooling run in it (bfloat16 on GPUs), while parameters, the recurrent carry and the
 logits stay float32 (flax's cells keep a float32 carry; the Elman cell is cast back
 to it, `SimpleCell`) and the head computes in float32.
+
+`hoist_input` (`model.hoist_input`, for GPUs): each LSTM or GRU direction computes its
+input projection for all positions before the scan (`rnn_hoisted.py`), with the same
+parameters as the flax cell it replaces.
 """
 
 from __future__ import annotations
