@@ -8,7 +8,7 @@ warmed up, alternating timed rounds, medians: the bench/ scripts), in this order
 
 | part | script and shape | PyTorch side |
 | --- | --- | --- |
-| lstm_trec, lstm_imdb | rnn_vs_torch.py: B=32 TREC lengths (E=300, H=200, V=8700); B=64 T=256 (V=20000); float32 | nn.LSTM on packed sequences (cuDNN), Adam, eager |
+| lstm_trec, lstm_imdb | rnn_vs_torch.py --hoist: B=32 TREC lengths (E=300, H=200, V=8700); B=64 T=256 (V=20000); float32, model.hoist_input=True | nn.LSTM on packed sequences (cuDNN), Adam, eager |
 | vmap16 | vmap_sweep.py --ks=16: one vmapped group of 16 TREC-sized LSTMs | none: 16 sequential jaxreg runs |
 | resnet50 | resnet_vs_torch.py: ResNet-50, CIFAR stem, 32x32, batch 256, model.dtype=bfloat16 | channels-last, torch.autocast(bfloat16), SGD momentum, eager |
 | bert_base | bert_vs_torch.py --model=base: random BERT-base, seq 128, batch 64, bfloat16 | BertForSequenceClassification, torch.autocast(bfloat16), AdamW, eager |
@@ -66,7 +66,8 @@ class Part:
 
 
 PARTS = (
-    Part("lstm", "rnn_vs_torch.py", ("--shape=all", "--rounds=5"), ("--quick",), 100),
+    Part("lstm", "rnn_vs_torch.py", ("--shape=all", "--rounds=5", "--hoist"),
+         ("--quick", "--hoist"), 100),
     Part("vmap16", "vmap_sweep.py", ("--ks=16", "--steps=20", "--rounds=5"),
          ("--quick", "--ks=4"), 75),
     Part("resnet50", "resnet_vs_torch.py",

@@ -3,6 +3,7 @@
   .venv/bin/python bench/rnn_vs_torch.py                 # TREC and IMDB shapes
   .venv/bin/python bench/rnn_vs_torch.py --shape=trec --rounds=7
   .venv/bin/python bench/rnn_vs_torch.py --quick         # tiny shapes, a smoke run
+  .venv/bin/python bench/rnn_vs_torch.py --hoist         # jaxreg with model.hoist_input
 
 The same classifier on both sides (embedding, one LSTM layer, last valid state, linear
 head, Adam lr 1e-3, cross-entropy), the same vocabulary size and the same batches (token
@@ -22,7 +23,9 @@ jaxreg's TREC runs pad them (to the smallest of data.buckets 16, 32, 40 that hol
 batch's longest; torch packs the exact lengths), E=300, H=200, V=8700 (the size of
 TREC's training vocabulary), 6 classes. `imdb`: B=64, T=256 (every review truncated to
 256 tokens), E=300, H=200, V=20000, 2 classes. --quick shrinks both (V=500, E=H=16,
-B=8, IMDB T=32) and runs 1 step, 1 round.
+B=8, IMDB T=32) and runs 1 step, 1 round. --hoist sets model.hoist_input on jaxreg's
+side: x @ W_i for all steps in one matmul before the scan, as cuDNN does
+(bench/gpu_suite.py passes it).
 Time it on a quiet machine (no tests or other jobs), twice.
 """
 
@@ -78,12 +81,13 @@ def make_batches(shape: dict, steps: int, seed: int = 0) -> list[dict]:
   return batches
 
 
-def jaxreg_step(shape: dict) -> benchlib.JaxregStep:
+def jaxreg_step(shape: dict, hoist: bool = False) -> benchlib.JaxregStep:
   """jaxreg's own model, optimizer chain and jitted train step."""
   from jaxreg import config as config_lib
   from jaxreg.models import Model, rnn
   config = config_lib.get_base_config()
   config.model.embed_size, config.model.hidden_size = shape["embed"], shape["hidden"]
+  config.model.hoist_input = hoist
   config.optim.learning_rate = 1e-3
   model = Model(rnn.from_config(config.model, shape["vocab"], shape["classes"]))
   return benchlib.JaxregStep(config, model, make_batches(shape, 1)[0], shape["classes"])
@@ -132,9 +136,10 @@ class TorchStep:
     return time.perf_counter() - t0
 
 
-def bench(name: str, shape: dict, steps: int, rounds: int, torch) -> dict:
+def bench(name: str, shape: dict, steps: int, rounds: int, torch,
+          hoist: bool = False) -> dict:
   host = make_batches(shape, steps)
-  sides = {"jaxreg": jaxreg_step(shape)}
+  sides = {"jaxreg": jaxreg_step(shape, hoist)}
   if torch is not None:
     sides["torch"] = TorchStep(shape, torch)
   data = {k: side.put(host) for k, side in sides.items()}
@@ -144,7 +149,8 @@ def bench(name: str, shape: dict, steps: int, rounds: int, torch) -> dict:
                                  for k, side in sides.items()}, rounds)
   ms = {k: [1e3 * s / steps for s in v] for k, v in rounds_s.items()}
   r = {"shape": name, **{k: v for k, v in shape.items() if k != "lengths"},
-       "max_length": shape["lengths"][1], "steps_per_round": steps, "rounds": rounds,
+       "max_length": shape["lengths"][1], "hoist_input": hoist,
+       "steps_per_round": steps, "rounds": rounds,
        "jaxreg_ms_per_step": round(benchlib.median(ms["jaxreg"]), 3),
        "jaxreg_rounds_ms": [round(x, 2) for x in ms["jaxreg"]],
        "torch_ms_per_step": None, "time_ratio_jaxreg_over_torch": None}
@@ -163,6 +169,9 @@ def main(argv=None) -> dict:
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--quick", action="store_true",
                       help="tiny shapes, 1 step, 1 round (a smoke run)")
+  parser.add_argument("--hoist", action="store_true",
+                      help="jaxreg with model.hoist_input=True (the input projection "
+                           "before the scan)")
   parser.add_argument("--json", type=Path, help="also write the results here")
   args = parser.parse_args(argv)
   torch = benchlib.start(threads=1 if args.quick else 0)
@@ -171,10 +180,11 @@ def main(argv=None) -> dict:
   for name in names:
     shape = {**SHAPES[name], **(QUICK[name] if args.quick else {})}
     steps = 1 if args.quick else args.steps or (100 if name == "trec" else 10)
-    r = bench(name, shape, steps, 1 if args.quick else args.rounds, torch)
+    r = bench(name, shape, steps, 1 if args.quick else args.rounds, torch, args.hoist)
     results.append(r)
     line = (f"{name}: B={r['batch']} E={r['embed']} H={r['hidden']} V={r['vocab']}  "
-            f"jaxreg {r['jaxreg_ms_per_step']:.2f} ms/step")
+            f"jaxreg{' (hoisted)' if args.hoist else ''} "
+            f"{r['jaxreg_ms_per_step']:.2f} ms/step")
     if r["torch_ms_per_step"] is not None:
       line += (f"  torch {r['torch_ms_per_step']:.2f} ms/step  time ratio jaxreg/torch "
                f"{r['time_ratio_jaxreg_over_torch']:.2f}x")

@@ -62,6 +62,8 @@ def test_gpu_suite_dry_run_runs_every_comparison(tmp_path, gpu_like_env):
   # Every jaxreg half timed something, on every shape.
   assert [r["shape"] for r in parts["lstm"]["results"]] == ["trec", "imdb"]
   assert all(r["jaxreg_ms_per_step"] > 0 for r in parts["lstm"]["results"])
+  # jaxreg with its input projection hoisted, as cuDNN (model.hoist_input)
+  assert all(r["hoist_input"] is True for r in parts["lstm"]["results"])
   assert parts["resnet50"]["result"]["jaxreg_images_per_s"] > 0
   assert parts["bert_base"]["result"]["jaxreg_seq_per_s"] > 0
   assert 0 < report["ratios"]["vmap16"] < 100

@@ -212,10 +212,11 @@ def test_every_allowed_value_is_one_its_owner_implements():
     o.warmup_steps = 2 if name.startswith("warmup_") else 0
     assert np.isfinite(optim.schedule_shape(o, 10, 100)(7)), name
   tokens, lengths = np.ones((2, 5), np.int32), np.array([5, 3], np.int32)
-  for cell, pooling in [(c, "last") for c in config_lib.CELLS] + [
-      ("gru", p) for p in config_lib.POOLINGS]:
+  for cell, pooling, hoist in [(c, "last", False) for c in config_lib.CELLS] + [
+      ("gru", p, False) for p in config_lib.POOLINGS] + [
+      (c, "last", True) for c in config_lib.HOISTED_CELLS]:
     model = TextClassifier(vocab_size=9, num_classes=3, cell=cell, embed_size=4,
-                           hidden_size=4, pooling=pooling)
+                           hidden_size=4, pooling=pooling, hoist_input=hoist)
     jax.eval_shape(lambda: model.init(jax.random.key(0), tokens, lengths))
   counts = metrics.batch_counts(np.eye(3, dtype=np.float32), np.arange(3),
                                 np.ones(3, bool), 3)

@@ -119,6 +119,18 @@ def test_rnn_linear_probe_keeps_every_frozen_parameter_bit_identical(rnn_upstrea
   assert max(sizes) <= max(v.size for k, v in head.items() if k.startswith("head/"))
 
 
+@pytest.mark.slow
+def test_rnn_init_from_loads_into_the_hoisted_layer(rnn_upstream, tmp_path):
+  """An upstream trained per step starts a model.hoist_input run (the setting may
+  differ, docs/transfer.md): every parameter loads, and a linear probe keeps them."""
+  tmp, upstream = rnn_upstream
+  config = _down(tmp, upstream, **{"train.trainable": "^head/",
+                                   "model.hoist_input": True})
+  train.train_and_evaluate(config, tmp_path / "down")
+  _assert_only_head_differs(_saved(upstream, "best")["params"],
+                            _saved(tmp_path / "down")["params"])
+
+
 def _saved_step(workdir):
   ckpt = checkpoint.Checkpointer(workdir / "checkpoints", read_only=True)
   try:

@@ -32,6 +32,7 @@ FAMILIES = ("rnn", "bert", "resnet")       # jaxreg/models/__init__.py: from_con
 IMAGE_FAMILIES = ("resnet",)               # the families that read images
 MODEL_DTYPES = ("float32", "bfloat16")     # models/bert.py, resnet.py, rnn.py
 CELLS = ("rnn", "gru", "lstm")             # models/rnn.py
+HOISTED_CELLS = ("lstm", "gru")            # models/rnn_hoisted.py: HOISTED
 POOLINGS = ("last", "mean", "max", "attention")
 RESNET_DEPTHS = (10, 18, 34, 50)           # models/resnet.py
 RESNET_STEMS = ("cifar", "imagenet")
@@ -422,6 +423,13 @@ KEYS = (
         "state and logits stay float32 (and an RNN's recurrent carry and head)."),
     Key("model.cell", "lstm", OneOf(CELLS),
         "`rnn` (Elman, `nn.SimpleCell`), `gru`, `lstm` (`nn.OptimizedLSTMCell`)."),
+    Key("model.hoist_input", False, Bool(),
+        "`model.cell` `lstm` or `gru`: compute every position's input projection "
+        "x @ W_i in one matmul before the recurrence, so that the sequential scan "
+        "holds only h @ W_h (cuDNN's way; meant for GPUs, where the one large matmul "
+        "pays; slower on a CPU). The same parameters (paths, shapes, initial values: a "
+        "checkpoint loads with either setting) and the same function up to float "
+        "rounding (`jaxreg/models/rnn_hoisted.py`)."),
     Key("model.embed_size", 64, Int(1), "word embedding size."),
     Key("model.hidden_size", 64, Int(1), "RNN state size (per direction)."),
     Key("model.num_layers", 1, Int(1), "stacked RNN layers."),
@@ -450,7 +458,8 @@ KEYS = (
         "is created fresh for this dataset's classes; the run takes over the upstream "
         "preprocessing the weights depend on (vocabulary, tokenizer, image size, "
         "normalization) and `model.*` must equal the upstream run's (dropout rates, "
-        "`dtype` and `freeze_embeddings` may differ). See docs/transfer.md."),
+        "`dtype`, `hoist_input` and `freeze_embeddings` may differ). See "
+        "docs/transfer.md."),
     Section("model.dropout", "Dropout rates: `embed`, `between`, `output` for the RNN "
             "family; `hidden`, `attention`, `classifier` for the BERT family."),
     Key("model.dropout.embed", 0.0, RATE, "dropout on word embeddings."),
@@ -708,6 +717,16 @@ def _bert_inputs(c) -> None:
                       "model.pretrained)")
 
 
+def _hoist_needs_a_gated_cell(c) -> None:
+  """`model.hoist_input` only with `model.cell` `lstm` or `gru` (the cells it
+  implements)."""
+  m = c.model
+  if m.family == "rnn" and m.hoist_input and m.cell not in HOISTED_CELLS:
+    raise ConfigError(f"model.hoist_input=True needs model.cell in: "
+                      f"{', '.join(HOISTED_CELLS)} (got {m.cell!r}; or set "
+                      "model.hoist_input=False)")
+
+
 def _warmup_schedule(c) -> None:
   """`optim.warmup_steps` or `optim.warmup_fraction` (not both) > 0 only with a
   `warmup_*` schedule (elsewhere it would do nothing)."""
@@ -739,4 +758,5 @@ def _early_stopping_direction(c) -> None:
 # Run after every key passed its own rule, in this order.
 CROSS_KEY_RULES: tuple[Callable[[Any], None], ...] = (
     _local_sources, _trec_only, _fold_in_range, _frozen_needs_vectors,
-    _family_reads_the_source, _bert_inputs, _warmup_schedule, _early_stopping_direction)
+    _family_reads_the_source, _bert_inputs, _hoist_needs_a_gated_cell, _warmup_schedule,
+    _early_stopping_direction)

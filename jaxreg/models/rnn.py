@@ -10,6 +10,10 @@ so every pooling masks them.
 pooling run in it (bfloat16 on GPUs), while parameters, the recurrent carry and the
 logits stay float32 (flax's cells keep a float32 carry; the Elman cell is cast back
 to it, `SimpleCell`) and the head computes in float32.
+
+`hoist_input` (`model.hoist_input`, for GPUs): each LSTM or GRU direction computes its
+input projection for all positions before the scan (`rnn_hoisted.py`), with the same
+parameters as the flax cell it replaces.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxreg.models.layers import Dropout
+from jaxreg.models.rnn_hoisted import HOISTED
 
 # Config keys a vmapped group member may vary -> TextClassifier fields (models.Family).
 TRACED = {"model.dropout.embed": "embed_dropout", "model.dropout.between": "between_dropout",
@@ -63,6 +68,7 @@ class TextClassifier(nn.Module):
   between_dropout: float = 0.0     # between stacked RNN layers
   output_dropout: float = 0.0      # on the sentence vector, before the head
   dtype: Any = jnp.float32         # compute dtype (module doc)
+  hoist_input: bool = False        # lstm, gru: x @ W_i for all steps before the scan
 
   @nn.compact
   def __call__(self, tokens, lengths, *, train: bool = False):
@@ -84,6 +90,8 @@ class TextClassifier(nn.Module):
     return nn.Dense(self.num_classes, name="head")(sentence.astype(jnp.float32))
 
   def _layer(self, layer: int):
+    if self.hoist_input:
+      return self._hoisted_layer(layer)
     cell_type = _CELLS[self.cell]
     forward = nn.RNN(cell_type(self.hidden_size, dtype=self.dtype), return_carry=True,
                      name=f"rnn{layer}")
@@ -93,6 +101,26 @@ class TextClassifier(nn.Module):
                       name=f"rnn{layer}_bwd")
     # flax runs the backward direction with keep_order=True: outputs stay aligned.
     return nn.Bidirectional(forward, backward, return_carry=True,
+                            name=f"birnn{layer}")
+
+  def _hoisted_layer(self, layer: int):
+    """The layer of `_layer` with the input projection before the scan (rnn_hoisted.py).
+    Each direction is named as the cell it replaces: the cells above are created in
+    this module's scope, flax names them <Cell>_<n> in creation order (layer by layer,
+    forward before backward), and a parameter's path decides both where a checkpoint
+    keeps it and its initial value."""
+    if self.cell not in HOISTED:
+      raise ValueError(f"model.hoist_input=True needs model.cell in: "
+                       f"{', '.join(HOISTED)} (got {self.cell!r})")
+    layer_type, cell_name = HOISTED[self.cell]
+    directions = 2 if self.bidirectional else 1
+    forward, *backward = [
+        layer_type(self.hidden_size, dtype=self.dtype,
+                   name=f"{cell_name}_{directions * layer + d}")
+        for d in range(directions)]
+    if not self.bidirectional:
+      return forward
+    return nn.Bidirectional(forward, backward[0], return_carry=True,
                             name=f"birnn{layer}")
 
   def _pool(self, outputs, carry, mask):
@@ -123,4 +151,5 @@ def from_config(model_cfg, vocab_size: int, num_classes: int) -> TextClassifier:
       num_layers=model_cfg.num_layers, bidirectional=model_cfg.bidirectional,
       pooling=model_cfg.pooling, embed_dropout=model_cfg.dropout.embed,
       between_dropout=model_cfg.dropout.between,
-      output_dropout=model_cfg.dropout.output, dtype=jnp.dtype(model_cfg.dtype))
+      output_dropout=model_cfg.dropout.output, dtype=jnp.dtype(model_cfg.dtype),
+      hoist_input=model_cfg.hoist_input)

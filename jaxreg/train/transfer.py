@@ -8,8 +8,8 @@ checkpoints (its weights). Three steps, each in the one place that needs it:
   config with the upstream preprocessing the weights depend on taken over: a Hugging
   Face tokenizer and BERT config (data.tokenizer, model.pretrained -> DIR/pretrained),
   the image size (data.image_size). A downstream setting that contradicts the upstream
-  run (any model.* key but the dropout rates, dtype and freeze_embeddings; the
-  word-level tokenizer settings; data.normalize; an explicit other image size,
+  run (any model.* key but the dropout rates, dtype, hoist_input and
+  freeze_embeddings; the word-level tokenizer settings; data.normalize; an explicit other image size,
   tokenizer or pretrained model) is a one-line ConfigError naming the key.
 * `preprocessing(config, workdir)` (setup): the vocabulary to encode text with (the
   RNN's embedding rows are upstream token ids) and the images' normalization
@@ -44,7 +44,8 @@ from jaxreg.train import model_files
 NAMES = ("best", "latest")
 # model.* keys that may differ from the upstream run's: they change training, not the
 # shapes or meaning of the weights.
-MAY_DIFFER = ("model.init_from", "model.dtype", "model.freeze_embeddings",
+MAY_DIFFER = ("model.init_from", "model.dtype", "model.hoist_input",
+              "model.freeze_embeddings",
               "model.embeddings_format", "model.resnet.dropout_rate",
               "model.resnet.dropout_layers", "model.pretrained", "model.embeddings_file")
 MAY_DIFFER_PREFIXES = ("model.dropout.",)
