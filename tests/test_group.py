@@ -229,9 +229,12 @@ def _members(setups):
           for i, s in enumerate(setups)]
 
 
-@pytest.mark.parametrize("optimizer", ["adam", pytest.param("sgd", marks=pytest.mark.slow)])
-def test_group_steps_equal_solo_steps_for_every_strength(tmp_path, optimizer):
-  configs = [tiny_config(**{"optim.name": optimizer, **m}) for m in STEP_MEMBERS]
+@pytest.mark.parametrize("optimizer,extra", [
+    ("adam", {}), pytest.param("sgd", {}, marks=pytest.mark.slow),
+    # the hoisted input projection (model.hoist_input) under vmap
+    ("adam", {"model.hoist_input": True})])
+def test_group_steps_equal_solo_steps_for_every_strength(tmp_path, optimizer, extra):
+  configs = [tiny_config(**{"optim.name": optimizer, **extra, **m}) for m in STEP_MEMBERS]
   setups = [train.setup(configs[0], tmp_path / "0", checkpoints="later")]
   setups += [train.setup(c, tmp_path / str(i), checkpoints="later", data=setups[0].data,
                          feed=setups[0].feed) for i, c in enumerate(configs[1:], 1)]
