@@ -53,13 +53,14 @@ import dataclasses
 import hashlib
 import re
 import sys
+import threading
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from jaxreg.data import catalog, tfds_prepare
-from jaxreg.data.raw import RawData, RawSplit
+from jaxreg.data.raw import RawData, RawSplit, StoredImages
 from jaxreg.data.tfds_prepare import one_line
 
 
@@ -212,28 +213,129 @@ def _decode(value: Any) -> str:
   return str(value)
 
 
-def _examples(builder, split: str):
-  """The split's examples: the ArrayRecord data source, else as_dataset (prepared
-  earlier in another file format)."""
+def _data_source(builder, split: str):
+  """The split's ArrayRecord data source; None for a set prepared earlier in a format
+  without random access (read with as_dataset instead)."""
   try:
-    source = builder.as_data_source(split=split)
+    return builder.as_data_source(split=split)
   except NotImplementedError:
+    return None
+
+
+def _examples(builder, split: str, source):
+  """The split's examples: from the data source, else as_dataset."""
+  if source is None:
     return tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False))
   # One record at a time: about as fast as __getitems__ here (decoding dominates),
   # and tfds.testing.mock_data's __getitems__ is broken in 4.9.10.
   return (source[i] for i in range(len(source)))
 
 
-def read_split(builder, spec: Spec, split: str) -> tuple[list, np.ndarray]:
-  """(texts or images, labels) of one split."""
+def read_split(builder, spec: Spec, split: str, source=None) -> tuple[list, np.ndarray]:
+  """(texts or images, labels) of one split; the images of a data source stay in its
+  files (SplitImages), only the labels are read."""
+  if spec.images and source is not None:
+    return read_stored(builder, spec, split, source)
   examples, labels = [], []
-  for ex in _examples(builder, split):
+  for ex in _examples(builder, split, source):
     if spec.images:
       examples.append(np.asarray(ex[spec.features[0]]))
     else:
       examples.append(" ".join(_decode(ex[f]) for f in spec.features))
     labels.append(int(np.asarray(ex[spec.label_feature])))
   return examples, np.asarray(labels, np.int64)
+
+
+def read_stored(builder, spec: Spec, split: str, source) -> tuple[SplitImages, np.ndarray]:
+  """A split's labels, read with the images left encoded (SkipDecoding: 95 against
+  214 us an example for 32x32 PNGs, the rest is reading and parsing the records; a
+  PartialDecoding of the label alone is refused by TFDS's numpy reader), and its
+  images as SplitImages."""
+  feature = spec.features[0]
+  encoded = builder.as_data_source(split=split,
+                                   decoders={feature: tfds.decode.SkipDecoding()})
+  labels = np.asarray([int(np.asarray(encoded[i][spec.label_feature]))
+                       for i in range(len(encoded))], np.int64)
+  images = SplitImages(str(builder.data_dir), split, feature,
+                       np.arange(len(labels)), source)
+  return images, labels
+
+
+class SplitImages(StoredImages):
+  """A TFDS split's images, decoded from its ArrayRecord records when read
+  (builder.as_data_source: the records of `positions`, in that order).
+
+  Pickled (to grain's worker processes) as the prepared folder, split, feature and
+  positions: TFDS's data source pickles with a reference to the builder's class, which a
+  spawned worker cannot import when the builder was defined in a script (measured:
+  ModuleNotFoundError), so a worker reopens the folder with tfds.builder_from_directory,
+  which reads the features from the folder itself."""
+
+  def __init__(self, directory: str, split: str, feature: str, positions: np.ndarray,
+               source=None):
+    self.directory, self.split, self.feature = directory, split, feature
+    self.positions = np.asarray(positions, np.int64)
+    self._source = source
+    self._lock = threading.Lock()  # grain's threads read at once
+
+  def _records(self):
+    if self._source is None:
+      with self._lock:
+        if self._source is None:
+          with tfds_prepare.QuietTfds():
+            self._source = tfds.builder_from_directory(self.directory).as_data_source(
+                split=self.split)
+    return self._source
+
+  def __getstate__(self) -> dict:
+    return {"directory": self.directory, "split": self.split, "feature": self.feature,
+            "positions": self.positions}
+
+  def __setstate__(self, state: dict) -> None:
+    self.__init__(**state)
+
+  def __len__(self) -> int:
+    return len(self.positions)
+
+  def __getitem__(self, i: int) -> np.ndarray:
+    return np.asarray(self._records()[int(self.positions[i])][self.feature])
+
+  def take(self, index: np.ndarray) -> SplitImages:
+    return SplitImages(self.directory, self.split, self.feature, self.positions[index],
+                       self._source)
+
+  @property
+  def key(self) -> str:
+    return f"{self.split} {hashlib.sha256(self.positions.tobytes()).hexdigest()}"
+
+  def where(self, i: int) -> str:
+    return f"{self.directory} {self.split} example {int(self.positions[i])}"
+
+
+def records_identity(builder, split: str) -> str:
+  """What TFDS records of a split's prepared files, without reading them: each
+  ArrayRecord file's name, size on disk and the records taken from it (TFDS records no
+  checksum of the files it generates, only of its downloads)."""
+  try:
+    instructions = builder.info.splits[split].file_instructions
+  except (KeyError, ValueError, TypeError):
+    return "unknown"  # split infos absent (tfds.testing.mock_data)
+  parts = []
+  for fi in instructions:
+    path = tfds.core.Path(fi.filename)
+    size = path.stat().length if path.exists() else -1
+    parts.append(f"{path.name} {size} {fi.skip} {fi.take}")
+  return "\n".join(parts)
+
+
+def not_streamable(builder, spec: Spec) -> str:
+  """The data.stream=always error for a set prepared without random access."""
+  fmt = builder.info.file_format
+  return (f"data.stream=always: tfds:{spec.name} is prepared as "
+          f"{getattr(fmt, 'value', fmt)} in {builder.data_dir}, which cannot be read by "
+          "index; prepare it with file_format=array_record (in an empty "
+          "data.tfds_data_dir: python -m jaxreg.data.tfds_prepare prepare "
+          f"--dataset={spec.name} --data_dir=DIR) or set data.stream=auto")
 
 
 def _hash(h, examples: list, labels: np.ndarray) -> None:
@@ -258,13 +360,19 @@ def load(data_cfg, images: bool = False) -> RawData:
     tfds_prepare.ensure_prepared(builder, spec.name, spec.download_dir, spec.files_dir)
     check_split(builder, spec, "train_split", spec.train_split)
     check_split(builder, spec, "test_split", spec.test_split)
-    splits, h = {}, hashlib.sha256()
+    splits, h, stored = {}, hashlib.sha256(), False
     for key, split in (("train_split", spec.train_split), ("test_split", spec.test_split)):
+      where = f"data.{key}={split!r} of tfds:{spec.name}"
       try:
-        examples, labels = read_split(builder, spec, split)
+        source = _data_source(builder, split)
       except (ValueError, KeyError) as e:
-        raise ValueError(f"data.{key}={split!r} of tfds:{spec.name}: {one_line(e)}") \
-            from None
+        raise ValueError(f"{where}: {one_line(e)}") from None
+      if images and source is None and str(_cfg(data_cfg, "stream", "")) == "always":
+        raise ValueError(not_streamable(builder, spec))  # before reading every image
+      try:
+        examples, labels = read_split(builder, spec, split, source)
+      except (ValueError, KeyError) as e:
+        raise ValueError(f"{where}: {one_line(e)}") from None
       if not examples:
         raise ValueError(f"data.{key}={split!r} of tfds:{spec.name} is empty")
       bad = np.flatnonzero((labels < 0) | (labels >= len(class_names)))
@@ -275,7 +383,12 @@ def load(data_cfg, images: bool = False) -> RawData:
             f"data.{key}={split!r} of tfds:{spec.name} has {bad.size} examples with "
             f"label {int(labels[bad[0]])} outside [0, {len(class_names)}) in "
             f"{spec.label_feature!r}{hint}")
-      _hash(h, examples, labels)
+      if isinstance(examples, SplitImages):  # not the pixels: they stay in the files
+        stored = True
+        h.update(records_identity(builder, split).encode())
+        h.update(labels.astype("<i8").tobytes())
+      else:
+        _hash(h, examples, labels)
       form = "images" if images else "texts"
       splits[key] = RawSplit(labels, **{form: examples})
   train, test = splits["train_split"], splits["test_split"]
@@ -283,7 +396,8 @@ def load(data_cfg, images: bool = False) -> RawData:
   description = (
       f"tfds:{builder.info.full_name} {kind}={'+'.join(spec.features)} "
       f"label={spec.label_feature} train={spec.train_split} ({len(train)}) "
-      f"test={spec.test_split} ({len(test)}) content_sha256={h.hexdigest()}")
+      f"test={spec.test_split} ({len(test)}) "
+      f"{'records' if stored else 'content'}_sha256={h.hexdigest()}")
   return RawData(train, test, class_names, description)
 
 

@@ -1,0 +1,222 @@
+"""Streamed tfds: image sets (jaxreg/data/tfds_source.py SplitImages, jaxreg/data/stream.py):
+a real TFDS image dataset, built and prepared here as ArrayRecord (no network, no
+TensorFlow), streams under data.stream=always or auto over data.resident_limit_mb, holds
+the examples the resident path holds under the same indices, trains to the resident
+run's metrics, and reads the same batches in grain's worker processes."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+tfds = pytest.importorskip("tensorflow_datasets")
+
+from jaxreg import train  # noqa: E402
+from jaxreg.data import sources, stream, tfds_source  # noqa: E402
+
+CLASSES = 12
+TRAIN_PER_CLASS, TEST_PER_CLASS = 20, 5
+
+
+class JaxregToyImages(tfds.core.GeneratorBasedBuilder):
+  """12 classes of generated RGB images, 20x20 and some 24x18 (so that every one is
+  resized, not all from one shape); each class a colour and a bar position."""
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "picture": tfds.features.Image(shape=(None, None, 3)),
+        "kind": tfds.features.ClassLabel(names=[f"k{c:02d}" for c in range(CLASSES)]),
+        "serial": tfds.features.Scalar(dtype=np.int32)}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples(TRAIN_PER_CLASS, 0),
+            "test": self._generate_examples(TEST_PER_CLASS, 1)}
+
+  def _generate_examples(self, per_class, seed):
+    from PIL import Image  # PIL images are encoded by PIL, not TensorFlow
+    rng = np.random.default_rng(seed)
+    for i in range(per_class * CLASSES):
+      c = int(rng.integers(CLASSES))  # classes in no order, counts uneven
+      h, w = (24, 18) if i % 7 == 0 else (20, 20)
+      a = rng.integers(0, 80, (h, w, 3), dtype=np.uint8)
+      a[:, :, c % 3] += np.uint8(100 + 10 * c)
+      a[(c * 3) % h: (c * 3) % h + 3] = 255
+      yield i, {"picture": Image.fromarray(a), "kind": c, "serial": i}
+
+
+@pytest.fixture(scope="module")
+def toy_dir(tmp_path_factory):
+  data_dir = tmp_path_factory.mktemp("tfds_images")
+  JaxregToyImages(data_dir=str(data_dir)).download_and_prepare(
+      file_format="array_record")
+  return data_dir
+
+
+def _config(toy_dir, **overrides):
+  from configs import resnet
+  from jaxreg.sweep import config_for
+  return config_for(resnet.get_config("tiny"), {
+      "data.source": "tfds:jaxreg_toy_images", "data.tfds_data_dir": str(toy_dir),
+      "data.image_feature": "picture", "data.label_feature": "kind",
+      "data.image_size": 16, "data.cache_dir": str(toy_dir / "cache"),
+      "data.eval_batch_size": 64, "data.train_per_class": 15, "train.batch_size": 32,
+      "data.augment.crop_padding": 2, "data.augment.flip": 0.5, **overrides})
+
+
+class _CountDecodes:
+  """Counts images decoded from the records (SplitImages reads)."""
+
+  def __init__(self, monkeypatch):
+    self.calls = 0
+    original = tfds_source.SplitImages.__getitem__
+
+    def counted(images, i):
+      self.calls += 1
+      return original(images, i)
+    monkeypatch.setattr(tfds_source.SplitImages, "__getitem__", counted)
+
+
+# ------------------------------------------------------------------- the choice
+
+
+def test_the_choice_follows_data_stream_and_needs_one_image(toy_dir, monkeypatch):
+  decodes = _CountDecodes(monkeypatch)
+  # 300 examples x 64 x 64 x 3 = 3.5 MiB decoded
+  tight = _config(toy_dir, **{"data.image_size": 64, "data.resident_limit_mb": 1})
+  raw = sources.read(tight.data)
+  assert isinstance(raw.train.images, tfds_source.SplitImages)
+  assert decodes.calls == 0  # the labels are read with the images left encoded
+  assert stream.chosen(raw, tight.data)
+  assert decodes.calls == 1  # the first training image gives the decoded shape
+  tight.data.resident_limit_mb = 4
+  assert not stream.chosen(raw, tight.data)
+  assert isinstance(sources.load(_config(toy_dir, **{"data.stream": "always"}).data),
+                    stream.StreamedImageData)
+  for mode in ("auto", "never"):  # 300 x 16 x 16 x 3 bytes: far below half the RAM
+    data = sources.load(_config(toy_dir, **{"data.stream": mode}).data)
+    assert not isinstance(data, stream.StreamedImageData)
+  streamed = sources.load(_config(toy_dir, **{"data.image_size": 64,
+                                              "data.resident_limit_mb": 1}).data)
+  assert isinstance(streamed, stream.StreamedImageData)
+  assert streamed.image_shape == (64, 64, 3)
+
+
+def test_streamed_splits_hold_the_resident_examples_index_by_index(toy_dir):
+  """The per-class subset, the val hold-out, the labels and the resized pixels."""
+  streamed = sources.load(_config(toy_dir, **{"data.stream": "always"}).data)
+  resident = sources.load(_config(toy_dir, **{"data.stream": "never"}).data)
+  assert isinstance(streamed, stream.StreamedImageData)
+  assert len(streamed.train) + len(streamed.val) == 15 * CLASSES < TRAIN_PER_CLASS * \
+      CLASSES
+  for name in ("train", "val", "test"):
+    s, r = streamed.split(name), resident.split(name)
+    np.testing.assert_array_equal(s.labels, r.labels)
+    np.testing.assert_array_equal(s.images[:], r.images)
+  assert streamed.class_names == resident.class_names == [f"k{c:02d}"
+                                                          for c in range(CLASSES)]
+  assert streamed.description == resident.description
+  assert "records_sha256=" in streamed.description
+
+
+def test_the_provenance_follows_the_records_not_the_pixels(toy_dir, tmp_path):
+  """The description names the prepared files (name, size) and the labels: equal for
+  the same preparation, different for another split map or a changed file."""
+  cfg = _config(toy_dir, **{"data.stream": "always"}).data
+  first = sources.load(cfg)
+  again = sources.load(cfg)
+  assert again.description == first.description
+  assert again.fingerprint() == first.fingerprint()
+  cfg.train_split = "train[:50%]"
+  half = sources.load(cfg)
+  assert half.description != first.description
+  assert half.fingerprint() != first.fingerprint()
+  # The files are named by their sizes: a train file that grew by a byte (in a copy;
+  # it no longer reads) changes the train split's part of the description.
+  import shutil
+  shutil.copytree(toy_dir / "jaxreg_toy_images", tmp_path / "jaxreg_toy_images")
+  version = tmp_path / "jaxreg_toy_images" / "1.0.0"
+  builder = tfds.builder_from_directory(str(version))
+  before = [tfds_source.records_identity(builder, s) for s in ("train", "test")]
+  with open(next(version.glob("*-train.array_record-*")), "ab") as f:
+    f.write(b"\0")
+  after = [tfds_source.records_identity(builder, s) for s in ("train", "test")]
+  assert after[0] != before[0] and after[1] == before[1]
+
+
+def test_streamed_splits_pickle_without_their_open_records(toy_dir):
+  data = sources.load(_config(toy_dir, **{"data.stream": "always"}).data)
+  split = data.val
+  split.load(0)  # the records are open
+  blob = pickle.dumps(split)
+  assert b"ArrayRecord" not in blob and len(blob) < 4000
+  copy = pickle.loads(blob)
+  for i in range(len(split)):
+    np.testing.assert_array_equal(copy.load(i), split.load(i))
+
+
+def test_always_on_a_set_prepared_without_random_access_is_one_line(toy_dir,
+                                                                   monkeypatch):
+  """As TFDS answers for a set prepared as tfrecord: `always` names the fix, `auto`
+  reads it into memory."""
+  def no_random_access(builder, **kwargs):
+    raise NotImplementedError("Random access data source for file format tfrecord")
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "as_data_source", no_random_access)
+  with pytest.raises(ValueError) as e:
+    sources.load(_config(toy_dir, **{"data.stream": "always"}).data)
+  msg = str(e.value)
+  assert msg.startswith("data.stream=always: tfds:jaxreg_toy_images is prepared as ")
+  assert "file_format=array_record" in msg and "\n" not in msg
+  def as_dataset(builder, split, **kwargs):
+    raise RuntimeError(f"as_dataset({split!r})")
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "as_dataset", as_dataset)
+  with pytest.raises(RuntimeError, match=r"as_dataset\('train'\)"):  # read, resident
+    sources.load(_config(toy_dir, **{"data.stream": "auto",
+                                     "data.resident_limit_mb": 1}).data)
+
+
+# ------------------------------------------------------------------- the loader
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_batches(toy_dir):
+  from jaxreg import feeds
+  split = sources.load(_config(toy_dir, **{"data.stream": "always"}).data).train
+  index, mask = feeds.index_rows(np.random.default_rng(4).permutation(len(split)), 16)
+  alone = list(stream.loader(split, index, mask, threads=2))
+  workers = list(stream.loader(split, index, mask, workers=1, threads=1))
+  assert len(alone) == len(workers) == len(index)
+  for a, b in zip(alone, workers):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  np.testing.assert_array_equal(alone[0]["images"],
+                                np.stack([split.load(i) for i in index[0]]))
+
+
+# ------------------------------------------------------------------- a run
+
+
+def _records(workdir):
+  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text()
+          .splitlines()]
+
+
+def _results(workdir):
+  s = json.loads((workdir / "summary.json").read_text())
+  return {k: s[k] for k in ("best_step", "evaluated_step", "epochs_completed", "val",
+                            "test")}
+
+
+@pytest.mark.slow
+def test_a_streamed_run_equals_the_resident_run(toy_dir, tmp_path):
+  out = {}
+  for mode in ("always", "never"):
+    workdir = tmp_path / mode
+    train.train_and_evaluate(_config(toy_dir, **{"data.stream": mode,
+                                                 "train.epochs": 2}), workdir)
+    out[mode] = (_records(workdir), _results(workdir))
+  assert out["always"] == out["never"]
+  assert len(out["always"][1]["test"]["per_class_accuracy"]) == CLASSES
