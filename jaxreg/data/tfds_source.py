@@ -198,11 +198,16 @@ def check_split(builder, spec: Spec, key: str, split: str) -> None:
   known = list(builder.info.splits.keys()) if builder.info.splits else []
   if not known:
     return  # not known before preparation (or mocked): TFDS itself checks
-  for part in split.split("+"):
-    base = re.split(r"[\[(]", part.strip(), maxsplit=1)[0].strip()
+  for base in base_splits(split):
     if base not in known:
       raise ValueError(f"data.{key}={split!r}: tfds:{spec.name} has no split {base!r}; "
                        f"available: {', '.join(sorted(known))}")
+
+
+def base_splits(split: str) -> list[str]:
+  """The named splits of a TFDS split string ('train[:90%]+extra' -> train, extra)."""
+  return [re.split(r"[\[(]", part.strip(), maxsplit=1)[0].strip()
+          for part in split.split("+")]
 
 
 def _decode(value: Any) -> str:
@@ -313,11 +318,16 @@ class SplitImages(StoredImages):
 
 
 def records_identity(builder, split: str) -> str:
-  """What TFDS records of a split's prepared files, without reading them: each
-  ArrayRecord file's name, size on disk and the records taken from it (TFDS records no
-  checksum of the files it generates, only of its downloads)."""
+  """What identifies a split's prepared records without reading them: the bytes TFDS
+  recorded for each named split (dataset_info.json's numBytes: the sum of its
+  serialized examples' lengths) and each ArrayRecord file's name, size on disk and the
+  records taken from it. TFDS records no checksum of the files it generates (only of
+  its downloads), and the files' sizes alone are coarse: ArrayRecord pads them to
+  64 KiB blocks (measured: a preparation with other pixels kept every size)."""
   try:
     instructions = builder.info.splits[split].file_instructions
+    recorded = [f"{b} {int(builder.info.splits[b].num_bytes)}"
+                for b in base_splits(split)]
   except (KeyError, ValueError, TypeError):
     return "unknown"  # split infos absent (tfds.testing.mock_data)
   parts = []
@@ -325,7 +335,7 @@ def records_identity(builder, split: str) -> str:
     path = tfds.core.Path(fi.filename)
     size = path.stat().length if path.exists() else -1
     parts.append(f"{path.name} {size} {fi.skip} {fi.take}")
-  return "\n".join(parts)
+  return "\n".join(recorded + parts)
 
 
 def not_streamable(builder, spec: Spec) -> str:
