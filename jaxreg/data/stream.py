@@ -1,15 +1,18 @@
-"""Image folders larger than memory: splits read from their files on demand, streamed by
-grain.
+"""Image sets larger than memory: splits left in storage (image files, a TFDS split's
+ArrayRecord records), read on demand and streamed by grain.
 
 `data.stream` decides (`chosen`): `never` keeps the splits resident (images.prepare),
 `always` streams them, `auto` streams when the decoded splits (train + test, uint8 at
 data.image_size) exceed `data.resident_limit_mb` (0: half of the first device's memory,
 or half of the host's RAM where the device reports none, as a CPU does).
 
-A streamed dataset (`prepare` -> StreamedImageData) holds, per split, the files and
-labels that images.prepare would hold as pixels: the same per-class subset and the same
-validation hold-out (images.split_indices), so both paths see the same examples under
-the same indices. `loader` turns rows of indices (the feed's [steps, batch] rows of an
+A source's split can stream when its RawSplit holds `files` (image folders) or
+raw.StoredImages (tfds_source.SplitImages: a `tfds:` image set prepared as ArrayRecord);
+`chosen` needs only the number of examples and the first one's decoded shape. A
+streamed dataset (`prepare` -> StreamedImageData) holds, per split, a StreamedSplit:
+the stored examples and labels that images.prepare would hold as pixels, the same
+per-class subset and the same validation hold-out (images.split_indices), so both paths
+see the same examples under the same indices. `loader` turns rows of indices (the feed's [steps, batch] rows of an
 epoch order, jaxreg's own permutation of (seed, epoch): grain's shuffle is not used)
 into host batches:
 
@@ -22,9 +25,8 @@ step's row and needs no loader state (grain's own iterator state depends on the 
 and process counts). Under jax.distributed each process reads only its own columns of
 every row (`columns`).
 
-Only folder sources stream: TFDS image sets and the generated set are decoded into
-memory by their readers (grain could read TFDS ArrayRecord files through
-tfds.data_source; that is not written).
+The generated set, and TFDS sets prepared in a format without random access (tfrecord),
+are decoded into memory by their readers and never stream.
 """
 
 from __future__ import annotations

@@ -44,7 +44,14 @@ Image sets (catalog.is_image_source: a built-in image set such as tfds:cifar10, 
 `data.image_feature` set): `data.image_feature` (an Image feature, default 'image'),
 `data.label_feature` (a ClassLabel, default 'label'; tfds:cifar100's 'coarse_label' gives
 its 20 superclasses), `data.train_split` / `data.test_split` (default train / test). The
-pixels are returned as stored; the image pipeline resizes them (data.image_size).
+pixels are returned as stored; the image pipeline resizes them (data.image_size). A set
+prepared as ArrayRecord is not read here: its splits are SplitImages (raw.StoredImages),
+records read by index when an image is needed, and only the labels are read (with the
+images left encoded). The resident pipeline then decodes every image; the streamed one
+(stream.py, data.stream) decodes them batch by batch, in grain's worker processes too.
+The description names the prepared records (records_identity) and the labels instead of
+hashing the pixels. A set prepared in another format is read whole by as_dataset and
+cannot stream (data.stream=always on it: a one-line error).
 """
 
 from __future__ import annotations
