@@ -69,16 +69,16 @@ def _config(toy_dir, **overrides):
 
 
 class _CountDecodes:
-  """Counts images decoded from the records (SplitImages reads)."""
+  """Counts images decoded from the records (by TFDS's numpy reader)."""
 
   def __init__(self, monkeypatch):
     self.calls = 0
-    original = tfds_source.SplitImages.__getitem__
+    original = tfds.features.Image.decode_example_np
 
-    def counted(images, i):
+    def counted(feature, example, *args, **kwargs):
       self.calls += 1
-      return original(images, i)
-    monkeypatch.setattr(tfds_source.SplitImages, "__getitem__", counted)
+      return original(feature, example, *args, **kwargs)
+    monkeypatch.setattr(tfds.features.Image, "decode_example_np", counted)
 
 
 # ------------------------------------------------------------------- the choice
@@ -90,11 +90,16 @@ def test_the_choice_follows_data_stream_and_needs_one_image(toy_dir, monkeypatch
   tight = _config(toy_dir, **{"data.image_size": 64, "data.resident_limit_mb": 1})
   raw = sources.read(tight.data)
   assert isinstance(raw.train.images, tfds_source.SplitImages)
-  assert decodes.calls == 0  # the labels are read with the images left encoded
+  # The first training image gives the decoded shape; the labels are read with the
+  # images left encoded.
+  assert decodes.calls == 1
   assert stream.chosen(raw, tight.data)
-  assert decodes.calls == 1  # the first training image gives the decoded shape
+  assert decodes.calls == 2
   tight.data.resident_limit_mb = 4
   assert not stream.chosen(raw, tight.data)
+  assert decodes.calls == 3
+  resident = sources.read(tight.data)  # read whole, in one pass, as before
+  assert decodes.calls == 4 + 300 and isinstance(resident.train.images, list)
   assert isinstance(sources.load(_config(toy_dir, **{"data.stream": "always"}).data),
                     stream.StreamedImageData)
   for mode in ("auto", "never"):  # 300 x 16 x 16 x 3 bytes: far below half the RAM
@@ -119,11 +124,10 @@ def test_streamed_splits_hold_the_resident_examples_index_by_index(toy_dir):
     np.testing.assert_array_equal(s.images[:], r.images)
   assert streamed.class_names == resident.class_names == [f"k{c:02d}"
                                                           for c in range(CLASSES)]
-  assert streamed.description == resident.description
-  assert "records_sha256=" in streamed.description
+  assert "records_sha256=" in streamed.description  # the resident one hashes pixels
+  assert "content_sha256=" in resident.description
   # Both equal the examples read from TFDS's own data source, resized and subset as
-  # images.prepare does (both paths read through SplitImages: this pairs the pixels
-  # with their labels independently of it).
+  # images.prepare does.
   cfg = _config(toy_dir).data
   for split, names in (("train", ("train", "val")), ("test", ("test",))):
     records = tfds.builder_from_directory(

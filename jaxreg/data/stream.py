@@ -35,6 +35,7 @@ import dataclasses
 import gc
 import hashlib
 import os
+from collections.abc import Callable
 
 import numpy as np
 
@@ -178,32 +179,54 @@ def resident_limit_bytes(data_cfg) -> int:
 
 def decoded_shape(raw: RawData, size: int) -> tuple[int, int, int]:
   """(H, W, C) of the first training example decoded (and resized to `size`)."""
-  a = stored(raw.train)[0]
-  a = a[..., None] if a.ndim == 2 else a
+  return fitted_shape(stored(raw.train)[0], size)
+
+
+def fitted_shape(first: np.ndarray, size: int) -> tuple[int, int, int]:
+  """(H, W, C) of a decoded image resized to `size` (0: as it is)."""
+  a = first[..., None] if first.ndim == 2 else first
   if size and a.shape[:2] != (size, size):
     a = images.resize(a, size)
   return tuple(a.shape)
 
 
+def mode(data_cfg) -> str:
+  """data.stream, checked."""
+  value = str(data_cfg.get("stream", "auto"))
+  if value not in MODES:
+    raise ValueError(f"data.stream={value!r} is not one of: {', '.join(MODES)}")
+  return value
+
+
+def over_limit(examples: int, first: np.ndarray, data_cfg) -> bool:
+  """data.stream=auto: whether `examples` images decoded like `first` (at
+  data.image_size) exceed the resident limit."""
+  shape = fitted_shape(first, int(data_cfg.get("image_size", 0) or 0))
+  return examples * int(np.prod(shape)) > resident_limit_bytes(data_cfg)
+
+
 def chosen(raw: RawData, data_cfg) -> bool:
-  """Whether `raw` (a source's RawData) streams under data.stream: from the number of
-  examples and the first one's decoded shape, never all the pixels."""
-  mode = str(data_cfg.get("stream", "auto"))
-  if mode not in MODES:
-    raise ValueError(f"data.stream={mode!r} is not one of: {', '.join(MODES)}")
-  if mode == "never":
+  """Whether `raw` (a source's RawData) streams under data.stream."""
+  return wanted(data_cfg, stored(raw.train) is not None and stored(raw.test) is not None,
+                len(raw.train) + len(raw.test), lambda: stored(raw.train)[0],
+                f"data.stream=always: data.source={data_cfg.source!r} is read into "
+                "memory by its reader; only image_folder and tfds: image sets stream "
+                "(use data.stream=auto or never)")
+
+
+def wanted(data_cfg, streamable: bool, examples: int, first: Callable[[], np.ndarray],
+           refusal: str) -> bool:
+  """data.stream's rule, from the number of examples and the first one (decoded only
+  for `auto`), never all the pixels: `never` no, `always` yes (`refusal`, a ValueError,
+  where the set is not `streamable`), `auto` when over the resident limit."""
+  asked = mode(data_cfg)
+  if asked == "never":
     return False
-  if stored(raw.train) is None or stored(raw.test) is None:
-    if mode == "always":
-      raise ValueError(f"data.stream=always: data.source={data_cfg.source!r} is read "
-                       "into memory by its reader; only image_folder and tfds: image "
-                       "sets stream (use data.stream=auto or never)")
+  if not streamable:
+    if asked == "always":
+      raise ValueError(refusal)
     return False
-  if mode == "always":
-    return True
-  shape = decoded_shape(raw, int(data_cfg.get("image_size", 0) or 0))
-  nbytes = (len(raw.train) + len(raw.test)) * int(np.prod(shape))
-  return nbytes > resident_limit_bytes(data_cfg)
+  return asked == "always" or over_limit(examples, first(), data_cfg)
 
 
 def prepare(raw: RawData, data_cfg) -> StreamedImageData:

@@ -44,14 +44,17 @@ Image sets (catalog.is_image_source: a built-in image set such as tfds:cifar10, 
 `data.image_feature` set): `data.image_feature` (an Image feature, default 'image'),
 `data.label_feature` (a ClassLabel, default 'label'; tfds:cifar100's 'coarse_label' gives
 its 20 superclasses), `data.train_split` / `data.test_split` (default train / test). The
-pixels are returned as stored; the image pipeline resizes them (data.image_size). A set
-prepared as ArrayRecord is not read here: its splits are SplitImages (raw.StoredImages),
-records read by index when an image is needed, and only the labels are read (with the
-images left encoded). The resident pipeline then decodes every image; the streamed one
-(stream.py, data.stream) decodes them batch by batch, in grain's worker processes too.
-The description names the prepared records (records_identity) and the labels instead of
-hashing the pixels. A set prepared in another format is read whole by as_dataset and
-cannot stream (data.stream=always on it: a one-line error).
+pixels are returned as stored; the image pipeline resizes them (data.image_size).
+
+Streaming (data.stream, stream.py): `load` decides from the splits' sizes and the first
+training image (stream.wanted, the rule stream.chosen applies). A set that stays
+resident is read in one pass and described by the sha256 of its pixels, as text is. A
+set that streams is not read: its splits are SplitImages (raw.StoredImages), records of
+the ArrayRecord files read by index when an image is needed (in grain's worker processes
+too); only the labels are read, with the images left encoded. Its description names the
+prepared records (records_identity) and the labels instead of hashing the pixels. A set
+prepared in a format without random access is read by as_dataset and cannot stream
+(data.stream=always on it: a one-line error; auto: resident).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxreg.data import catalog, tfds_prepare
+from jaxreg.data import catalog, stream, tfds_prepare
 from jaxreg.data.raw import RawData, RawSplit, StoredImages
 from jaxreg.data.tfds_prepare import one_line
 
@@ -244,10 +247,7 @@ def _examples(builder, split: str, source):
 
 
 def read_split(builder, spec: Spec, split: str, source=None) -> tuple[list, np.ndarray]:
-  """(texts or images, labels) of one split; the images of a data source stay in its
-  files (SplitImages), only the labels are read."""
-  if spec.images and source is not None:
-    return read_stored(builder, spec, split, source)
+  """(texts or images, labels) of one split, every example read (in one pass)."""
   examples, labels = [], []
   for ex in _examples(builder, split, source):
     if spec.images:
@@ -377,19 +377,31 @@ def load(data_cfg, images: bool = False) -> RawData:
     tfds_prepare.ensure_prepared(builder, spec.name, spec.download_dir, spec.files_dir)
     check_split(builder, spec, "train_split", spec.train_split)
     check_split(builder, spec, "test_split", spec.test_split)
-    splits, h, stored = {}, hashlib.sha256(), False
-    for key, split in (("train_split", spec.train_split), ("test_split", spec.test_split)):
-      where = f"data.{key}={split!r} of tfds:{spec.name}"
+    named = {"train_split": spec.train_split, "test_split": spec.test_split}
+    sources = {}
+    for key, split in named.items():
       try:
-        source = _data_source(builder, split)
+        sources[key] = _data_source(builder, split)
       except (ValueError, KeyError) as e:
-        raise ValueError(f"{where}: {one_line(e)}") from None
-      if images and source is None and str(_cfg(data_cfg, "stream", "")) == "always":
-        raise ValueError(not_streamable(builder, spec))  # before reading every image
+        raise ValueError(f"data.{key}={split!r} of tfds:{spec.name}: {one_line(e)}") \
+            from None
+      if sources[key] is not None and not len(sources[key]):
+        raise ValueError(f"data.{key}={split!r} of tfds:{spec.name} is empty")
+    # Decided here, before reading (stream.chosen decides the same from the RawData):
+    # a resident set is read in one pass, a streamed one leaves its images stored.
+    lazy = images and stream.wanted(
+        data_cfg, None not in sources.values(),
+        sum(len(s) for s in sources.values() if s is not None),
+        lambda: np.asarray(sources["train_split"][0][spec.features[0]]),
+        not_streamable(builder, spec))
+    splits, h = {}, hashlib.sha256()
+    for key, split in named.items():
       try:
-        examples, labels = read_split(builder, spec, split, source)
+        examples, labels = (read_stored if lazy else read_split)(builder, spec, split,
+                                                                 sources[key])
       except (ValueError, KeyError) as e:
-        raise ValueError(f"{where}: {one_line(e)}") from None
+        raise ValueError(f"data.{key}={split!r} of tfds:{spec.name}: {one_line(e)}") \
+            from None
       if not examples:
         raise ValueError(f"data.{key}={split!r} of tfds:{spec.name} is empty")
       bad = np.flatnonzero((labels < 0) | (labels >= len(class_names)))
@@ -400,8 +412,7 @@ def load(data_cfg, images: bool = False) -> RawData:
             f"data.{key}={split!r} of tfds:{spec.name} has {bad.size} examples with "
             f"label {int(labels[bad[0]])} outside [0, {len(class_names)}) in "
             f"{spec.label_feature!r}{hint}")
-      if isinstance(examples, SplitImages):  # not the pixels: they stay in the files
-        stored = True
+      if lazy:  # not the pixels: they stay in the files
         h.update(records_identity(builder, split).encode())
         h.update(labels.astype("<i8").tobytes())
       else:
@@ -414,7 +425,7 @@ def load(data_cfg, images: bool = False) -> RawData:
       f"tfds:{builder.info.full_name} {kind}={'+'.join(spec.features)} "
       f"label={spec.label_feature} train={spec.train_split} ({len(train)}) "
       f"test={spec.test_split} ({len(test)}) "
-      f"{'records' if stored else 'content'}_sha256={h.hexdigest()}")
+      f"{'records' if lazy else 'content'}_sha256={h.hexdigest()}")
   return RawData(train, test, class_names, description)
 
 
