@@ -195,6 +195,19 @@ def test_always_on_a_set_prepared_without_random_access_is_one_line(toy_dir,
                                      "data.resident_limit_mb": 1}).data)
 
 
+@pytest.mark.slow
+def test_a_set_really_prepared_as_tfrecord_streams_never(tmp_path):
+  """The same, prepared for real in TFDS's tfrecord format (imports TensorFlow)."""
+  JaxregToyImages(data_dir=str(tmp_path)).download_and_prepare(file_format="tfrecord")
+  with pytest.raises(ValueError, match=r"data.stream=always: tfds:jaxreg_toy_images is "
+                     r"prepared as tfrecord in .* file_format=array_record"):
+    sources.load(_config(tmp_path, **{"data.stream": "always"}).data)
+  auto = _config(tmp_path, **{"data.image_size": 64, "data.resident_limit_mb": 1})
+  data = sources.load(auto.data)  # over the limit, yet resident
+  assert data.image_shape == (64, 64, 3)
+  assert not isinstance(data, stream.StreamedImageData)
+
+
 # ------------------------------------------------------------------- the loader
 
 
