@@ -6,7 +6,6 @@ run's metrics, and reads the same batches in grain's worker processes."""
 
 from __future__ import annotations
 
-import json
 import pickle
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
-from jaxreg import train  # noqa: E402
+from jaxreg import records, train  # noqa: E402
 from jaxreg.data import images, sources, stream, tfds_source  # noqa: E402
 
 CLASSES = 12
@@ -229,15 +228,12 @@ def test_worker_processes_give_the_same_batches(toy_dir):
 # ------------------------------------------------------------------- a run
 
 
-def _records(workdir):
-  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text()
-          .splitlines()]
-
-
-def _results(workdir):
-  s = json.loads((workdir / "summary.json").read_text())
-  return {k: s[k] for k in ("best_step", "evaluated_step", "epochs_completed", "val",
-                            "test")}
+def _outputs(workdir):
+  """Every metrics line (each loss, each epoch's counts) and the summary's results."""
+  summary = records.read_summary(workdir)
+  return ((workdir / "metrics.jsonl").read_text().splitlines(),
+          {k: summary[k] for k in ("best_step", "evaluated_step", "epochs_completed",
+                                   "val", "test")})
 
 
 @pytest.mark.slow
@@ -247,6 +243,6 @@ def test_a_streamed_run_equals_the_resident_run(toy_dir, tmp_path):
     workdir = tmp_path / mode
     train.train_and_evaluate(_config(toy_dir, **{"data.stream": mode,
                                                  "train.epochs": 2}), workdir)
-    out[mode] = (_records(workdir), _results(workdir))
+    out[mode] = _outputs(workdir)
   assert out["always"] == out["never"]
   assert len(out["always"][1]["test"]["per_class_accuracy"]) == CLASSES
