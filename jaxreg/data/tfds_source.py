@@ -350,9 +350,8 @@ def not_streamable(builder, spec: Spec) -> str:
   fmt = builder.info.file_format
   return (f"data.stream=always: tfds:{spec.name} is prepared as "
           f"{getattr(fmt, 'value', fmt)} in {builder.data_dir}, which cannot be read by "
-          "index; prepare it with file_format=array_record (in an empty "
-          "data.tfds_data_dir: python -m jaxreg.data.tfds_prepare prepare "
-          f"--dataset={spec.name} --data_dir=DIR) or set data.stream=auto")
+          "index; set data.tfds_data_dir to an empty folder (a run prepares the set "
+          "there with file_format=array_record) or data.stream=auto")
 
 
 def _hash(h, examples: list, labels: np.ndarray) -> None:
