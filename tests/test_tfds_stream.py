@@ -1,8 +1,8 @@
-"""Streamed tfds: image sets (jaxreg/data/tfds_source.py SplitImages, jaxreg/data/stream.py):
-a real TFDS image dataset, built and prepared here as ArrayRecord (no network, no
-TensorFlow), streams under data.stream=always or auto over data.resident_limit_mb, holds
-the examples the resident path holds under the same indices, trains to the resident
-run's metrics, and reads the same batches in grain's worker processes."""
+"""Streamed tfds: image sets (tfds_source.SplitImages, jaxreg/data/stream.py): a real
+TFDS image dataset, built and prepared here as ArrayRecord (no network, no TensorFlow),
+streams under data.stream=always or auto over data.resident_limit_mb, holds the examples
+the resident path holds under the same indices, trains to the resident run's metrics,
+and reads the same batches in grain's worker processes."""
 
 from __future__ import annotations
 

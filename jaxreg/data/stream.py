@@ -12,9 +12,9 @@ raw.StoredImages (tfds_source.SplitImages: a `tfds:` image set prepared as Array
 streamed dataset (`prepare` -> StreamedImageData) holds, per split, a StreamedSplit:
 the stored examples and labels that images.prepare would hold as pixels, the same
 per-class subset and the same validation hold-out (images.split_indices), so both paths
-see the same examples under the same indices. `loader` turns rows of indices (the feed's [steps, batch] rows of an
-epoch order, jaxreg's own permutation of (seed, epoch): grain's shuffle is not used)
-into host batches:
+see the same examples under the same indices. `loader` turns rows of indices (the
+feed's [steps, batch] rows of an epoch order, jaxreg's own permutation of (seed,
+epoch): grain's shuffle is not used) into host batches:
 
   grain.MapDataset.source(rows start:stop, this process's columns; element = a batch)
     .to_iter_dataset(threads)

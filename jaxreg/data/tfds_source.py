@@ -258,7 +258,8 @@ def read_split(builder, spec: Spec, split: str, source=None) -> tuple[list, np.n
   return examples, np.asarray(labels, np.int64)
 
 
-def read_stored(builder, spec: Spec, split: str, source) -> tuple[SplitImages, np.ndarray]:
+def read_stored(builder, spec: Spec, split: str,
+                source) -> tuple[SplitImages, np.ndarray]:
   """A split's labels, read with the images left encoded (SkipDecoding: 95 against
   214 us an example for 32x32 PNGs, the rest is reading and parsing the records; a
   PartialDecoding of the label alone is refused by TFDS's numpy reader), and its
