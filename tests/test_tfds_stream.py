@@ -163,6 +163,35 @@ def test_the_provenance_follows_the_records_not_the_pixels(toy_dir, tmp_path,
   assert repainted.description != first.description
 
 
+def test_the_labels_are_read_once_per_preparation(tmp_path, monkeypatch):
+  """A pass over the records for the labels, then data.cache_dir; a new preparation of
+  the same set (same files, same sizes, new modification times) is read again."""
+  reads = []
+  original = tfds.core.DatasetBuilder.as_data_source
+
+  def as_data_source(builder, *args, **kwargs):
+    if kwargs.get("decoders"):  # the labels' pass, images left encoded
+      reads.append(kwargs["split"])
+    return original(builder, *args, **kwargs)
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "as_data_source", as_data_source)
+
+  def prepare_and_load():
+    JaxregToyImages(data_dir=str(tmp_path / "set")).download_and_prepare(
+        file_format="array_record")
+    return sources.load(_config(tmp_path / "set", **{
+        "data.stream": "always", "data.cache_dir": str(tmp_path / "cache")}).data)
+  first = prepare_and_load()
+  assert reads == ["train", "test"]
+  again = prepare_and_load()
+  assert reads == ["train", "test"]  # from the cache
+  assert again.fingerprint() == first.fingerprint()
+  import shutil
+  shutil.rmtree(tmp_path / "set")
+  prepared_again = prepare_and_load()
+  assert reads == ["train", "test"] * 2
+  assert prepared_again.fingerprint() == first.fingerprint()
+
+
 def test_streamed_splits_pickle_without_their_open_records(toy_dir):
   data = sources.load(_config(toy_dir, **{"data.stream": "always"}).data)
   split = data.val

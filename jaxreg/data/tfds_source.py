@@ -51,9 +51,10 @@ training image (stream.wanted, the rule stream.chosen applies). A set that stays
 resident is read in one pass and described by the sha256 of its pixels, as text is. A
 set that streams is not read: its splits are SplitImages (raw.StoredImages), records of
 the ArrayRecord files read by index when an image is needed (in grain's worker processes
-too); only the labels are read, with the images left encoded. Its description names the
-prepared records (records_identity) and the labels instead of hashing the pixels. A set
-prepared in a format without random access is read by as_dataset and cannot stream
+too); only the labels are read, with the images left encoded (once: data.cache_dir
+keeps them under the records' identity and modification times). Its description names
+the prepared records (records_identity) and the labels instead of hashing the pixels. A
+set prepared in a format without random access is read by as_dataset and cannot stream
 (data.stream=always on it: a one-line error; auto: resident).
 """
 
@@ -61,6 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 import sys
 import threading
@@ -69,7 +71,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxreg.data import catalog, stream, tfds_prepare
+from jaxreg.data import cache, catalog, stream, tfds_prepare
 from jaxreg.data.raw import RawData, RawSplit, StoredImages
 from jaxreg.data.tfds_prepare import one_line
 
@@ -258,17 +260,31 @@ def read_split(builder, spec: Spec, split: str, source=None) -> tuple[list, np.n
   return examples, np.asarray(labels, np.int64)
 
 
-def read_stored(builder, spec: Spec, split: str,
-                source) -> tuple[SplitImages, np.ndarray]:
-  """A split's labels, read with the images left encoded (SkipDecoding: 95 against
-  214 us an example for 32x32 PNGs, the rest is reading and parsing the records; a
-  PartialDecoding of the label alone is refused by TFDS's numpy reader), and its
-  images as SplitImages."""
+def read_stored(builder, spec: Spec, split: str, source,
+                store: cache.Cache | None = None) -> tuple[SplitImages, np.ndarray]:
+  """A split's labels and its images as SplitImages. The labels are read with the
+  images left encoded (SkipDecoding: 95 against 214 us an example for 32x32 PNGs, the
+  rest is reading and parsing the records; a PartialDecoding of the label alone is
+  refused by TFDS's numpy reader), once: `store` (data.cache_dir) keeps them under the
+  records' identity and their files' modification times, which a new preparation
+  changes (a pass over every record at each start is what ImageNet-sized sets can least
+  afford)."""
   feature = spec.features[0]
-  encoded = builder.as_data_source(split=split,
-                                   decoders={feature: tfds.decode.SkipDecoding()})
-  labels = np.asarray([int(np.asarray(encoded[i][spec.label_feature]))
-                       for i in range(len(encoded))], np.int64)
+  identity = records_identity(builder, split)
+  key = cache.key(f"tfds:{builder.info.full_name} {split}", {
+      "pipeline": "tfds_labels", "label_feature": spec.label_feature,
+      "records": identity, "mtimes": _modification_times(builder, split)})
+  hit = store.load(key) if store is not None and identity != UNKNOWN else None
+  if hit is not None:
+    labels = hit[0]["labels"]
+  else:
+    encoded = builder.as_data_source(split=split,
+                                     decoders={feature: tfds.decode.SkipDecoding()})
+    labels = np.asarray([int(np.asarray(encoded[i][spec.label_feature]))
+                         for i in range(len(encoded))], np.int64)
+    if store is not None and identity != UNKNOWN:
+      store.save(key, {"labels": labels}, {"description": f"tfds:{spec.name} {split}",
+                                           "label_feature": spec.label_feature})
   images = SplitImages(str(builder.data_dir), split, feature,
                        np.arange(len(labels)), source)
   return images, labels
@@ -325,6 +341,9 @@ class SplitImages(StoredImages):
     return f"{self.directory} {self.split} example {int(self.positions[i])}"
 
 
+UNKNOWN = "unknown"
+
+
 def records_identity(builder, split: str) -> str:
   """What identifies a split's prepared records without reading them: the bytes TFDS
   recorded for each named split (dataset_info.json's numBytes: the sum of its
@@ -337,13 +356,24 @@ def records_identity(builder, split: str) -> str:
     recorded = [f"{b} {int(builder.info.splits[b].num_bytes)}"
                 for b in base_splits(split)]
   except (KeyError, ValueError, TypeError):
-    return "unknown"  # split infos absent (tfds.testing.mock_data)
+    return UNKNOWN  # split infos absent (tfds.testing.mock_data)
   parts = []
   for fi in instructions:
     path = tfds.core.Path(fi.filename)
     size = path.stat().length if path.exists() else -1
     parts.append(f"{path.name} {size} {fi.skip} {fi.take}")
   return "\n".join(recorded + parts)
+
+
+def _modification_times(builder, split: str) -> list[int]:
+  """Each of the split's files' modification time: ns on a local disk, else what the
+  file system reports (etils.epath; s on GCS)."""
+  try:
+    names = [fi.filename for fi in builder.info.splits[split].file_instructions]
+  except (KeyError, ValueError, TypeError):
+    return []
+  return [os.stat(f).st_mtime_ns if os.path.exists(f) else
+          int(tfds.core.Path(f).stat().mtime) for f in names]
 
 
 def not_streamable(builder, spec: Spec) -> str:
@@ -395,10 +425,11 @@ def load(data_cfg, images: bool = False) -> RawData:
         lambda: np.asarray(sources["train_split"][0][spec.features[0]]),
         not_streamable(builder, spec))
     splits, h = {}, hashlib.sha256()
+    store = cache.Cache(_cfg(data_cfg, "cache_dir", "")) if lazy else None
     for key, split in named.items():
       try:
-        examples, labels = (read_stored if lazy else read_split)(builder, spec, split,
-                                                                 sources[key])
+        examples, labels = read_stored(builder, spec, split, sources[key], store) if \
+            lazy else read_split(builder, spec, split, sources[key])
       except (ValueError, KeyError) as e:
         raise ValueError(f"data.{key}={split!r} of tfds:{spec.name}: {one_line(e)}") \
             from None
