@@ -29,7 +29,8 @@ The loop (jaxreg/train/loop.py) sees one interface and never asks which feed it 
   Evaluation of a split is ONE jitted call: a lax.scan over fixed-shape batches whose
   last one is padded and masked, so every example counts once and nothing recompiles.
 
-* `StreamFeed` (streamed images, jaxreg/data/stream.py): the splits stay files; per
+* `StreamFeed` (streamed images, jaxreg/data/stream.py): the splits stay in storage
+  (image files, a TFDS split's ArrayRecord records); per
   epoch grain decodes and resizes the rows of the same [steps, batch] order in worker
   processes, a batch or two ahead of the step (put on the device while the previous
   step runs). The jitted step augments and normalizes with ImageFeed's functions and

@@ -351,10 +351,10 @@ KEYS = (
         "the validation hold-out: a subset for CPU runs."),
 
     Key("data.stream", "auto", OneOf(STREAM_MODES),
-        "image folders: `never` keeps every split resident on the device; `always` "
-        "streams them from their files (grain workers decode and resize, "
-        "docs/images.md); `auto` streams when the decoded splits exceed "
-        "`data.resident_limit_mb`."),
+        "image folders and `tfds:` image sets: `never` keeps every split resident on "
+        "the device; `always` streams them from their files (image files, or TFDS "
+        "ArrayRecord records; grain workers decode and resize, docs/images.md); `auto` "
+        "streams when the decoded splits exceed `data.resident_limit_mb`."),
     Key("data.resident_limit_mb", 0, Int(0),
         "`data.stream=auto`: the most MiB of decoded images kept resident; 0: half of "
         "the first device's memory (`memory_stats()['bytes_limit']`), or half of the "

@@ -7,7 +7,10 @@ json last, so an entry is complete or absent. The key is a sha256 over the sourc
 depend on: a changed file or setting gives another key, never a stale entry.
 
 Users: the text pipeline stores token ids (text.py: tokenizer and vocabulary settings),
-the image pipeline the decoded pixels of folder sources (images.py: data.image_size).
+the image pipeline the decoded pixels of folder sources (images.py: data.image_size),
+the streamed path the labels of a `tfds:` image set (tfds_source.read_stored: keyed by
+what TFDS records of the prepared files, their sizes and modification times, not their
+content, which it does not read) and the channel statistics (stream.histogram).
 """
 
 from __future__ import annotations

@@ -7,9 +7,13 @@ one of three forms:
 
 - `texts`: strings (csv/tsv/jsonl files, TFDS text sets);
 - `images`: decoded uint8 pixels, one array [N, H, W, C] or N arrays [H, W, C] whose
-  sizes may differ (the image pipeline resizes them to data.image_size);
-- `files`: the file behind each example, not read yet (folder sources): a split can
-  describe a set larger than memory by its paths and labels alone.
+  sizes may differ (the image pipeline resizes them to data.image_size); or
+  StoredImages, images decoded from storage only when read (a TFDS split's ArrayRecord
+  files: tfds_source.SplitImages);
+- `files`: the file behind each example, not read yet (folder sources).
+
+With `files` or StoredImages a split describes a set larger than memory by its labels
+and where its examples lie: such sets can stream (stream.py).
 
 The text pipeline (jaxreg/data/text.py) turns RawData into TextData (token arrays), the
 image pipeline (jaxreg/data/images.py) into ImageData (uint8 arrays); both read `files`
@@ -18,6 +22,7 @@ only when they need the content.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +34,34 @@ from jaxreg.data.dataset import stratified_split
 # The test hold-out of a source without a test split draws from this stream of
 # data.split_seed (the validation hold-out uses the seed itself).
 TEST_STREAM = 1
+
+
+class StoredImages(Sequence):
+  """Images left in storage: example i is decoded (uint8 [H, W, C], as stored) when
+  read. Picklable, to grain's worker processes."""
+
+  @abc.abstractmethod
+  def __len__(self) -> int: ...
+
+  @abc.abstractmethod
+  def __getitem__(self, i: int) -> np.ndarray: ...
+
+  @abc.abstractmethod
+  def take(self, index: np.ndarray) -> StoredImages:
+    """The examples at `index`, still in storage."""
+
+  @property
+  @abc.abstractmethod
+  def key(self) -> str:
+    """Names these examples and their order (with the source's description: what a
+    cache key or a fingerprint needs, without reading the pixels)."""
+
+  def where(self, i: int) -> str:
+    """Example i for an error message."""
+    return f"example {i}"
+
+  def __iter__(self):
+    return (self[i] for i in range(len(self)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +91,8 @@ class RawSplit:
 
   def take(self, index: np.ndarray) -> RawSplit:
     def pick(v):
+      if isinstance(v, StoredImages):
+        return v.take(index)
       if v is None or isinstance(v, np.ndarray):
         return None if v is None else v[index]
       return [v[i] for i in index]

@@ -2,8 +2,9 @@
 
 `read` runs the source's reader, which returns RawData (raw.py); `load` sends it through
 the pipeline of its modality (catalog.is_image_source): text.prepare -> TextData, or
-images.prepare -> ImageData (or, for image folders larger than data.resident_limit_mb,
-stream.prepare -> StreamedImageData: the same splits as files). Both hold out val by
+images.prepare -> ImageData (or, for image folders and tfds: image sets larger than
+data.resident_limit_mb, stream.prepare -> StreamedImageData: the same splits left in
+storage). Both hold out val by
 `dataset.validation_split`. The built-in synthetic set is generated as token ids (TextData directly).
 """
 

@@ -1,17 +1,20 @@
-"""Image folders larger than memory: splits read from their files on demand, streamed by
-grain.
+"""Image sets larger than memory: splits left in storage (image files, a TFDS split's
+ArrayRecord records), read on demand and streamed by grain.
 
 `data.stream` decides (`chosen`): `never` keeps the splits resident (images.prepare),
 `always` streams them, `auto` streams when the decoded splits (train + test, uint8 at
 data.image_size) exceed `data.resident_limit_mb` (0: half of the first device's memory,
 or half of the host's RAM where the device reports none, as a CPU does).
 
-A streamed dataset (`prepare` -> StreamedImageData) holds, per split, the files and
-labels that images.prepare would hold as pixels: the same per-class subset and the same
-validation hold-out (images.split_indices), so both paths see the same examples under
-the same indices. `loader` turns rows of indices (the feed's [steps, batch] rows of an
-epoch order, jaxreg's own permutation of (seed, epoch): grain's shuffle is not used)
-into host batches:
+A source's split can stream when its RawSplit holds `files` (image folders) or
+raw.StoredImages (tfds_source.SplitImages: a `tfds:` image set prepared as ArrayRecord);
+`chosen` needs only the number of examples and the first one's decoded shape. A
+streamed dataset (`prepare` -> StreamedImageData) holds, per split, a StreamedSplit:
+the stored examples and labels that images.prepare would hold as pixels, the same
+per-class subset and the same validation hold-out (images.split_indices), so both paths
+see the same examples under the same indices. `loader` turns rows of indices (the
+feed's [steps, batch] rows of an epoch order, jaxreg's own permutation of (seed,
+epoch): grain's shuffle is not used) into host batches:
 
   grain.MapDataset.source(rows start:stop, this process's columns; element = a batch)
     .to_iter_dataset(threads)
@@ -22,9 +25,8 @@ step's row and needs no loader state (grain's own iterator state depends on the 
 and process counts). Under jax.distributed each process reads only its own columns of
 every row (`columns`).
 
-Only folder sources stream: TFDS image sets and the generated set are decoded into
-memory by their readers (grain could read TFDS ArrayRecord files through
-tfds.data_source; that is not written).
+The generated set, and TFDS sets prepared in a format without random access (tfrecord),
+are decoded into memory by their readers and never stream.
 """
 
 from __future__ import annotations
@@ -33,33 +35,34 @@ import dataclasses
 import gc
 import hashlib
 import os
+from collections.abc import Callable
 
 import numpy as np
 
 from jaxreg.data import cache, dataset, images
-from jaxreg.data.raw import RawData
+from jaxreg.data.raw import RawData, RawSplit, StoredImages
 
 MIB = 1 << 20
 MODES = ("auto", "always", "never")  # data.stream (the schema's STREAM_MODES)
 
 
 @dataclasses.dataclass(frozen=True)
-class FileImageSplit:
-  """A split as image files: decoded and resized when an example is read."""
-  files: tuple            # str paths, one per example
+class StreamedSplit:
+  """A split left in storage (image files, or a TFDS split's ArrayRecord records):
+  example i is decoded and resized when read."""
+  examples: StoredImages  # one per example, decoded as stored when read
   labels: np.ndarray      # int32 [N]
-  shape: tuple            # (H, W, C) of every decoded example
+  shape: tuple            # (H, W, C) of every example after the resize
 
   def __len__(self) -> int:
     return len(self.labels)
 
-  def take(self, index: np.ndarray) -> FileImageSplit:
-    return FileImageSplit(tuple(self.files[i] for i in index), self.labels[index],
-                          self.shape)
+  def take(self, index: np.ndarray) -> StreamedSplit:
+    return StreamedSplit(self.examples.take(index), self.labels[index], self.shape)
 
   def load(self, i: int) -> np.ndarray:
     """Example i: uint8 [H, W, C], decoded and resized as images.prepare does."""
-    return read_image(self.files[i], self.shape)
+    return fit(self.examples[i], self.shape, self.examples.where(i))
 
   @property
   def nbytes(self) -> int:
@@ -72,9 +75,9 @@ class FileImageSplit:
 
 
 class LazyImages:
-  """uint8 [N, H, W, C] of a FileImageSplit, decoded only for the slice asked for."""
+  """uint8 [N, H, W, C] of a StreamedSplit, decoded only for the slice asked for."""
 
-  def __init__(self, split: FileImageSplit):
+  def __init__(self, split: StreamedSplit):
     self.split = split
 
   def __len__(self) -> int:
@@ -88,23 +91,56 @@ class LazyImages:
         np.zeros((0, *self.split.shape), np.uint8)
 
 
-def read_image(path: str, shape: tuple) -> np.ndarray:
-  """One file -> uint8 `shape`, as images.stack resizes it (only when not that size)."""
-  a = images.decode(path)
+class ImageFiles(StoredImages):
+  """Image files (a folder source's RawSplit.files), decoded when read."""
+
+  def __init__(self, files: tuple):
+    self.files = files  # str paths
+
+  def __len__(self) -> int:
+    return len(self.files)
+
+  def __getitem__(self, i: int) -> np.ndarray:
+    return images.decode(self.files[i])
+
+  def take(self, index: np.ndarray) -> ImageFiles:
+    return ImageFiles(tuple(self.files[i] for i in index))
+
+  @property
+  def key(self) -> str:
+    return "\n".join(self.files)
+
+  def where(self, i: int) -> str:
+    return self.files[i]
+
+
+def fit(a: np.ndarray, shape: tuple, where: str) -> np.ndarray:
+  """A decoded image -> uint8 `shape`, as images.stack resizes it (only when not that
+  size)."""
+  if a.ndim == 2:
+    a = a[..., None]
   if a.shape[:2] != shape[:2]:
     a = images.resize(a, shape[0])
   if a.shape != tuple(shape):
-    raise ValueError(f"{path}: decoded to {a.shape}, the first training image to "
+    raise ValueError(f"{where}: decoded to {a.shape}, the first training image to "
                      f"{tuple(shape)}; set data.image_size (every image must have one "
                      "shape and channel count)")
   return a
 
 
+def stored(split: RawSplit) -> StoredImages | None:
+  """A source's split as examples left in storage; None when its reader holds them in
+  memory (the generated set, TFDS sets prepared in a format without random access)."""
+  if split.files is not None:
+    return ImageFiles(tuple(str(p) for p in split.files))
+  return split.images if isinstance(split.images, StoredImages) else None
+
+
 @dataclasses.dataclass(frozen=True)
 class StreamedImageData(dataset.Splits):
-  train: FileImageSplit
-  val: FileImageSplit
-  test: FileImageSplit
+  train: StreamedSplit
+  val: StreamedSplit
+  test: StreamedSplit
   class_names: list[str]
   description: str = ""
 
@@ -113,12 +149,13 @@ class StreamedImageData(dataset.Splits):
     return tuple(self.train.shape)
 
   def fingerprint(self) -> str:
-    """sha256 over the source description (every file's content hash), each split's
-    files and labels, and the class names."""
+    """sha256 over the source description (a folder: every file's content hash; TFDS:
+    its prepared files and labels, tfds_source.load), each split's examples (their key:
+    the files, or the records) and labels, and the class names."""
     h = hashlib.sha256(self.description.encode())
     for name in ("train", "val", "test"):
       s = self.split(name)
-      h.update("\n".join(s.files).encode())
+      h.update(s.examples.key.encode())
       h.update(np.ascontiguousarray(s.labels).tobytes())
     h.update("\n".join(self.class_names).encode())
     return h.hexdigest()
@@ -141,38 +178,63 @@ def resident_limit_bytes(data_cfg) -> int:
 
 
 def decoded_shape(raw: RawData, size: int) -> tuple[int, int, int]:
-  """(H, W, C) of the first training file decoded (and resized to `size`)."""
-  a = images.decode(raw.train.files[0])
+  """(H, W, C) of the first training example decoded (and resized to `size`)."""
+  return fitted_shape(stored(raw.train)[0], size)
+
+
+def fitted_shape(first: np.ndarray, size: int) -> tuple[int, int, int]:
+  """(H, W, C) of a decoded image resized to `size` (0: as it is)."""
+  a = first[..., None] if first.ndim == 2 else first
   if size and a.shape[:2] != (size, size):
     a = images.resize(a, size)
   return tuple(a.shape)
 
 
+def mode(data_cfg) -> str:
+  """data.stream, checked."""
+  value = str(data_cfg.get("stream", "auto"))
+  if value not in MODES:
+    raise ValueError(f"data.stream={value!r} is not one of: {', '.join(MODES)}")
+  return value
+
+
+def over_limit(examples: int, first: np.ndarray, data_cfg) -> bool:
+  """data.stream=auto: whether `examples` images decoded like `first` (at
+  data.image_size) exceed the resident limit."""
+  shape = fitted_shape(first, int(data_cfg.get("image_size", 0) or 0))
+  return examples * int(np.prod(shape)) > resident_limit_bytes(data_cfg)
+
+
 def chosen(raw: RawData, data_cfg) -> bool:
   """Whether `raw` (a source's RawData) streams under data.stream."""
-  mode = str(data_cfg.get("stream", "auto"))
-  if mode not in MODES:
-    raise ValueError(f"data.stream={mode!r} is not one of: {', '.join(MODES)}")
-  if mode == "never":
+  return wanted(data_cfg, stored(raw.train) is not None and stored(raw.test) is not None,
+                len(raw.train) + len(raw.test), lambda: stored(raw.train)[0],
+                f"data.stream=always: data.source={data_cfg.source!r} is read into "
+                "memory by its reader; only image_folder and tfds: image sets stream "
+                "(use data.stream=auto or never)")
+
+
+def wanted(data_cfg, streamable: bool, examples: int, first: Callable[[], np.ndarray],
+           refusal: str) -> bool:
+  """data.stream's rule, from the number of examples and the first one (decoded only
+  for `auto`), never all the pixels: `never` no, `always` yes (`refusal`, a ValueError,
+  where the set is not `streamable`), `auto` when over the resident limit."""
+  asked = mode(data_cfg)
+  if asked == "never":
     return False
-  if raw.train.files is None:
-    if mode == "always":
-      raise ValueError(f"data.stream=always: data.source={data_cfg.source!r} is read "
-                       "into memory by its reader; only image_folder streams (use "
-                       "data.stream=auto or never)")
+  if not streamable:
+    if asked == "always":
+      raise ValueError(refusal)
     return False
-  if mode == "always":
-    return True
-  shape = decoded_shape(raw, int(data_cfg.get("image_size", 0) or 0))
-  nbytes = (len(raw.train) + len(raw.test)) * int(np.prod(shape))
-  return nbytes > resident_limit_bytes(data_cfg)
+  return asked == "always" or over_limit(examples, first(), data_cfg)
 
 
 def prepare(raw: RawData, data_cfg) -> StreamedImageData:
-  """RawData of image files -> StreamedImageData: images.prepare's splits as files."""
+  """RawData of stored images -> StreamedImageData: images.prepare's splits, left in
+  storage."""
   shape = decoded_shape(raw, int(data_cfg.get("image_size", 0) or 0))
-  train = FileImageSplit(tuple(str(p) for p in raw.train.files), raw.train.labels, shape)
-  test = FileImageSplit(tuple(str(p) for p in raw.test.files), raw.test.labels, shape)
+  train = StreamedSplit(stored(raw.train), raw.train.labels, shape)
+  test = StreamedSplit(stored(raw.test), raw.test.labels, shape)
   keep, held = images.split_indices(train.labels, data_cfg)
   return StreamedImageData(train=train.take(keep), val=train.take(held), test=test,
                            class_names=list(raw.class_names),
@@ -200,7 +262,7 @@ class _Rows:
   the train step only ever asks for whole rows. Threads and worker processes then work
   on different rows."""
 
-  def __init__(self, split: FileImageSplit, index: np.ndarray, mask: np.ndarray):
+  def __init__(self, split: StreamedSplit, index: np.ndarray, mask: np.ndarray):
     self.split, self.index, self.mask = split, index, mask
 
   def __len__(self) -> int:
@@ -212,7 +274,7 @@ class _Rows:
             "labels": self.split.labels[row], "mask": self.mask[i]}
 
 
-def loader(split: FileImageSplit, index: np.ndarray, mask: np.ndarray, start: int = 0,
+def loader(split: StreamedSplit, index: np.ndarray, mask: np.ndarray, start: int = 0,
            stop: int | None = None, *, workers: int = 0, threads: int = 4,
            process_index: int = 0, process_count: int = 1):
   """Host batches of rows `start` to `stop` of `index` / `mask` ([steps, batch], the
@@ -266,17 +328,17 @@ def _parse_flags() -> None:
 # --------------------------------------------------------------- channel statistics
 
 
-def histogram(split: FileImageSplit, batch_size: int, *, workers: int = 0,
+def histogram(split: StreamedSplit, batch_size: int, *, workers: int = 0,
               threads: int = 4, store: cache.Cache | None = None,
               description: str = "") -> np.ndarray:
   """int64 [C, 256]: how often each uint8 value occurs in each channel of the split
   (feeds.channel_stats_from_histogram turns it into the normalization), one pass of
-  the loader, cached in data.cache_dir under the split's files."""
+  the loader, cached in data.cache_dir under the split's examples (their key)."""
   key = cache.key(description, {"pipeline": "image_histogram",
                                 "version": images.DECODE_VERSION,
                                 "shape": list(split.shape),
                                 "files": hashlib.sha256(
-                                    "\n".join(split.files).encode()).hexdigest()})
+                                    split.examples.key.encode()).hexdigest()})
   hit = store.load(key) if store is not None else None
   if hit is not None:
     return hit[0]["histogram"]

@@ -45,21 +45,34 @@ Image sets (catalog.is_image_source: a built-in image set such as tfds:cifar10, 
 `data.label_feature` (a ClassLabel, default 'label'; tfds:cifar100's 'coarse_label' gives
 its 20 superclasses), `data.train_split` / `data.test_split` (default train / test). The
 pixels are returned as stored; the image pipeline resizes them (data.image_size).
+
+Streaming (data.stream, stream.py): `load` decides from the splits' sizes and the first
+training image (stream.wanted, the rule stream.chosen applies). A set that stays
+resident is read in one pass and described by the sha256 of its pixels, as text is. A
+set that streams is not read: its splits are SplitImages (raw.StoredImages), records of
+the ArrayRecord files read by index when an image is needed (in grain's worker processes
+too); only the labels are read, with the images left encoded (once: data.cache_dir
+keeps them under the records' identity and modification times). Its description names
+the prepared records (records_identity) and the labels instead of hashing the pixels. A
+set prepared in a format without random access is read by as_dataset and cannot stream
+(data.stream=always on it: a one-line error; auto: resident).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 import sys
+import threading
 from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxreg.data import catalog, tfds_prepare
-from jaxreg.data.raw import RawData, RawSplit
+from jaxreg.data import cache, catalog, stream, tfds_prepare
+from jaxreg.data.raw import RawData, RawSplit, StoredImages
 from jaxreg.data.tfds_prepare import one_line
 
 
@@ -197,11 +210,16 @@ def check_split(builder, spec: Spec, key: str, split: str) -> None:
   known = list(builder.info.splits.keys()) if builder.info.splits else []
   if not known:
     return  # not known before preparation (or mocked): TFDS itself checks
-  for part in split.split("+"):
-    base = re.split(r"[\[(]", part.strip(), maxsplit=1)[0].strip()
+  for base in base_splits(split):
     if base not in known:
       raise ValueError(f"data.{key}={split!r}: tfds:{spec.name} has no split {base!r}; "
                        f"available: {', '.join(sorted(known))}")
+
+
+def base_splits(split: str) -> list[str]:
+  """The named splits of a TFDS split string ('train[:90%]+extra' -> train, extra)."""
+  return [re.split(r"[\[(]", part.strip(), maxsplit=1)[0].strip()
+          for part in split.split("+")]
 
 
 def _decode(value: Any) -> str:
@@ -212,28 +230,159 @@ def _decode(value: Any) -> str:
   return str(value)
 
 
-def _examples(builder, split: str):
-  """The split's examples: the ArrayRecord data source, else as_dataset (prepared
-  earlier in another file format)."""
+def _data_source(builder, split: str):
+  """The split's ArrayRecord data source; None for a set prepared earlier in a format
+  without random access (read with as_dataset instead)."""
   try:
-    source = builder.as_data_source(split=split)
+    return builder.as_data_source(split=split)
   except NotImplementedError:
+    return None
+
+
+def _examples(builder, split: str, source):
+  """The split's examples: from the data source, else as_dataset."""
+  if source is None:
     return tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False))
   # One record at a time: about as fast as __getitems__ here (decoding dominates),
   # and tfds.testing.mock_data's __getitems__ is broken in 4.9.10.
   return (source[i] for i in range(len(source)))
 
 
-def read_split(builder, spec: Spec, split: str) -> tuple[list, np.ndarray]:
-  """(texts or images, labels) of one split."""
+def read_split(builder, spec: Spec, split: str, source=None) -> tuple[list, np.ndarray]:
+  """(texts or images, labels) of one split, every example read (in one pass)."""
   examples, labels = [], []
-  for ex in _examples(builder, split):
+  for ex in _examples(builder, split, source):
     if spec.images:
       examples.append(np.asarray(ex[spec.features[0]]))
     else:
       examples.append(" ".join(_decode(ex[f]) for f in spec.features))
     labels.append(int(np.asarray(ex[spec.label_feature])))
   return examples, np.asarray(labels, np.int64)
+
+
+def read_stored(builder, spec: Spec, split: str, source,
+                store: cache.Cache | None = None) -> tuple[SplitImages, np.ndarray]:
+  """A split's labels and its images as SplitImages. The labels are read with the
+  images left encoded (SkipDecoding: 95 against 214 us an example for 32x32 PNGs, the
+  rest is reading and parsing the records; a PartialDecoding of the label alone is
+  refused by TFDS's numpy reader), once: `store` (data.cache_dir) keeps them under the
+  records' identity and their files' modification times, which a new preparation
+  changes (a pass over every record at each start is what ImageNet-sized sets can least
+  afford)."""
+  feature = spec.features[0]
+  identity = records_identity(builder, split)
+  key = cache.key(f"tfds:{builder.info.full_name} {split}", {
+      "pipeline": "tfds_labels", "label_feature": spec.label_feature,
+      "records": identity, "mtimes": _modification_times(builder, split)})
+  hit = store.load(key) if store is not None and identity != UNKNOWN else None
+  if hit is not None:
+    labels = hit[0]["labels"]
+  else:
+    encoded = builder.as_data_source(split=split,
+                                     decoders={feature: tfds.decode.SkipDecoding()})
+    labels = np.asarray([int(np.asarray(encoded[i][spec.label_feature]))
+                         for i in range(len(encoded))], np.int64)
+    if store is not None and identity != UNKNOWN:
+      store.save(key, {"labels": labels}, {"description": f"tfds:{spec.name} {split}",
+                                           "label_feature": spec.label_feature})
+  images = SplitImages(str(builder.data_dir), split, feature,
+                       np.arange(len(labels)), source)
+  return images, labels
+
+
+class SplitImages(StoredImages):
+  """A TFDS split's images, decoded from its ArrayRecord records when read
+  (builder.as_data_source: the records of `positions`, in that order).
+
+  Pickled (to grain's worker processes) as the prepared folder, split, feature and
+  positions: TFDS's data source pickles with a reference to the builder's class, which a
+  spawned worker cannot import when the builder was defined in a script (measured:
+  ModuleNotFoundError), so a worker reopens the folder with tfds.builder_from_directory,
+  which reads the features from the folder itself."""
+
+  def __init__(self, directory: str, split: str, feature: str, positions: np.ndarray,
+               source=None):
+    self.directory, self.split, self.feature = directory, split, feature
+    self.positions = np.asarray(positions, np.int64)
+    self._source = source
+    self._lock = threading.Lock()  # grain's threads read at once
+
+  def _records(self):
+    if self._source is None:
+      with self._lock:
+        if self._source is None:
+          with tfds_prepare.QuietTfds():
+            self._source = tfds.builder_from_directory(self.directory).as_data_source(
+                split=self.split)
+    return self._source
+
+  def __getstate__(self) -> dict:
+    return {"directory": self.directory, "split": self.split, "feature": self.feature,
+            "positions": self.positions}
+
+  def __setstate__(self, state: dict) -> None:
+    self.__init__(**state)
+
+  def __len__(self) -> int:
+    return len(self.positions)
+
+  def __getitem__(self, i: int) -> np.ndarray:
+    return np.asarray(self._records()[int(self.positions[i])][self.feature])
+
+  def take(self, index: np.ndarray) -> SplitImages:
+    return SplitImages(self.directory, self.split, self.feature, self.positions[index],
+                       self._source)
+
+  @property
+  def key(self) -> str:
+    return f"{self.split} {hashlib.sha256(self.positions.tobytes()).hexdigest()}"
+
+  def where(self, i: int) -> str:
+    return f"{self.directory} {self.split} example {int(self.positions[i])}"
+
+
+UNKNOWN = "unknown"
+
+
+def records_identity(builder, split: str) -> str:
+  """What identifies a split's prepared records without reading them: the bytes TFDS
+  recorded for each named split (dataset_info.json's numBytes: the sum of its
+  serialized examples' lengths) and each ArrayRecord file's name, size on disk and the
+  records taken from it. TFDS records no checksum of the files it generates (only of
+  its downloads), and the files' sizes alone are coarse: ArrayRecord pads them to
+  64 KiB blocks (measured: a preparation with other pixels kept every size)."""
+  try:
+    instructions = builder.info.splits[split].file_instructions
+    recorded = [f"{b} {int(builder.info.splits[b].num_bytes)}"
+                for b in base_splits(split)]
+  except (KeyError, ValueError, TypeError):
+    return UNKNOWN  # split infos absent (tfds.testing.mock_data)
+  parts = []
+  for fi in instructions:
+    path = tfds.core.Path(fi.filename)
+    size = path.stat().length if path.exists() else -1
+    parts.append(f"{path.name} {size} {fi.skip} {fi.take}")
+  return "\n".join(recorded + parts)
+
+
+def _modification_times(builder, split: str) -> list[int]:
+  """Each of the split's files' modification time: ns on a local disk, else what the
+  file system reports (etils.epath; s on GCS)."""
+  try:
+    names = [fi.filename for fi in builder.info.splits[split].file_instructions]
+  except (KeyError, ValueError, TypeError):
+    return []
+  return [os.stat(f).st_mtime_ns if os.path.exists(f) else
+          int(tfds.core.Path(f).stat().mtime) for f in names]
+
+
+def not_streamable(builder, spec: Spec) -> str:
+  """The data.stream=always error for a set prepared without random access."""
+  fmt = builder.info.file_format
+  return (f"data.stream=always: tfds:{spec.name} is prepared as "
+          f"{getattr(fmt, 'value', fmt)} in {builder.data_dir}, which cannot be read by "
+          "index; set data.tfds_data_dir to an empty folder (a run prepares the set "
+          "there with file_format=array_record) or data.stream=auto")
 
 
 def _hash(h, examples: list, labels: np.ndarray) -> None:
@@ -258,10 +407,29 @@ def load(data_cfg, images: bool = False) -> RawData:
     tfds_prepare.ensure_prepared(builder, spec.name, spec.download_dir, spec.files_dir)
     check_split(builder, spec, "train_split", spec.train_split)
     check_split(builder, spec, "test_split", spec.test_split)
-    splits, h = {}, hashlib.sha256()
-    for key, split in (("train_split", spec.train_split), ("test_split", spec.test_split)):
+    named = {"train_split": spec.train_split, "test_split": spec.test_split}
+    sources = {}
+    for key, split in named.items():
       try:
-        examples, labels = read_split(builder, spec, split)
+        sources[key] = _data_source(builder, split)
+      except (ValueError, KeyError) as e:
+        raise ValueError(f"data.{key}={split!r} of tfds:{spec.name}: {one_line(e)}") \
+            from None
+      if sources[key] is not None and not len(sources[key]):
+        raise ValueError(f"data.{key}={split!r} of tfds:{spec.name} is empty")
+    # Decided here, before reading (stream.chosen decides the same from the RawData):
+    # a resident set is read in one pass, a streamed one leaves its images stored.
+    lazy = images and stream.wanted(
+        data_cfg, None not in sources.values(),
+        sum(len(s) for s in sources.values() if s is not None),
+        lambda: np.asarray(sources["train_split"][0][spec.features[0]]),
+        not_streamable(builder, spec))
+    splits, h = {}, hashlib.sha256()
+    store = cache.Cache(_cfg(data_cfg, "cache_dir", "")) if lazy else None
+    for key, split in named.items():
+      try:
+        examples, labels = read_stored(builder, spec, split, sources[key], store) if \
+            lazy else read_split(builder, spec, split, sources[key])
       except (ValueError, KeyError) as e:
         raise ValueError(f"data.{key}={split!r} of tfds:{spec.name}: {one_line(e)}") \
             from None
@@ -275,7 +443,11 @@ def load(data_cfg, images: bool = False) -> RawData:
             f"data.{key}={split!r} of tfds:{spec.name} has {bad.size} examples with "
             f"label {int(labels[bad[0]])} outside [0, {len(class_names)}) in "
             f"{spec.label_feature!r}{hint}")
-      _hash(h, examples, labels)
+      if lazy:  # not the pixels: they stay in the files
+        h.update(records_identity(builder, split).encode())
+        h.update(labels.astype("<i8").tobytes())
+      else:
+        _hash(h, examples, labels)
       form = "images" if images else "texts"
       splits[key] = RawSplit(labels, **{form: examples})
   train, test = splits["train_split"], splits["test_split"]
@@ -283,7 +455,8 @@ def load(data_cfg, images: bool = False) -> RawData:
   description = (
       f"tfds:{builder.info.full_name} {kind}={'+'.join(spec.features)} "
       f"label={spec.label_feature} train={spec.train_split} ({len(train)}) "
-      f"test={spec.test_split} ({len(test)}) content_sha256={h.hexdigest()}")
+      f"test={spec.test_split} ({len(test)}) "
+      f"{'records' if lazy else 'content'}_sha256={h.hexdigest()}")
   return RawData(train, test, class_names, description)
 
 
