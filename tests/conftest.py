@@ -80,3 +80,25 @@ def varied_length_data(tmp_path) -> dict:
           "data.test_file": str(files["test"]), "data.cache_dir": "",
           "data.val_fraction": 0.2, "data.max_length": 64, "data.buckets": "8,32",
           "train.batch_size": 16, "train.log_every_steps": 1}
+
+
+def train_on_one_batch(config, model, variables, batch, steps: int,
+                       num_classes: int) -> tuple[list, dict]:
+  """jaxreg's jitted train step `steps` times on one batch -> (losses, final params)
+  (tests/test_bf16.py, tests/test_rnn_hoist.py)."""
+  import jax
+  from jaxreg import metrics, parallel, train
+  variables = dict(variables)
+  params = variables.pop("params")
+  mesh = parallel.make_mesh()
+  state = parallel.put_replicated(train.TrainState.create(
+      apply_fn=model.apply, params=params, tx=train.make_optimizer(config, params, 100),
+      rng=jax.random.key_data(jax.random.key(1)), model_state=variables), mesh)
+  step, _ = train.compile_steps(model, mesh, num_classes)
+  counts = parallel.put_replicated(metrics.zero_counts(num_classes), mesh)
+  device_batch = parallel.put_batch(batch, mesh)
+  losses = []
+  for _ in range(steps):
+    state, counts, out = step(state, device_batch, counts)
+    losses.append(float(out["loss"]))
+  return losses, jax.device_get(state.params)

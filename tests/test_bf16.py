@@ -18,7 +18,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxreg import config as config_lib, metrics, parallel, train
+from jaxreg import config as config_lib
+from tests.conftest import train_on_one_batch
 
 transformers = pytest.importorskip("transformers")
 
@@ -73,21 +74,7 @@ def image_batch(n: int = 16, seed: int = 0) -> dict:
 
 
 def losses_over_steps(config, model, variables, batch, steps: int) -> tuple[list, dict]:
-  """jaxreg's jitted train step `steps` times on one batch -> (losses, final params)."""
-  variables = dict(variables)
-  params = variables.pop("params")
-  mesh = parallel.make_mesh()
-  state = parallel.put_replicated(train.TrainState.create(
-      apply_fn=model.apply, params=params, tx=train.make_optimizer(config, params, 100),
-      rng=jax.random.key_data(jax.random.key(1)), model_state=variables), mesh)
-  step, _ = train.compile_steps(model, mesh, CLASSES)
-  counts = parallel.put_replicated(metrics.zero_counts(CLASSES), mesh)
-  device_batch = parallel.put_batch(batch, mesh)
-  losses = []
-  for _ in range(steps):
-    state, counts, out = step(state, device_batch, counts)
-    losses.append(float(out["loss"]))
-  return losses, jax.device_get(state.params)
+  return train_on_one_batch(config, model, variables, batch, steps, CLASSES)
 
 
 def relative_error(a, b) -> float:

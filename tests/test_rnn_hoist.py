@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
-from jaxreg import config as config_lib, metrics, parallel, train
+from jaxreg import config as config_lib
 from jaxreg.models import Model, rnn, rnn_hoisted
 from jaxreg.models.rnn import TextClassifier
+from tests.conftest import train_on_one_batch
 
 VOCAB, CLASSES, B, T = 50, 4, 7, 9
 TOL = {"float32": dict(rtol=1e-5, atol=1e-6), "bfloat16": dict(rtol=2e-2, atol=2e-3)}
@@ -192,20 +193,8 @@ def losses_over_steps(cell: str, hoist: bool, steps: int = 10) -> tuple[list, di
   data = {"tokens": np.asarray(tokens), "lengths": np.asarray(lengths),
           "labels": (np.asarray(tokens)[:, 0] % CLASSES).astype(np.int32),
           "mask": np.ones(B, bool)}
-  variables = dict(model.init(jax.random.key(0), data))
-  params = variables.pop("params")
-  mesh = parallel.make_mesh()
-  state = parallel.put_replicated(train.TrainState.create(
-      apply_fn=model.apply, params=params, tx=train.make_optimizer(config, params, 100),
-      rng=jax.random.key_data(jax.random.key(1)), model_state=variables), mesh)
-  step, _ = train.compile_steps(model, mesh, CLASSES)
-  counts = parallel.put_replicated(metrics.zero_counts(CLASSES), mesh)
-  device_batch = parallel.put_batch(data, mesh)
-  losses = []
-  for _ in range(steps):
-    state, counts, out = step(state, device_batch, counts)
-    losses.append(float(out["loss"]))
-  return losses, jax.device_get(state.params)
+  return train_on_one_batch(config, model, model.init(jax.random.key(0), data), data,
+                            steps, CLASSES)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

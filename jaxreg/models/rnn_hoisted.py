@@ -59,10 +59,14 @@ def scan(step, carry, projected, seq_lengths, *, flip_back: bool, return_carry: 
   return (last, outputs) if return_carry else outputs
 
 
-def check_call(time_major, initial_carry) -> None:
+def start(cell, inputs, init_key, time_major, initial_carry):
+  """The cell's initial carry for [B, T, E] inputs, made as nn.RNN makes it (key(0) when
+  none is given: the default carry_init ignores it)."""
   if time_major or initial_carry is not None:
     raise NotImplementedError("a hoisted layer takes batch-major inputs and starts from "
                               "the cell's initial carry")
+  return cell.initialize_carry(init_key if init_key is not None else jax.random.key(0),
+                               inputs.shape[:1] + inputs.shape[2:])
 
 
 def dense_params(module, names, inputs, use_bias, kernel_init):
@@ -83,10 +87,7 @@ class HoistedLSTM(nn.OptimizedLSTMCell):
   def __call__(self, inputs, *, seq_lengths=None, initial_carry=None, init_key=None,
                return_carry: bool | None = True, time_major: bool | None = False,
                reverse: bool | None = False, keep_order: bool | None = False):
-    check_call(time_major, initial_carry)
-    # As nn.RNN: key(0) when none is given (the default carry_init ignores it).
-    carry = self.initialize_carry(init_key if init_key is not None else
-                                  jax.random.key(0), inputs.shape[:1] + inputs.shape[2:])
+    carry = start(self, inputs, init_key, time_major, initial_carry)
     gates = ("i", "f", "g", "o")  # OptimizedLSTMCell's order
     input_params = dense_params(self, [f"i{g}" for g in gates], inputs, False,
                                 self.kernel_init)
@@ -117,9 +118,7 @@ class HoistedGRU(nn.GRUCell):
   def __call__(self, inputs, *, seq_lengths=None, initial_carry=None, init_key=None,
                return_carry: bool | None = True, time_major: bool | None = False,
                reverse: bool | None = False, keep_order: bool | None = False):
-    check_call(time_major, initial_carry)
-    carry = self.initialize_carry(init_key if init_key is not None else
-                                  jax.random.key(0), inputs.shape[:1] + inputs.shape[2:])
+    carry = start(self, inputs, init_key, time_major, initial_carry)
     # GRUCell: input Dense layers ir, iz, in with biases; hidden hr, hz without, hn with.
     input_params = dense_params(self, ["ir", "iz", "in"], inputs, True, self.kernel_init)
     hidden_params = dense_params(self, ["hr", "hz"], carry, False,
