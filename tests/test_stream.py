@@ -109,6 +109,54 @@ def test_the_default_limit_is_half_of_host_ram_on_cpu():
 # ------------------------------------------------------------------- the loader
 
 
+def _mixed_mode_folder(root, grey_first=False):
+  """train/test class folders of RGB JPEGs with greyscale (mode L) JPEGs among them;
+  `grey_first`: the first training file is greyscale (a greyscale set with colour
+  images in it)."""
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for split, n in (("train", 5), ("test", 3)):
+    for c in range(3):
+      d = root / split / f"c{c}"
+      d.mkdir(parents=True)
+      for i in range(n):
+        grey = (i == 2) if not grey_first else (i != 1)
+        a = rng.integers(0, 256, (12, 12) if grey else (12, 12, 3)).astype(np.uint8)
+        Image.fromarray(a).save(d / f"{i}.jpg")
+  return root
+
+
+def test_greyscale_images_in_a_colour_folder_become_rgb_in_both_paths(tmp_path):
+  """ImageNet's training set holds greyscale JPEGs: the resident path refused such a
+  folder ("images have different shapes"), the streamed one failed mid-epoch when a
+  batch reached one. Both now give them three equal channels, the same pixels."""
+  root = _mixed_mode_folder(tmp_path / "mixed")
+  resident, streamed = (sources.load(_config(root, tmp_path, **{
+      "data.image_size": 8, "data.stream": mode}).data) for mode in ("never", "always"))
+  assert isinstance(streamed, stream.StreamedImageData)
+  greys = 0
+  for name in ("train", "val", "test"):
+    r, s = resident.split(name), streamed.split(name)
+    np.testing.assert_array_equal(r.labels, s.labels)
+    np.testing.assert_array_equal(r.images, s.images[:])
+    assert r.images.shape[1:] == (8, 8, 3)
+    for a, f in zip(r.images, s.examples.files):
+      if f.endswith("/2.jpg"):  # a greyscale file: three equal channels
+        greys += 1
+        assert (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()
+  assert greys == 6  # one per class in train (+ val) and in test
+
+
+def test_a_colour_image_in_a_greyscale_folder_is_one_line_in_both_paths(tmp_path):
+  root = _mixed_mode_folder(tmp_path / "mixed", grey_first=True)
+  for mode in ("never", "always"):
+    with pytest.raises(ValueError, match=r"an image with 3 channels in a set of "
+                                         r"1-channel images"):
+      data = sources.load(_config(root, tmp_path, **{"data.image_size": 8,
+                                                     "data.stream": mode}).data)
+      data.train.images[:]  # a streamed split decodes when read
+
+
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("small")

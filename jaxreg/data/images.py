@@ -73,8 +73,8 @@ def prepare(raw: RawData, data_cfg) -> ImageData:
   if raw.train.files is not None:
     train_x, test_x = decode_cached(raw, size, cache.Cache(data_cfg.cache_dir), where)
   else:
-    train_x, test_x = (stack(s.images, size, f"{where} ({name} split)")
-                       for name, s in (("train", raw.train), ("test", raw.test)))
+    train_x = stack(raw.train.images, size, f"{where} (train split)")
+    test_x = stack(raw.test.images, size, f"{where} (test split)", train_x.shape[-1])
   if test_x.shape[1:] != train_x.shape[1:]:
     raise ValueError(f"{where}: test images are {test_x.shape[1:]}, training images "
                      f"{train_x.shape[1:]}; set data.image_size")
@@ -111,13 +111,33 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
   return np.asarray(pil.resize((size, size), Image.BILINEAR)).reshape(size, size, -1)
 
 
-def stack(images: np.ndarray | Sequence[np.ndarray], size: int, where: str) -> np.ndarray:
+def to_channels(image: np.ndarray, channels: int, where: str) -> np.ndarray:
+  """uint8 [H, W, C] -> [H, W, channels]: a greyscale image in a colour set becomes RGB,
+  its value in every channel (PIL's convert('RGB'); ImageNet's training set holds
+  greyscale JPEGs among its colour ones). A colour image in a greyscale set is an error.
+  The set's channels are its first training image's (both paths: stack, stream.fit)."""
+  if image.shape[-1] == channels:
+    return image
+  if image.shape[-1] == 1 and channels == 3:
+    return np.repeat(image, 3, axis=-1)
+  raise ValueError(f"{where}: an image with {image.shape[-1]} channels in a set of "
+                   f"{channels}-channel images (the first training image's); convert the "
+                   "images to one mode (greyscale or RGB)")
+
+
+def stack(images: np.ndarray | Sequence[np.ndarray], size: int, where: str,
+          channels: int = 0) -> np.ndarray:
   """Images (an array [N, H, W, C] or arrays [H, W] / [H, W, C]) -> uint8 [N, H, W, C],
-  each resized to size x size when size > 0 and it is not that size already."""
+  each resized to size x size when size > 0 and it is not that size already, with
+  `channels` channels (0: the first image's; to_channels)."""
   if isinstance(images, np.ndarray) and images.ndim == 4 and (
-      not size or images.shape[1:3] == (size, size)):
+      not size or images.shape[1:3] == (size, size)) and (
+          not channels or images.shape[-1] == channels):
     return images.astype(np.uint8, copy=False)
   images = [a[..., None] if a.ndim == 2 else a for a in images]
+  if images:
+    channels = channels or images[0].shape[-1]
+    images = [to_channels(a, channels, where) for a in images]
   if size:
     images = [resize(a, size) if a.shape[:2] != (size, size) else a for a in images]
   shapes = {a.shape for a in images}
@@ -146,9 +166,10 @@ def decode_cached(raw: RawData, size: int, store: cache.Cache,
   if hit is not None:
     arrays, _ = hit
   else:  # reading 60k small files to hash them is cheap, decoding them is not
-    arrays = {name: stack([decode(p) for p in split.files], size,
-                          f"{where} ({name} split)")
-              for name, split in (("train", raw.train), ("test", raw.test))}
+    arrays = {"train": stack([decode(p) for p in raw.train.files], size,
+                             f"{where} (train split)")}
+    arrays["test"] = stack([decode(p) for p in raw.test.files], size,
+                           f"{where} (test split)", arrays["train"].shape[-1])
     store.save(key, arrays, {"description": raw.description, "image_size": size,
                              "sizes": {n: len(a) for n, a in arrays.items()}})
   return arrays["train"], arrays["test"]

@@ -119,12 +119,13 @@ def fit(a: np.ndarray, shape: tuple, where: str) -> np.ndarray:
   size)."""
   if a.ndim == 2:
     a = a[..., None]
+  a = images.to_channels(a, shape[-1], where)
   if a.shape[:2] != shape[:2]:
     a = images.resize(a, shape[0])
   if a.shape != tuple(shape):
     raise ValueError(f"{where}: decoded to {a.shape}, the first training image to "
                      f"{tuple(shape)}; set data.image_size (every image must have one "
-                     "shape and channel count)")
+                     "shape)")
   return a
 
 
