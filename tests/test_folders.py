@@ -114,3 +114,49 @@ def test_image_folder_of_different_sizes_is_resized_per_image(tmp_path):
   c.data.image_size = 0
   with pytest.raises(ValueError, match="images have different shapes"):
     sources.load(c.data)
+
+
+def test_a_folder_is_read_whole_once_then_known_by_its_files_sizes_and_times(
+    tmp_path, monkeypatch):
+  """folders.content_sha256 is kept in data.cache_dir under the files' sizes and
+  modification times: a run's second start reads no file's bytes (a streamed ImageNet
+  read all 140 GB at every start); a changed file, or files changed too recently to be
+  told apart by their times, are read again."""
+  import os
+  import time
+  from pathlib import Path
+  from jaxreg.data import folders
+  root = tmp_path / "f"
+  for split in ("train", "test"):
+    for c in ("a", "b"):
+      (root / split / c).mkdir(parents=True)
+      for i in range(3):
+        (root / split / c / f"{i}.txt").write_text(f"{split} {c} {i}")
+  files = sorted(root.rglob("*.txt"))
+  store = folders.cache.Cache(tmp_path / "cache")
+  reads = []
+  real = Path.read_bytes
+  monkeypatch.setattr(Path, "read_bytes", lambda p: reads.append(p) or real(p))
+
+  def sha():
+    reads.clear()
+    return folders.content_sha256(files, root, store)
+
+  fresh = sha()
+  assert len(reads) == 12 and sha() == fresh and len(reads) == 12  # too recent: read
+  old = time.time() - 60
+  for f in files:
+    os.utime(f, (old, old))
+  assert sha() == fresh and len(reads) == 12  # settled: read once more, then kept
+  assert sha() == fresh and reads == []
+  files[4].write_text("changed")
+  os.utime(files[4], (old + 1, old + 1))
+  changed = sha()
+  assert changed != fresh and len(reads) == 12
+  assert changed == folders.content_sha256(files, root)  # no store: the same hash
+  # a run's folder goes through it: its second read opens no file
+  c = _config("folder", root, **{"data.cache_dir": str(tmp_path / "cache")}).data
+  os.utime(files[4], (old, old))
+  first = folders.read(c).description
+  reads.clear()
+  assert folders.read(c).description == first and reads == []

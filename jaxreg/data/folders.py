@@ -30,7 +30,8 @@ One rule for both:
 The RawData lists the files (RawSplit.files) without reading their content: the text
 pipeline reads them as UTF-8 (undecodable bytes replaced), the image pipeline decodes
 them. Its description holds the sha256 of every file's path and bytes, so a cache entry
-misses when any file changes.
+misses when any file changes (that sha256 is itself kept in data.cache_dir under the
+files' sizes and modification times: content_sha256).
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ import csv
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 
+from jaxreg.data import cache
 from jaxreg.data.raw import RawData, RawSplit, hold_out_test, names
 
 EXTENSIONS = {"folder": (".txt",), "image_folder": (".png", ".jpg", ".jpeg")}
@@ -58,8 +61,39 @@ def class_files(directory: Path, extensions: tuple[str, ...]) -> list[Path]:
           if p.is_file() and p.suffix.lower() in extensions]
 
 
-def content_sha256(files: list[Path], root: Path) -> str:
-  """sha256 over every file's path (relative to root) and bytes, in order."""
+# A file changed less than this long before it is hashed may change again within its
+# timestamp's resolution (a few ms on Linux) without its modification time moving.
+SETTLED_S = 2.0
+
+
+def content_sha256(files: list[Path], root: Path, store: cache.Cache | None = None) -> str:
+  """sha256 over every file's path (relative to root) and bytes, in order; kept in
+  `store` (data.cache_dir) under every file's path, size and modification time, so a
+  folder is read whole once, not at every start of a run over it (a streamed ImageNet
+  is 140 GB). A file rewritten with its size and modification time kept goes
+  unnoticed; an entry is written only when no file changed in the last SETTLED_S
+  seconds (as git does with racily clean files)."""
+  if store is None or store.directory is None:
+    return _hash_files(files, root)
+  stats = [p.stat() for p in files]
+  listing = hashlib.sha256()
+  for path, st in zip(files, stats):
+    listing.update(f"{path.relative_to(root).as_posix()}\0{st.st_size}\0"
+                   f"{st.st_mtime_ns}\n".encode())
+  key = cache.key(str(root), {"pipeline": "folder_content_sha256", "version": 1,
+                              "listing": listing.hexdigest()})
+  hit = store.load(key)
+  if hit is not None:
+    return bytes(hit[0]["sha256"]).hex()
+  sha = _hash_files(files, root)
+  newest = max((st.st_mtime_ns for st in stats), default=0)
+  if time.time_ns() - newest > SETTLED_S * 1e9:
+    store.save(key, {"sha256": np.frombuffer(bytes.fromhex(sha), np.uint8)},
+               {"description": str(root), "files": len(files)})
+  return sha
+
+
+def _hash_files(files: list[Path], root: Path) -> str:
   digest = hashlib.sha256()
   for path in files:
     data = path.read_bytes()
@@ -178,7 +212,7 @@ def read(c) -> RawData:
                             "data.test_fraction")
   # Hashed before the hold-out: the same files in the same order as with a test/ folder.
   sha = content_sha256(list(train.files) + ([] if test is None else list(test.files)),
-                       root)
+                       root, cache.Cache(c.get("cache_dir", "")))
   if test is None:
     train, test = hold_out_test(train, class_names, c.test_fraction, c.split_seed,
                                 str(train_dir))
