@@ -14,7 +14,7 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 
 from jaxreg import records, train  # noqa: E402
-from jaxreg.data import images, sources, stream, tfds_source  # noqa: E402
+from jaxreg.data import cache, images, sources, stream, tfds_source  # noqa: E402
 
 CLASSES = 12
 TRAIN_PER_CLASS, TEST_PER_CLASS = 20, 5
@@ -190,6 +190,49 @@ def test_the_labels_are_read_once_per_preparation(tmp_path, monkeypatch):
   prepared_again = prepare_and_load()
   assert reads == ["train", "test"] * 2
   assert prepared_again.fingerprint() == first.fingerprint()
+
+
+class JaxregFlatImages(tfds.core.GeneratorBasedBuilder):
+  """Flat colours: two VALUEs give records of the same lengths (TFDS's numBytes and the
+  files' sizes equal), so only the files' times tell the preparations apart."""
+  VERSION = tfds.core.Version("1.0.0")
+  VALUE = 10
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        "picture": tfds.features.Image(shape=(None, None, 3)),
+        "kind": tfds.features.ClassLabel(names=["a", "b", "c"])}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples(30), "test": self._generate_examples(9)}
+
+  def _generate_examples(self, n):
+    from PIL import Image
+    for i in range(n):
+      yield i, {"picture": Image.fromarray(np.full((20, 20, 3), self.VALUE + i % 3,
+                                                   np.uint8)), "kind": i % 3}
+
+
+def test_statistics_of_a_set_prepared_again_in_place_are_counted_again(tmp_path,
+                                                                       monkeypatch):
+  """The normalization's histogram is cached under the records' files and their times:
+  a set prepared again in place with other pixels and the same lengths kept its
+  description (documented) but got the old set's statistics (found by review)."""
+  import shutil
+  means = []
+  for value in (10, 200):
+    monkeypatch.setattr(JaxregFlatImages, "VALUE", value)
+    shutil.rmtree(tmp_path / "set", ignore_errors=True)
+    JaxregFlatImages(data_dir=str(tmp_path / "set")).download_and_prepare(
+        file_format="array_record")
+    cfg = _config(tmp_path / "set", **{
+        "data.source": "tfds:jaxreg_flat_images", "data.train_per_class": 0,
+        "data.stream": "always", "data.cache_dir": str(tmp_path / "cache")}).data
+    data = sources.load(cfg)
+    hist = stream.histogram(data.train, 8, threads=1, store=cache.Cache(cfg.cache_dir),
+                            description=data.description)
+    means.append((hist * np.arange(256)).sum(1) / hist.sum(1))
+  assert abs(means[0][0] - 11) < 1 and abs(means[1][0] - 201) < 1, means
 
 
 def test_streamed_splits_pickle_without_their_open_records(toy_dir):

@@ -56,6 +56,12 @@ class StoredImages(Sequence):
     """Names these examples and their order (with the source's description: what a
     cache key or a fingerprint needs, without reading the pixels)."""
 
+  @property
+  def cache_key(self) -> str:
+    """`key`, plus whatever tells a rewrite of the same examples apart (what data
+    derived from the pixels, stream.histogram, is cached under)."""
+    return self.key
+
   def where(self, i: int) -> str:
     """Example i for an error message."""
     return f"example {i}"

@@ -334,12 +334,12 @@ def histogram(split: StreamedSplit, batch_size: int, *, workers: int = 0,
               description: str = "") -> np.ndarray:
   """int64 [C, 256]: how often each uint8 value occurs in each channel of the split
   (feeds.channel_stats_from_histogram turns it into the normalization), one pass of
-  the loader, cached in data.cache_dir under the split's examples (their key)."""
+  the loader, cached in data.cache_dir under the split's examples (their cache_key)."""
   key = cache.key(description, {"pipeline": "image_histogram",
                                 "version": images.DECODE_VERSION,
                                 "shape": list(split.shape),
                                 "files": hashlib.sha256(
-                                    split.examples.key.encode()).hexdigest()})
+                                    split.examples.cache_key.encode()).hexdigest()})
   hit = store.load(key) if store is not None else None
   if hit is not None:
     return hit[0]["histogram"]

@@ -271,9 +271,10 @@ def read_stored(builder, spec: Spec, split: str, source,
   afford)."""
   feature = spec.features[0]
   identity = records_identity(builder, split)
+  mtimes = _modification_times(builder, split)
   key = cache.key(f"tfds:{builder.info.full_name} {split}", {
       "pipeline": "tfds_labels", "label_feature": spec.label_feature,
-      "records": identity, "mtimes": _modification_times(builder, split)})
+      "records": identity, "mtimes": mtimes})
   hit = store.load(key) if store is not None and identity != UNKNOWN else None
   if hit is not None:
     labels = hit[0]["labels"]
@@ -286,7 +287,7 @@ def read_stored(builder, spec: Spec, split: str, source,
       store.save(key, {"labels": labels}, {"description": f"tfds:{spec.name} {split}",
                                            "label_feature": spec.label_feature})
   images = SplitImages(str(builder.data_dir), split, feature,
-                       np.arange(len(labels)), source)
+                       np.arange(len(labels)), source, stamp=" ".join(map(str, mtimes)))
   return images, labels
 
 
@@ -301,8 +302,9 @@ class SplitImages(StoredImages):
   which reads the features from the folder itself."""
 
   def __init__(self, directory: str, split: str, feature: str, positions: np.ndarray,
-               source=None):
+               source=None, stamp: str = ""):
     self.directory, self.split, self.feature = directory, split, feature
+    self.stamp = stamp  # the files' modification times (cache_key)
     self.positions = np.asarray(positions, np.int64)
     self._source = source
     self._lock = threading.Lock()  # grain's threads read at once
@@ -318,7 +320,7 @@ class SplitImages(StoredImages):
 
   def __getstate__(self) -> dict:
     return {"directory": self.directory, "split": self.split, "feature": self.feature,
-            "positions": self.positions}
+            "positions": self.positions, "stamp": self.stamp}
 
   def __setstate__(self, state: dict) -> None:
     self.__init__(**state)
@@ -331,11 +333,17 @@ class SplitImages(StoredImages):
 
   def take(self, index: np.ndarray) -> SplitImages:
     return SplitImages(self.directory, self.split, self.feature, self.positions[index],
-                       self._source)
+                       self._source, self.stamp)
 
   @property
   def key(self) -> str:
     return f"{self.split} {hashlib.sha256(self.positions.tobytes()).hexdigest()}"
+
+  @property
+  def cache_key(self) -> str:
+    # A preparation redone in place may keep every recorded size (key and the
+    # description stay); its files' times do not.
+    return f"{self.key} {self.stamp}"
 
   def where(self, i: int) -> str:
     return f"{self.directory} {self.split} example {int(self.positions[i])}"
