@@ -468,10 +468,10 @@ class StreamFeed:
 
   # -------------------------------------------------------------------- batches
 
-  def _host_batches(self, split, index, mask, start=0, stop=None):
+  def _host_batches(self, split, index, mask, start=0, stop=None, crop=None):
     return stream.loader(split, index, mask, start, stop, workers=self.workers,
                          threads=self.threads, process_index=jax.process_index(),
-                         process_count=jax.process_count())
+                         process_count=jax.process_count(), crop=crop)
 
   def _put(self, local: dict, sharding) -> dict:
     """This process's columns of a batch -> the global batch on the mesh (each process
@@ -488,9 +488,12 @@ class StreamFeed:
     order, [K, B, ...] for one per member): the rows ImageFeed gathers, read from the
     files, two batches ahead of the caller."""
     streams = []
+    min_scale = float(self.config.data.get("stream_crop_min_scale", 1.0))
     for order in orders:
       index, mask = index_rows(order, self.batch_size)
-      streams.append(self._host_batches(self.data.train, index, mask, start, stop))
+      crop = (min_scale, stream.order_seed(order)) if min_scale < 1 else None
+      streams.append(self._host_batches(self.data.train, index, mask, start, stop,
+                                        crop))
     if len(streams) == 1:
       batches = (self._put(b, self._shard) for b in streams[0])
     else:

@@ -199,6 +199,59 @@ def test_worker_processes_give_the_same_batches(small_set):
       np.testing.assert_array_equal(a[k], b[k])
 
 
+def test_crop_boxes_lie_in_the_image_at_the_asked_area_and_ratio():
+  rng = np.random.default_rng(0)
+  for height, width, min_scale in ((100, 100, 0.08), (60, 200, 0.3), (20, 12, 0.5),
+                                   (7, 7, 0.9)):
+    fractions = []
+    for _ in range(300):
+      top, left, h, w = stream.crop_box(height, width, min_scale, rng)
+      assert 0 <= top and top + h <= height and 0 <= left and left + w <= width
+      assert h > 0 and w > 0
+      fractions.append(h * w / (height * width))
+    if (height, width) == (100, 100):  # rounding aside, area in [min_scale, 1]
+      assert min(fractions) >= min_scale - 0.01 and max(fractions) <= 1.0
+      assert np.mean(fractions) == pytest.approx((1 + min_scale) / 2, abs=0.06)
+  # a 1:10 strip: every draw misses, the centre crop at ratio 3/4
+  assert stream.crop_box(200, 20, 0.9, rng) == (86, 0, 27, 20)
+
+
+def test_host_crops_are_drawn_from_the_order_and_the_place_only(small_set):
+  """data.stream_crop_min_scale: the same crops from any start, in any split over
+  processes, and in worker processes (so a resumed run draws what it would have);
+  another order (seed or epoch) draws others."""
+  split = small_set.train
+  order = np.random.default_rng(6).permutation(len(split))
+  index, mask = feeds.index_rows(order, 16)
+  crop = (0.2, stream.order_seed(order))
+  full = list(stream.loader(split, index, mask, threads=2, crop=crop))
+  plain = list(stream.loader(split, index, mask, threads=2))
+  assert full[0]["images"].shape == plain[0]["images"].shape
+  assert not np.array_equal(full[0]["images"], plain[0]["images"])
+  for a, b in zip(list(stream.loader(split, index, mask, start=2, threads=1,
+                                     crop=crop)), full[2:]):
+    np.testing.assert_array_equal(a["images"], b["images"])
+  halves = [list(stream.loader(split, index, mask, 1, 3, threads=1, process_index=p,
+                               process_count=2, crop=crop)) for p in (0, 1)]
+  for a, b, whole in zip(*halves, full[1:3]):
+    np.testing.assert_array_equal(np.concatenate([a["images"], b["images"]]),
+                                  whole["images"])
+  other = list(stream.loader(split, index, mask, threads=1,
+                             crop=(0.2, stream.order_seed(order[::-1]))))
+  assert not np.array_equal(other[0]["images"], full[0]["images"])
+  workers = list(stream.loader(split, index, mask, workers=1, threads=1, crop=crop))
+  for a, b in zip(workers, full):
+    np.testing.assert_array_equal(a["images"], b["images"])
+
+
+def test_host_crops_on_a_resident_run_are_one_line(tmp_path):
+  root = imagenet_folder.make(tmp_path / "inet", classes=3, train_per_class=2)
+  with pytest.raises(ValueError, match=r"data.stream_crop_min_scale=0.5 crops each file "
+                                       r"on the host: it needs a streamed run"):
+    sources.load(_config(root, tmp_path, **{"data.stream": "never",
+                                            "data.stream_crop_min_scale": 0.5}).data)
+
+
 def _segments() -> set:
   """Names of the POSIX shared-memory segments grain's workers create (psm_*)."""
   import os
@@ -348,3 +401,47 @@ def test_a_streamed_group_equals_the_resident_group(tmp_path):
     train.run(configs, workdirs)
     out[mode] = [(_records(w), _results(w)) for w in workdirs]
   assert out["always"] == out["never"]
+
+
+@pytest.mark.slow
+def test_host_crops_resume_mid_epoch_and_a_group_draws_its_runs_crops(tmp_path,
+                                                                      monkeypatch):
+  """data.stream_crop_min_scale in runs: stopped mid-epoch and resumed, a run ends as
+  it would have; two seeds as one vmapped group end as their runs alone (each
+  member's crops are drawn from its own order)."""
+  root = imagenet_folder.make(tmp_path / "inet", classes=12, train_per_class=8, side=28)
+  configs = [_config(root, tmp_path, **{"data.stream": "always", "seed": seed,
+                                        "data.stream_crop_min_scale": 0.3,
+                                        "train.batch_size": 32, "train.epochs": 2})
+             for seed in (0, 1)]
+  alone = [tmp_path / "alone" / str(seed) for seed in (0, 1)]
+  for config, workdir in zip(configs, alone):
+    train.train_and_evaluate(config, workdir)
+  group = [tmp_path / "group" / str(seed) for seed in (0, 1)]
+  train.run(configs, group)
+  for a, g in zip(alone, group):  # vmapped: equal to float rounding
+    ra, rg = _records(a), _records(g)
+    assert [(r["split"], r["step"]) for r in rg] == [(r["split"], r["step"]) for r in ra]
+    np.testing.assert_allclose([r["loss"] for r in rg], [r["loss"] for r in ra],
+                               rtol=1e-4)
+    assert _results(g)["test"]["confusion_matrix"] == \
+        _results(a)["test"]["confusion_matrix"]
+  # a resident-sized crop-free run differs: the crops are really drawn
+  plain = tmp_path / "plain"
+  train.train_and_evaluate(_config(root, tmp_path, **{
+      "data.stream": "always", "train.batch_size": 32, "train.epochs": 2}), plain)
+  assert _records(plain) != _records(alone[0])
+  # stopped in the second epoch, resumed
+  spe = -(-len(sources.load(configs[0].data).train) // 32)
+  stopped = tmp_path / "stopped"
+  preemption.clear()
+  steps = _CountSteps(monkeypatch, stop_at=spe + 1)
+  try:
+    with pytest.raises(preemption.Preempted):
+      train.train_and_evaluate(configs[0], stopped)
+  finally:
+    preemption.clear()
+  steps.stop_at = None
+  train.train_and_evaluate(configs[0], stopped)
+  assert _records(stopped) == _records(alone[0])
+  assert _results(stopped) == _results(alone[0])

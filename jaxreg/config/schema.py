@@ -364,6 +364,14 @@ KEYS = (
         "threads of the training process."),
     Key("data.stream_threads", 4, Int(1),
         "streamed images: decoding threads (in each worker, or in the training process)."),
+    Key("data.stream_crop_min_scale", 1.0, Num(0.0, 1.0, lo_open=True, note="1 = off"),
+        "streamed images: a random resized crop on the host, from each training file "
+        "at its full resolution (area fraction uniform in [this, 1], aspect ratio "
+        "log-uniform in [3/4, 4/3], resized to `data.image_size`; ImageNet recipe: "
+        "0.08), drawn from the epoch's order and the example's place in it, so a "
+        "resumed run draws the same; 1.0: off. Needs a streamed run "
+        "(`data.augment.resized_crop_min_scale` crops on the device, from the image "
+        "at `data.image_size`, on both paths)."),
 
     Section("data.shapes", "The built-in generated image set (`data.source = shapes`, "
             "jaxreg/data/shapes.py): colour classes and shape classes."),

@@ -70,6 +70,12 @@ def prepare(raw: RawData, data_cfg) -> ImageData:
   val held out of train by data.split_seed (`dataset.validation_split`, the text rule)."""
   size = int(data_cfg.get("image_size", 0) or 0)
   where = f"data.source={data_cfg.source!r}"
+  crop = float(data_cfg.get("stream_crop_min_scale", 1.0))
+  if crop < 1:
+    raise ValueError(f"data.stream_crop_min_scale={crop:g} crops each file on the host: "
+                     "it needs a streamed run (data.stream=always, for image_folder or "
+                     "tfds: image sets); resident images are kept at data.image_size "
+                     "(data.augment.resized_crop_min_scale crops those on the device)")
   if raw.train.files is not None:
     train_x, test_x = decode_cached(raw, size, cache.Cache(data_cfg.cache_dir), where)
   else:

@@ -64,6 +64,14 @@ class StreamedSplit:
     """Example i: uint8 [H, W, C], decoded and resized as images.prepare does."""
     return fit(self.examples[i], self.shape, self.examples.where(i))
 
+  def load_cropped(self, i: int, min_scale: float, rng: np.random.Generator) -> np.ndarray:
+    """Example i decoded, a crop_box of it at its full resolution, resized to shape."""
+    where = self.examples.where(i)
+    a = self.examples[i]
+    a = images.to_channels(a[..., None] if a.ndim == 2 else a, self.shape[-1], where)
+    top, left, h, w = crop_box(a.shape[0], a.shape[1], min_scale, rng)
+    return fit(a[top:top + h, left:left + w], self.shape, where)
+
   @property
   def nbytes(self) -> int:
     return len(self) * int(np.prod(self.shape))
@@ -127,6 +135,41 @@ def fit(a: np.ndarray, shape: tuple, where: str) -> np.ndarray:
                      f"{tuple(shape)}; set data.image_size (every image must have one "
                      "shape)")
   return a
+
+
+RATIOS = (3 / 4, 4 / 3)  # a random resized crop's aspect ratios (augment.py's too)
+
+
+def crop_box(height: int, width: int, min_scale: float,
+             rng: np.random.Generator) -> tuple[int, int, int, int]:
+  """(top, left, height, width) of a random resized crop: area fraction uniform in
+  [min_scale, 1], aspect ratio log-uniform in RATIOS; after 10 misses, the centre crop
+  at the nearest allowed ratio (torchvision's RandomResizedCrop.get_params, in numpy:
+  the loader's workers run no JAX)."""
+  area = height * width
+  for _ in range(10):
+    target = area * rng.uniform(min_scale, 1.0)
+    ratio = np.exp(rng.uniform(np.log(RATIOS[0]), np.log(RATIOS[1])))
+    w = int(round(np.sqrt(target * ratio)))
+    h = int(round(np.sqrt(target / ratio)))
+    if 0 < w <= width and 0 < h <= height:
+      return (int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1)),
+              h, w)
+  ratio = width / height
+  if ratio < RATIOS[0]:
+    w, h = width, min(height, int(round(width / RATIOS[0])))
+  elif ratio > RATIOS[1]:
+    h, w = height, min(width, int(round(height * RATIOS[1])))
+  else:
+    h, w = height, width
+  return (height - h) // 2, (width - w) // 2, h, w
+
+
+def order_seed(order: np.ndarray) -> int:
+  """A seed from an epoch's order (a pure function of (seed, epoch)): the host crops'
+  draws, the same for a run alone and for it in a group."""
+  digest = hashlib.sha256(np.ascontiguousarray(order, np.int64).tobytes()).digest()
+  return int.from_bytes(digest[:8], "little")
 
 
 def stored(split: RawSplit) -> StoredImages | None:
@@ -263,29 +306,40 @@ class _Rows:
   the train step only ever asks for whole rows. Threads and worker processes then work
   on different rows."""
 
-  def __init__(self, split: StreamedSplit, index: np.ndarray, mask: np.ndarray):
+  def __init__(self, split: StreamedSplit, index: np.ndarray, mask: np.ndarray,
+               crop: tuple | None = None, first: tuple = (0, 0)):
     self.split, self.index, self.mask = split, index, mask
+    self.crop, self.first = crop, first  # (min_scale, seed); (first row, first column)
 
   def __len__(self) -> int:
     return len(self.index)
 
   def __getitem__(self, i: int) -> dict:
     row = self.index[i]
-    return {"images": np.stack([self.split.load(int(j)) for j in row]),
-            "labels": self.split.labels[row], "mask": self.mask[i]}
+    if self.crop is None:
+      pixels = [self.split.load(int(j)) for j in row]
+    else:  # each example's draw: a function of its place in the epoch only
+      min_scale, seed = self.crop
+      r = self.first[0] + i
+      pixels = [self.split.load_cropped(int(j), min_scale, np.random.default_rng(
+          [seed, r, self.first[1] + c])) for c, j in enumerate(row)]
+    return {"images": np.stack(pixels), "labels": self.split.labels[row],
+            "mask": self.mask[i]}
 
 
 def loader(split: StreamedSplit, index: np.ndarray, mask: np.ndarray, start: int = 0,
            stop: int | None = None, *, workers: int = 0, threads: int = 4,
-           process_index: int = 0, process_count: int = 1):
+           process_index: int = 0, process_count: int = 1, crop: tuple | None = None):
   """Host batches of rows `start` to `stop` of `index` / `mask` ([steps, batch], the
   global batch): this process's columns of each row, as {'images' uint8 [b, H, W, C],
-  'labels' int32 [b], 'mask' bool [b]}, in row order."""
+  'labels' int32 [b], 'mask' bool [b]}, in row order. `crop`: (min_scale, seed) of
+  host crops (data.stream_crop_min_scale), drawn per (seed, row, column)."""
   import grain  # noqa: PLC0415 - only streamed runs need it
 
   cols = columns(index.shape[1], process_index, process_count)
   ds = grain.MapDataset.source(_Rows(split, index[start:stop, cols],
-                                     mask[start:stop, cols]))
+                                     mask[start:stop, cols], crop,
+                                     (start, cols.start)))
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
                                             prefetch_buffer_size=2 * threads))
   if workers:
