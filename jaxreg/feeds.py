@@ -7,7 +7,7 @@ The loop (jaxreg/train/loop.py) sees one interface and never asks which feed it 
                                                    member's)
   feed.group_train_step(shared, configs)           the same step vmapped over K members:
                                                    fn(state[K], values[K], batch, counts[K])
-  feed.epoch_batches(orders, start, stop)          the device batches of one epoch: one
+  feed.epoch_batches(orders, start, stop, epoch)   the device batches of one epoch: one
                                                    order (one run, or a group sharing it)
                                                    or one order per member
   feed.evaluate(variables, split, counts)          one run's counts over every example
@@ -177,7 +177,7 @@ class TextFeed:
                  lambda: jit_group_host_step(self.steps, self.mesh, shared))
 
   def epoch_batches(self, orders: Sequence[np.ndarray], start: int = 0,
-                    stop: int | None = None) -> Iterator[dict]:
+                    stop: int | None = None, epoch: int = 0) -> Iterator[dict]:
     """Device batches `start` to `stop` of the epoch in `orders` (one per member, or
     one shared)."""
     streams = [itertools.islice(dataset.batches(self.data.train, self.batch_size, order,
@@ -348,7 +348,7 @@ class ImageFeed:
                    donate_argnums=(0, 4))
 
   def epoch_batches(self, orders: Sequence[np.ndarray], start: int = 0,
-                    stop: int | None = None) -> Iterator[dict]:
+                    stop: int | None = None, epoch: int = 0) -> Iterator[dict]:
     """One device put of the epoch's order(s), then one (identical) handle per step:
     [S, B] rows for one order, [K, S, B] for one per member."""
     rows = [index_rows(order, self.batch_size) for order in orders]
@@ -483,7 +483,7 @@ class StreamFeed:
             for k, v in local.items()}
 
   def epoch_batches(self, orders: Sequence[np.ndarray], start: int = 0,
-                    stop: int | None = None) -> Iterator[dict]:
+                    stop: int | None = None, epoch: int = 0) -> Iterator[dict]:
     """Device batches `start` to `stop` of the epoch in `orders` ([B, ...] for one
     order, [K, B, ...] for one per member): the rows ImageFeed gathers, read from the
     files, two batches ahead of the caller."""
@@ -491,7 +491,7 @@ class StreamFeed:
     min_scale = float(self.config.data.get("stream_crop_min_scale", 1.0))
     for order in orders:
       index, mask = index_rows(order, self.batch_size)
-      crop = (min_scale, stream.order_seed(order)) if min_scale < 1 else None
+      crop = (min_scale, stream.order_seed(order), epoch) if min_scale < 1 else None
       streams.append(self._host_batches(self.data.train, index, mask, start, stop,
                                         crop))
     if len(streams) == 1:

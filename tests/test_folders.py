@@ -154,6 +154,23 @@ def test_a_folder_is_read_whole_once_then_known_by_its_files_sizes_and_times(
   changed = sha()
   assert changed != fresh and len(reads) == 12
   assert changed == folders.content_sha256(files, root)  # no store: the same hash
+  # another file of the same size copied in keeping the time (cp -p), and two files of
+  # one size and one time swapped: their change times and inodes give them away
+  import shutil
+  (tmp_path / "other").write_text("chanGed")
+  os.utime(tmp_path / "other", (old + 1, old + 1))
+  shutil.copy2(tmp_path / "other", files[4])
+  time.sleep(0.01)
+  assert sha() != changed and len(reads) == 12
+  files[0].write_text("sameA")
+  files[1].write_text("sameB")
+  for f in files[:2]:
+    os.utime(f, (old, old))
+  before = sha()
+  files[0].rename(tmp_path / "t")
+  files[1].rename(files[0])
+  (tmp_path / "t").rename(files[1])
+  assert sha() != before
   # a run's folder goes through it: its second read opens no file
   c = _config("folder", root, **{"data.cache_dir": str(tmp_path / "cache")}).data
   os.utime(files[4], (old, old))

@@ -223,7 +223,7 @@ def test_host_crops_are_drawn_from_the_order_and_the_place_only(small_set):
   split = small_set.train
   order = np.random.default_rng(6).permutation(len(split))
   index, mask = feeds.index_rows(order, 16)
-  crop = (0.2, stream.order_seed(order))
+  crop = (0.2, stream.order_seed(order), 0)
   full = list(stream.loader(split, index, mask, threads=2, crop=crop))
   plain = list(stream.loader(split, index, mask, threads=2))
   assert full[0]["images"].shape == plain[0]["images"].shape
@@ -237,11 +237,52 @@ def test_host_crops_are_drawn_from_the_order_and_the_place_only(small_set):
     np.testing.assert_array_equal(np.concatenate([a["images"], b["images"]]),
                                   whole["images"])
   other = list(stream.loader(split, index, mask, threads=1,
-                             crop=(0.2, stream.order_seed(order[::-1]))))
+                             crop=(0.2, stream.order_seed(order[::-1]), 0)))
   assert not np.array_equal(other[0]["images"], full[0]["images"])
+  # two epochs that drew the same order (a tiny set) still crop differently
+  later = list(stream.loader(split, index, mask, stop=1, threads=1,
+                             crop=(0.2, stream.order_seed(order), 1)))
+  assert not np.array_equal(later[0]["images"], full[0]["images"])
   workers = list(stream.loader(split, index, mask, workers=1, threads=1, crop=crop))
   for a, b in zip(workers, full):
     np.testing.assert_array_equal(a["images"], b["images"])
+
+
+def test_host_crops_keep_a_non_square_sets_shape_and_auto_streams_for_them(tmp_path):
+  """data.image_size=0 on 24x32 files: a crop is resized to 24x32, not to a square
+  (which failed mid-run); data.stream=auto streams a set asking for host crops, so
+  the run is never refused later on a machine with more memory."""
+  from PIL import Image
+  root = tmp_path / "rect"
+  rng = np.random.default_rng(0)
+  for split, n in (("train", 4), ("test", 1)):
+    for c in range(2):
+      (root / split / f"c{c}").mkdir(parents=True)
+      for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3)).astype(np.uint8)).save(
+            root / split / f"c{c}" / f"{i}.png")
+  data = sources.load(_config(root, tmp_path, **{
+      "data.image_size": 0, "data.stream": "auto", "data.resident_limit_mb": 1000,
+      "data.stream_crop_min_scale": 0.3}).data)
+  assert isinstance(data, stream.StreamedImageData) and data.image_shape == (24, 32, 3)
+  index, mask = feeds.index_rows(np.arange(len(data.train)), 4)
+  for batch in stream.loader(data.train, index, mask, threads=1, crop=(0.3, 5, 0)):
+    assert batch["images"].shape == (4, 24, 32, 3)
+
+
+def test_16_bit_and_alpha_greyscale_files_decode_as_greyscale(tmp_path):
+  """PIL's convert('RGB') clipped 16-bit PNGs to white; an LA file became RGB."""
+  from PIL import Image
+  from jaxreg.data import images
+  Image.fromarray(np.arange(16, dtype=np.uint16).reshape(4, 4) * 4096).save(
+      tmp_path / "i16.png")
+  a = images.decode(tmp_path / "i16.png")
+  assert a.shape == (4, 4, 1) and a[0, :, 0].tolist() == [0, 16, 32, 48]
+  Image.fromarray(np.stack([np.full((4, 4), 77, np.uint8),
+                            np.full((4, 4), 9, np.uint8)], -1), "LA").save(
+      tmp_path / "la.png")
+  a = images.decode(tmp_path / "la.png")
+  assert a.shape == (4, 4, 1) and (a == 77).all()
 
 
 def test_host_crops_on_a_resident_run_are_one_line(tmp_path):

@@ -369,9 +369,9 @@ KEYS = (
         "at its full resolution (area fraction uniform in [this, 1], aspect ratio "
         "log-uniform in [3/4, 4/3], resized to `data.image_size`; ImageNet recipe: "
         "0.08), drawn from the epoch's order and the example's place in it, so a "
-        "resumed run draws the same; 1.0: off. Needs a streamed run "
-        "(`data.augment.resized_crop_min_scale` crops on the device, from the image "
-        "at `data.image_size`, on both paths)."),
+        "resumed run draws the same; 1.0: off. Needs a streamed run (`data.stream="
+        "auto` streams for it; `data.augment.resized_crop_min_scale` crops on the "
+        "device, from the image at `data.image_size`, on both paths)."),
 
     Section("data.shapes", "The built-in generated image set (`data.source = shapes`, "
             "jaxreg/data/shapes.py): colour classes and shape classes."),

@@ -68,18 +68,19 @@ SETTLED_S = 2.0
 
 def content_sha256(files: list[Path], root: Path, store: cache.Cache | None = None) -> str:
   """sha256 over every file's path (relative to root) and bytes, in order; kept in
-  `store` (data.cache_dir) under every file's path, size and modification time, so a
-  folder is read whole once, not at every start of a run over it (a streamed ImageNet
-  is 140 GB). A file rewritten with its size and modification time kept goes
-  unnoticed; an entry is written only when no file changed in the last SETTLED_S
-  seconds (as git does with racily clean files)."""
+  `store` (data.cache_dir) under every file's path, size, modification and change times
+  and inode, so a folder is read whole once, not at every start of a run over it (a
+  streamed ImageNet is 140 GB). An entry is written only when no file changed in the
+  last SETTLED_S seconds (as git does with racily clean files)."""
   if store is None or store.directory is None:
     return _hash_files(files, root)
   stats = [p.stat() for p in files]
   listing = hashlib.sha256()
   for path, st in zip(files, stats):
+    # git's stat data: a copy that keeps the time (cp -p) or a swap of two files still
+    # changes the inode or the change time, which no tool sets back
     listing.update(f"{path.relative_to(root).as_posix()}\0{st.st_size}\0"
-                   f"{st.st_mtime_ns}\n".encode())
+                   f"{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
   key = cache.key(str(root), {"pipeline": "folder_content_sha256", "version": 1,
                               "listing": listing.hexdigest()})
   hit = store.load(key)

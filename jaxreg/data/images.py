@@ -35,7 +35,7 @@ from jaxreg.data.raw import RawData
 # The per-class training subset draws from this stream of data.split_seed.
 _SUBSET_STREAM = 2
 # Bump when decoding or resizing changes: cached pixels from before are then not used.
-DECODE_VERSION = 1
+DECODE_VERSION = 2  # 2: 16-bit greyscale scaled to 8 bits (was clipped), LA kept greyscale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +111,11 @@ def subset_per_class(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
   return np.sort(np.concatenate(keep))
 
 
-def resize(image: np.ndarray, size: int) -> np.ndarray:
-  """uint8 [H, W, C] -> [size, size, C], bilinear with antialiasing (PIL)."""
+def resize(image: np.ndarray, size: int, width: int = 0) -> np.ndarray:
+  """uint8 [H, W, C] -> [size, width or size, C], bilinear with antialiasing (PIL)."""
+  width = width or size
   pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-  return np.asarray(pil.resize((size, size), Image.BILINEAR)).reshape(size, size, -1)
+  return np.asarray(pil.resize((width, size), Image.BILINEAR)).reshape(size, width, -1)
 
 
 def to_channels(image: np.ndarray, channels: int, where: str) -> np.ndarray:
@@ -155,11 +156,19 @@ def stack(images: np.ndarray | Sequence[np.ndarray], size: int, where: str,
 
 
 def decode(path: Path) -> np.ndarray:
-  """An image file -> uint8 [H, W, C] (greyscale stays 1 channel, others become RGB)."""
+  """An image file -> uint8 [H, W, C]: greyscale stays 1 channel (8-bit; with alpha,
+  the alpha dropped; 16-bit, scaled to 8 bits), others become RGB (alpha dropped, as
+  torchvision's loader does). PIL's own convert clips 16-bit values to 255."""
   with Image.open(path) as im:
-    if im.mode not in ("L", "RGB"):
-      im = im.convert("RGB")
-    a = np.asarray(im)
+    if im.mode.startswith("I"):  # I;16, I;16B, I: 16-bit greyscale (PNG, TIFF)
+      wide = np.asarray(im).astype(np.int64)
+      a = ((np.clip(wide, 0, 65535) + 128) // 257).astype(np.uint8)
+    else:
+      if im.mode == "LA":
+        im = im.convert("L")
+      elif im.mode not in ("L", "RGB"):
+        im = im.convert("RGB")
+      a = np.asarray(im)
   return a[..., None] if a.ndim == 2 else a
 
 

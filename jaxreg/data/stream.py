@@ -70,7 +70,9 @@ class StreamedSplit:
     a = self.examples[i]
     a = images.to_channels(a[..., None] if a.ndim == 2 else a, self.shape[-1], where)
     top, left, h, w = crop_box(a.shape[0], a.shape[1], min_scale, rng)
-    return fit(a[top:top + h, left:left + w], self.shape, where)
+    # to the set's (H, W), which need not be square under data.image_size=0
+    return fit(images.resize(a[top:top + h, left:left + w], self.shape[0],
+                             self.shape[1]), self.shape, where)
 
   @property
   def nbytes(self) -> int:
@@ -262,7 +264,9 @@ def wanted(data_cfg, streamable: bool, examples: int, first: Callable[[], np.nda
            refusal: str) -> bool:
   """data.stream's rule, from the number of examples and the first one (decoded only
   for `auto`), never all the pixels: `never` no, `always` yes (`refusal`, a ValueError,
-  where the set is not `streamable`), `auto` when over the resident limit."""
+  where the set is not `streamable`), `auto` when over the resident limit or when host
+  crops are asked (data.stream_crop_min_scale < 1: only a streamed run has the files;
+  a run trained with them then also evaluates on any machine)."""
   asked = mode(data_cfg)
   if asked == "never":
     return False
@@ -270,7 +274,8 @@ def wanted(data_cfg, streamable: bool, examples: int, first: Callable[[], np.nda
     if asked == "always":
       raise ValueError(refusal)
     return False
-  return asked == "always" or over_limit(examples, first(), data_cfg)
+  return asked == "always" or float(data_cfg.get("stream_crop_min_scale", 1.0)) < 1 or \
+      over_limit(examples, first(), data_cfg)
 
 
 def prepare(raw: RawData, data_cfg) -> StreamedImageData:
@@ -309,7 +314,8 @@ class _Rows:
   def __init__(self, split: StreamedSplit, index: np.ndarray, mask: np.ndarray,
                crop: tuple | None = None, first: tuple = (0, 0)):
     self.split, self.index, self.mask = split, index, mask
-    self.crop, self.first = crop, first  # (min_scale, seed); (first row, first column)
+    # (min_scale, seed, epoch) of host crops; (first row, first column) of the rows
+    self.crop, self.first = crop, first
 
   def __len__(self) -> int:
     return len(self.index)
@@ -318,11 +324,11 @@ class _Rows:
     row = self.index[i]
     if self.crop is None:
       pixels = [self.split.load(int(j)) for j in row]
-    else:  # each example's draw: a function of its place in the epoch only
-      min_scale, seed = self.crop
+    else:  # each example's draw: a function of the epoch and its place in it only
+      min_scale, seed, epoch = self.crop
       r = self.first[0] + i
       pixels = [self.split.load_cropped(int(j), min_scale, np.random.default_rng(
-          [seed, r, self.first[1] + c])) for c, j in enumerate(row)]
+          [seed, epoch, r, self.first[1] + c])) for c, j in enumerate(row)]
     return {"images": np.stack(pixels), "labels": self.split.labels[row],
             "mask": self.mask[i]}
 
@@ -332,8 +338,8 @@ def loader(split: StreamedSplit, index: np.ndarray, mask: np.ndarray, start: int
            process_index: int = 0, process_count: int = 1, crop: tuple | None = None):
   """Host batches of rows `start` to `stop` of `index` / `mask` ([steps, batch], the
   global batch): this process's columns of each row, as {'images' uint8 [b, H, W, C],
-  'labels' int32 [b], 'mask' bool [b]}, in row order. `crop`: (min_scale, seed) of
-  host crops (data.stream_crop_min_scale), drawn per (seed, row, column)."""
+  'labels' int32 [b], 'mask' bool [b]}, in row order. `crop`: (min_scale, seed, epoch)
+  of host crops (data.stream_crop_min_scale), drawn per (seed, epoch, row, column)."""
   import grain  # noqa: PLC0415 - only streamed runs need it
 
   cols = columns(index.shape[1], process_index, process_count)

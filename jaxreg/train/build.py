@@ -133,7 +133,8 @@ def open_checkpoints(s: Setup) -> None:
 
 def epoch_batches(s: Setup, epoch: int):
   """The device batches of one training epoch of `s`, for `s.train_step`."""
-  return s.feed.epoch_batches([feeds.epoch_order(s.config, s.data.train, epoch)])
+  return s.feed.epoch_batches([feeds.epoch_order(s.config, s.data.train, epoch)],
+                              epoch=epoch)
 
 
 def compile_steps(model, mesh, num_classes: int):

@@ -274,7 +274,7 @@ class SoloProgram:
   def batches(self, epoch: int, start: int, stop: int):
     m = self.members[0]
     order = feeds.epoch_order(m.config, m.setup.data.train, epoch)
-    return self.feed.epoch_batches([order], start, stop)
+    return self.feed.epoch_batches([order], start, stop, epoch)
 
   def step(self, batch, counts):
     self.state, counts, out = self._step(self.state, batch, counts)
@@ -332,7 +332,7 @@ class StackedProgram:
   def batches(self, epoch: int, start: int, stop: int):
     train = self.members[0].setup.data.train
     orders = [feeds.epoch_order(c, train, epoch) for c in self._configs]
-    return self.feed.epoch_batches(orders, start, stop)
+    return self.feed.epoch_batches(orders, start, stop, epoch)
 
   def step(self, batch, counts):
     self.state, counts, out = self._step(self.state, self.values, batch, counts)
