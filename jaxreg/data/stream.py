@@ -306,9 +306,9 @@ class _Rows:
   """grain's random-access source: element i = the batch of row i, decoded.
 
   A whole row per element rather than one example: grain's per-element machinery
-  (a thread hand-off and a tree-stacking batch per example) cost more than decoding a
-  small JPEG (measured: 1450 against 3900 images/s on one thread for 40x40 files), and
-  the train step only ever asks for whole rows. Threads and worker processes then work
+  (a thread hand-off and a tree-stacking batch per example) added 10-30% to decoding a
+  small JPEG (40x40 files, one thread, docs/images.md), and the train step only ever
+  asks for whole rows. Threads and worker processes then work
   on different rows."""
 
   def __init__(self, split: StreamedSplit, index: np.ndarray, mask: np.ndarray,
