@@ -223,11 +223,6 @@ def resident_limit_bytes(data_cfg) -> int:
   return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
 
 
-def decoded_shape(raw: RawData, size: int) -> tuple[int, int, int]:
-  """(H, W, C) of the first training example decoded (and resized to `size`)."""
-  return fitted_shape(stored(raw.train)[0], size)
-
-
 def fitted_shape(first: np.ndarray, size: int) -> tuple[int, int, int]:
   """(H, W, C) of a decoded image resized to `size` (0: as it is)."""
   a = first[..., None] if first.ndim == 2 else first
@@ -253,8 +248,9 @@ def over_limit(examples: int, first: np.ndarray, data_cfg) -> bool:
 
 def chosen(raw: RawData, data_cfg) -> bool:
   """Whether `raw` (a source's RawData) streams under data.stream."""
-  return wanted(data_cfg, stored(raw.train) is not None and stored(raw.test) is not None,
-                len(raw.train) + len(raw.test), lambda: stored(raw.train)[0],
+  train, test = stored(raw.train), stored(raw.test)
+  return wanted(data_cfg, train is not None and test is not None,
+                len(raw.train) + len(raw.test), lambda: train[0],
                 f"data.stream=always: data.source={data_cfg.source!r} is read into "
                 "memory by its reader; only image_folder and tfds: image sets stream "
                 "(use data.stream=auto or never)")
@@ -281,8 +277,9 @@ def wanted(data_cfg, streamable: bool, examples: int, first: Callable[[], np.nda
 def prepare(raw: RawData, data_cfg) -> StreamedImageData:
   """RawData of stored images -> StreamedImageData: images.prepare's splits, left in
   storage."""
-  shape = decoded_shape(raw, int(data_cfg.get("image_size", 0) or 0))
-  train = StreamedSplit(stored(raw.train), raw.train.labels, shape)
+  examples = stored(raw.train)
+  shape = fitted_shape(examples[0], int(data_cfg.get("image_size", 0) or 0))
+  train = StreamedSplit(examples, raw.train.labels, shape)
   test = StreamedSplit(stored(raw.test), raw.test.labels, shape)
   keep, held = images.split_indices(train.labels, data_cfg)
   return StreamedImageData(train=train.take(keep), val=train.take(held), test=test,
